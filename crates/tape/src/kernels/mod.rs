@@ -1,0 +1,1 @@
+//! Plain numeric kernels over slices (being written).
