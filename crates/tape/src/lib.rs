@@ -1,2 +1,48 @@
-//! tape: tensors, kernels, symbolic expression graphs, reverse-mode gradients, compiled functions.
+//! # tape
+//!
+//! Tensors, kernels, symbolic expression graphs, reverse-mode gradients and compiled functions:
+//! the engine under the `optim` and `nets` crates, built the way Theano is.
+//!
+//! 1. Build an expression graph with [`Expr`] leaves ([`Expr::input`], [`Expr::constant`],
+//!    [`Param`]) and ordinary operators and methods.
+//! 2. Differentiate it symbolically with [`grad`]: gradients are expressions too, so they can be
+//!    differentiated again.
+//! 3. Compile inputs, outputs and optional in-place parameter updates into a [`Function`], which
+//!    rewrites the graph once and runs a flat, allocation-free plan per distinct input shapes.
+//! 4. Check any gradient against finite differences with [`check`].
+//!
+//! ```
+//! use tape::{grad, Expr, Function, Param, Tensor};
+//! let x = Expr::input("x", 2);
+//! let w = Param::new("w", Tensor::new(&[2, 1], vec![0.5, -1.0])?);
+//! let y = x.matmul(&w.expr()).tanh().sum();
+//! let dw = grad(&y, &[w.expr()])?.remove(0);
+//! let mut f = Function::compile(&[x], &[y, dw])?;
+//! let out = f.call(&[&Tensor::new(&[1, 2], vec![1.0, 1.0])?])?;
+//! assert!((out[0].item().unwrap() - (-0.5f32).tanh()).abs() < 1e-6);
+//! # Ok::<(), tape::Error>(())
+//! ```
+
+pub mod check;
+pub mod custom;
+pub mod error;
+pub mod expr;
+pub mod function;
+mod grad;
+mod graph;
 pub mod kernels;
+pub mod op;
+mod plan;
+mod print;
+mod rewrite;
+pub mod rng;
+pub mod tensor;
+
+pub use custom::CustomOp;
+pub use error::{Error, Loc, Result};
+pub use expr::{Expr, Param};
+pub use function::Function;
+pub use grad::grad;
+pub use op::{DType, Op, Type};
+pub use rng::Rng;
+pub use tensor::{Tensor, TensorView};

@@ -1,1 +1,40 @@
-//! Plain numeric kernels over slices (being written).
+//! Plain numeric kernels over row-major contiguous `f32` slices, with no graph knowledge.
+//!
+//! Every kernel is a free function taking input slices and a caller-provided output slice.
+//! Kernels never allocate (the runtime calls them thousands of times per second), only keep
+//! small on-stack index counters, and assume the caller has already validated shapes: a
+//! mismatch is a bug in the caller and is caught by `debug_assert!`s, not reported.
+//!
+//! * [`gemm()`]: general matrix multiply through `matrixmultiply` with strided transposes.
+//! * [`mod@elementwise`]: [`Unary`] / [`Binary`] maps, [`select`], [`clip`], [`scale_inplace`].
+//! * [`mod@broadcast`]: numpy broadcasting ([`broadcast_shape`], [`Layout`], [`broadcast_to`]
+//!   and its adjoint [`sum_to`]).
+//! * [`mod@reduce`]: axis reductions over an `(outer, len, inner)` view, argmax, transpose, row copies.
+//! * [`mod@softmax`]: numerically stable softmax / log-softmax / logsumexp over the last axis.
+//! * [`mod@labels`]: integer class labels stored as `f32` (validation, pick, scatter, one-hot).
+
+pub mod broadcast;
+pub mod elementwise;
+pub mod gemm;
+pub mod labels;
+pub mod reduce;
+pub mod softmax;
+
+pub use broadcast::*;
+pub use elementwise::*;
+pub use gemm::*;
+pub use labels::*;
+pub use reduce::*;
+pub use softmax::*;
+
+/// A tensor shape (or a list of per-axis strides); rank ≤ 4 stays on the stack.
+pub type Shape = smallvec::SmallVec<[usize; 4]>;
+
+/// Per-axis index scratch used inside kernels; a larger inline capacity than [`Shape`] so that
+/// kernels stay allocation-free up to rank 8.
+pub(crate) type Idx = smallvec::SmallVec<[usize; 8]>;
+
+/// Number of elements of a shape (1 for rank 0).
+pub fn numel(shape: &[usize]) -> usize {
+    shape.iter().product()
+}

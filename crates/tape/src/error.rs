@@ -1,0 +1,146 @@
+//! The one error type of the crate: every variant keeps the op or input it is about, the shapes
+//! involved and, where a graph node is to blame, the user's source line that built it.
+
+use std::fmt;
+use std::panic::Location;
+
+/// Where a graph node was built: the caller's file, line and column (from `#[track_caller]`).
+pub type Loc = &'static Location<'static>;
+
+/// Result alias used throughout `tape`.
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// Everything that can go wrong when building tensors, differentiating or running a graph.
+///
+/// Shapes are rendered the numpy way (`[32, 784]`); a dimension unknown at build time shows as `?`.
+#[non_exhaustive]
+#[derive(Clone, Debug, PartialEq)]
+pub enum Error {
+    /// A tensor's data does not fit the shape it was given.
+    Data {
+        /// What was being built, e.g. `Tensor::new`.
+        what: &'static str,
+        /// The shape asked for.
+        shape: Vec<usize>,
+        /// The number of values supplied.
+        len: usize,
+    },
+    /// An op got operands whose shapes (or ranks) it cannot combine.
+    Shape {
+        /// The op's name, e.g. `matmul`.
+        op: String,
+        /// The operands' shapes, rendered.
+        shapes: Vec<String>,
+        /// What the op needed.
+        expected: String,
+        /// The user's line that built the node.
+        at: Loc,
+    },
+    /// A compiled function was called with arguments that do not match its inputs.
+    Input {
+        /// The input's name (or `arguments` when their number is wrong).
+        input: String,
+        /// What the function expected.
+        expected: String,
+        /// What it got.
+        found: String,
+    },
+    /// A data value is NaN or infinite where finite values are required.
+    NonFinite {
+        /// The input or op that saw it.
+        input: String,
+        /// Flat index of the first bad value.
+        index: usize,
+        /// The value itself.
+        value: f32,
+    },
+    /// A class label is not an integer in `0..classes`.
+    Label {
+        /// The op that consumed the labels.
+        op: String,
+        /// Row of the first bad label.
+        row: usize,
+        /// The bad value.
+        value: f32,
+        /// Number of classes the op expected.
+        classes: usize,
+        /// The user's line that built the node.
+        at: Loc,
+    },
+    /// Differentiation was asked for something that has no gradient.
+    Grad {
+        /// What went wrong, in words.
+        reason: String,
+        /// The user's line that built the offending node.
+        at: Loc,
+    },
+    /// An op (typically a user's custom op) reported a failure of its own.
+    Op {
+        /// The op's name.
+        op: String,
+        /// Its message.
+        message: String,
+        /// The user's line that built the node.
+        at: Loc,
+    },
+}
+
+impl fmt::Display for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Error::Data { what, shape, len } => write!(
+                f,
+                "{what}: shape {} needs {} values, got {len}",
+                fmt_dims(shape),
+                shape.iter().product::<usize>()
+            ),
+            Error::Shape {
+                op,
+                shapes,
+                expected,
+                at,
+            } => write!(
+                f,
+                "{op} at {at}: operands of shapes {} but {expected}",
+                shapes.join(", ")
+            ),
+            Error::Input {
+                input,
+                expected,
+                found,
+            } => {
+                write!(f, "input `{input}`: expected {expected}, found {found}")
+            }
+            Error::NonFinite {
+                input,
+                index,
+                value,
+            } => {
+                write!(
+                    f,
+                    "input `{input}`: value {value} at flat index {index} is not finite"
+                )
+            }
+            Error::Label {
+                op,
+                row,
+                value,
+                classes,
+                at,
+            } => write!(
+                f,
+                "{op} at {at}: label {value} in row {row} is not an integer in 0..{classes}"
+            ),
+            Error::Grad { reason, at } => write!(f, "grad (node built at {at}): {reason}"),
+            Error::Op { op, message, at } => write!(f, "{op} at {at}: {message}"),
+        }
+    }
+}
+
+impl std::error::Error for Error {}
+
+/// Renders a concrete shape as `[2, 3]`.
+pub fn fmt_dims(dims: &[usize]) -> String {
+    let parts: Vec<String> = dims.iter().map(|d| d.to_string()).collect();
+    format!("[{}]", parts.join(", "))
+}

@@ -1,0 +1,401 @@
+//! Symbolic reverse-mode differentiation. Each op's gradient rule, in one place, builds new
+//! expressions from the op's inputs, its output and the gradient flowing into it; because the
+//! result is an ordinary graph, it can be differentiated again (Hessian-vector products).
+//!
+//! Conventions at kinks: relu′(0) = 0, |x|′(0) = 0, `max` sends its gradient to the first maximum,
+//! `maximum`/`minimum` to the first operand on ties, `clip` passes gradient only inside `[lo, hi]`
+//! (bounds included). Comparisons, `sign`, `argmax`, masks and random draws pass no gradient.
+
+use crate::error::{Error, Result};
+use crate::expr::Expr;
+use crate::graph::{key, positions, topo};
+use crate::kernels::{Binary, Unary};
+use crate::op::{DType, Op, ReduceKind, SoftmaxKind, Type};
+
+/// Gradients of the scalar `cost` with respect to each of `wrt` (parameters' expressions, inputs,
+/// or any node of the graph), as new expressions.
+///
+/// A `wrt` that the cost does not depend on at all, or that holds integer labels, is an error
+/// naming it; one reached only through ops without a gradient (comparisons, `sign`) gets zeros.
+///
+/// ```
+/// use tape::{grad, Expr, Function, Tensor};
+/// let x = Expr::input("x", 1);
+/// let y = (&x * &x).sum();               // y = Σ x²
+/// let dx = grad(&y, &[x.clone()])?.remove(0);
+/// let mut f = Function::compile(&[x], &[dx])?;
+/// let out = f.call(&[&Tensor::vector(&[1.0, -2.0])])?;
+/// assert_eq!(out[0].data(), &[2.0, -4.0]);
+/// # Ok::<(), tape::Error>(())
+/// ```
+pub fn grad(cost: &Expr, wrt: &[Expr]) -> Result<Vec<Expr>> {
+    let ty = cost.ty()?;
+    if ty.rank() != 0 {
+        return Err(Error::Grad {
+            reason: format!(
+                "the cost must be a scalar (rank 0), but `{}` has shape {ty}",
+                cost.op().name()
+            ),
+            at: cost.location(),
+        });
+    }
+    let order = topo(std::slice::from_ref(cost))?;
+    let pos = positions(&order);
+    let mut targets = Vec::with_capacity(wrt.len());
+    for w in wrt {
+        let Some(&i) = pos.get(&key(w)) else {
+            return Err(Error::Grad {
+                reason: format!("the cost does not depend on {}", w.op().name()),
+                at: w.location(),
+            });
+        };
+        if w.ty()?.dtype == DType::Label {
+            return Err(Error::Grad {
+                reason: format!(
+                    "{} holds integer labels, which have no gradient",
+                    w.op().name()
+                ),
+                at: w.location(),
+            });
+        }
+        targets.push(i);
+    }
+
+    // Only nodes between a target and the cost need gradients.
+    let n = order.len();
+    let mut reach = vec![false; n];
+    for &i in &targets {
+        reach[i] = true;
+    }
+    for i in 0..n {
+        if !reach[i] {
+            reach[i] = order[i].inputs().iter().any(|x| reach[pos[&key(x)]]);
+        }
+    }
+
+    let mut pending: Vec<Vec<Expr>> = vec![Vec::new(); n];
+    let mut total: Vec<Option<Expr>> = vec![None; n];
+    pending[n - 1].push(Expr::make(
+        Op::Constant(std::sync::Arc::new(crate::Tensor::scalar(1.0))),
+        vec![],
+        cost.location(),
+    ));
+    for i in (0..n).rev() {
+        if !reach[i] || pending[i].is_empty() {
+            continue;
+        }
+        let parts = std::mem::take(&mut pending[i]);
+        let node = &order[i];
+        let at = node.location();
+        let g = parts
+            .into_iter()
+            .reduce(|a, b| Expr::make(Op::Binary(Binary::Add), vec![a, b], at))
+            .expect("non-empty");
+        total[i] = Some(g.clone());
+        let needs: Vec<bool> = node
+            .inputs()
+            .iter()
+            .map(|x| {
+                reach[pos[&key(x)]] && x.ty().map(|t| t.dtype == DType::Float).unwrap_or(false)
+            })
+            .collect();
+        if !needs.iter().any(|&b| b) {
+            continue;
+        }
+        let grads = rule(node, &g, &needs)?;
+        for ((x, gx), need) in node.inputs().iter().zip(grads).zip(&needs) {
+            if let (Some(gx), true) = (gx, need) {
+                pending[pos[&key(x)]].push(gx);
+            }
+        }
+    }
+    Ok(targets
+        .iter()
+        .zip(wrt)
+        .map(|(&i, w)| match &total[i] {
+            Some(g) => g.clone(),
+            None => Expr::make(
+                Op::BroadcastLike { mean: false },
+                vec![Expr::scalar(0.0), w.clone()],
+                w.location(),
+            ),
+        })
+        .collect())
+}
+
+fn known_equal(a: &Expr, b: &Expr) -> bool {
+    match (a.ty(), b.ty()) {
+        (Ok(x), Ok(y)) => x.concrete().is_some() && x.dims == y.dims,
+        _ => false,
+    }
+}
+
+fn static_len(t: Result<&Type>, axis: usize, at: crate::Loc, what: &str) -> Result<usize> {
+    t.ok().and_then(|t| t.dims.get(axis).copied().flatten()).ok_or_else(|| Error::Grad {
+        reason: format!("the gradient of {what} needs the size of axis {axis} known when the graph is built"),
+        at,
+    })
+}
+
+/// The gradient rule of `node`'s op: one optional gradient expression per input, computed only
+/// where `needs` says so.
+fn rule(node: &Expr, g: &Expr, needs: &[bool]) -> Result<Vec<Option<Expr>>> {
+    let at = node.location();
+    let x = node.inputs();
+    let y = node;
+    let mk = |op: Op, ins: Vec<Expr>| Expr::make(op, ins, at);
+    let un = |u: Unary, a: &Expr| mk(Op::Unary(u), vec![a.clone()]);
+    let bin = |b: Binary, a: &Expr, c: &Expr| mk(Op::Binary(b), vec![a.clone(), c.clone()]);
+    let mul = |a: &Expr, c: &Expr| bin(Binary::Mul, a, c);
+    let scalar = |v: f32| {
+        mk(
+            Op::Constant(std::sync::Arc::new(crate::Tensor::scalar(v))),
+            vec![],
+        )
+    };
+    // The gradient of a broadcast operand is summed back to the operand's own shape.
+    let sum_like = |gx: Expr, like: &Expr| {
+        if known_equal(&gx, like) {
+            gx
+        } else {
+            mk(Op::SumLike { mean: false }, vec![gx, like.clone()])
+        }
+    };
+    let one = |gx: Expr| vec![Some(gx)];
+    Ok(match node.op() {
+        Op::Input(_) | Op::Constant(_) | Op::Param(_) => vec![],
+        Op::Unary(u) => one(match u {
+            Unary::Neg => un(Unary::Neg, g),
+            Unary::Exp => mul(g, y),
+            Unary::Log => bin(Binary::Div, g, &x[0]),
+            Unary::Sqrt => bin(Binary::Div, &mul(g, &scalar(0.5)), y),
+            Unary::Abs => mul(g, &un(Unary::Sign, &x[0])),
+            Unary::Sign => return Ok(vec![None]),
+            Unary::Square => mul(g, &mul(&x[0], &scalar(2.0))),
+            Unary::Recip => un(Unary::Neg, &mul(g, &un(Unary::Square, y))),
+            Unary::Sigmoid => mul(g, &mul(y, &bin(Binary::Sub, &scalar(1.0), y))),
+            Unary::Tanh => mul(g, &bin(Binary::Sub, &scalar(1.0), &un(Unary::Square, y))),
+            Unary::Relu => mul(g, &bin(Binary::Gt, &x[0], &scalar(0.0))),
+            Unary::Softplus => mul(g, &un(Unary::Sigmoid, &x[0])),
+        }),
+        Op::Binary(b) => {
+            let (a, c) = (&x[0], &x[1]);
+            let (ga, gc) = match b {
+                Binary::Add => (g.clone(), g.clone()),
+                Binary::Sub => (g.clone(), un(Unary::Neg, g)),
+                Binary::Mul => (mul(g, c), mul(g, a)),
+                Binary::Div => (
+                    bin(Binary::Div, g, c),
+                    un(Unary::Neg, &bin(Binary::Div, &mul(g, y), c)),
+                ),
+                Binary::Pow => {
+                    let ga = if needs[0] {
+                        mul(
+                            g,
+                            &mul(c, &bin(Binary::Pow, a, &bin(Binary::Sub, c, &scalar(1.0)))),
+                        )
+                    } else {
+                        g.clone()
+                    };
+                    let gc = if needs[1] {
+                        mul(g, &mul(y, &un(Unary::Log, a)))
+                    } else {
+                        g.clone()
+                    };
+                    (ga, gc)
+                }
+                Binary::Maximum => (
+                    mul(g, &bin(Binary::Ge, a, c)),
+                    mul(g, &bin(Binary::Lt, a, c)),
+                ),
+                Binary::Minimum => (
+                    mul(g, &bin(Binary::Le, a, c)),
+                    mul(g, &bin(Binary::Gt, a, c)),
+                ),
+                Binary::Gt | Binary::Ge | Binary::Lt | Binary::Le | Binary::Eq | Binary::Ne => {
+                    return Ok(vec![None, None]);
+                }
+            };
+            vec![
+                needs[0].then(|| sum_like(ga, a)),
+                needs[1].then(|| sum_like(gc, c)),
+            ]
+        }
+        Op::Select => {
+            let zero = scalar(0.0);
+            let ga = needs[1].then(|| {
+                sum_like(
+                    mk(Op::Select, vec![x[0].clone(), g.clone(), zero.clone()]),
+                    &x[1],
+                )
+            });
+            let gb = needs[2]
+                .then(|| sum_like(mk(Op::Select, vec![x[0].clone(), zero, g.clone()]), &x[2]));
+            vec![None, ga, gb]
+        }
+        Op::Clip { lo, hi } => {
+            let inside = mul(
+                &bin(Binary::Ge, &x[0], &scalar(*lo)),
+                &bin(Binary::Le, &x[0], &scalar(*hi)),
+            );
+            one(mul(g, &inside))
+        }
+        Op::MatMul { ta, tb } => {
+            let mm = |ta: bool, tb: bool, a: &Expr, b: &Expr| {
+                mk(Op::MatMul { ta, tb }, vec![a.clone(), b.clone()])
+            };
+            let (a, b) = (&x[0], &x[1]);
+            let (ga, gb) = match (ta, tb) {
+                (false, false) => (mm(false, true, g, b), mm(true, false, a, g)),
+                (true, false) => (mm(false, true, b, g), mm(false, false, a, g)),
+                (false, true) => (mm(false, false, g, b), mm(true, false, g, a)),
+                (true, true) => (mm(true, true, b, g), mm(true, true, g, a)),
+            };
+            vec![needs[0].then_some(ga), needs[1].then_some(gb)]
+        }
+        Op::GemmBias { .. } => {
+            return Err(Error::Grad {
+                reason: "gemm_bias is made by the compiler and has no gradient rule".into(),
+                at,
+            });
+        }
+        Op::Transpose => one(mk(Op::Transpose, vec![g.clone()])),
+        Op::Reshape(_) | Op::Unsqueeze(_) => {
+            one(mk(Op::ReshapeLike, vec![g.clone(), x[0].clone()]))
+        }
+        Op::ReshapeLike => vec![
+            Some(mk(Op::ReshapeLike, vec![g.clone(), x[0].clone()])),
+            None,
+        ],
+        Op::Reduce {
+            kind,
+            axis,
+            keepdims,
+        } => {
+            let g = match axis {
+                Some(a) if !keepdims => mk(Op::Unsqueeze(*a), vec![g.clone()]),
+                _ => g.clone(),
+            };
+            one(match kind {
+                ReduceKind::Sum => mk(Op::BroadcastLike { mean: false }, vec![g, x[0].clone()]),
+                ReduceKind::Mean => mk(Op::BroadcastLike { mean: true }, vec![g, x[0].clone()]),
+                ReduceKind::Max => {
+                    let mask = match axis {
+                        Some(a) => mk(Op::MaxMask(*a), vec![x[0].clone()]),
+                        None => {
+                            let flat = mk(Op::Reshape([-1].as_slice().into()), vec![x[0].clone()]);
+                            mk(
+                                Op::ReshapeLike,
+                                vec![mk(Op::MaxMask(0), vec![flat]), x[0].clone()],
+                            )
+                        }
+                    };
+                    mul(&mask, &g)
+                }
+            })
+        }
+        Op::BroadcastLike { mean } => vec![
+            Some(mk(
+                Op::SumLike { mean: *mean },
+                vec![g.clone(), x[0].clone()],
+            )),
+            None,
+        ],
+        Op::SumLike { mean } => vec![
+            Some(mk(
+                Op::BroadcastLike { mean: *mean },
+                vec![g.clone(), x[0].clone()],
+            )),
+            None,
+        ],
+        Op::MaxMask(_) | Op::Argmax | Op::OneHot(_) | Op::Dropout { .. } | Op::Noise { .. } => {
+            vec![None; x.len()]
+        }
+        Op::Softmax(kind) => {
+            let sum_last = |e: &Expr| {
+                mk(
+                    Op::Reduce {
+                        kind: ReduceKind::Sum,
+                        axis: Some(e.rank() - 1),
+                        keepdims: true,
+                    },
+                    vec![e.clone()],
+                )
+            };
+            one(match kind {
+                SoftmaxKind::Softmax => mul(y, &bin(Binary::Sub, g, &sum_last(&mul(g, y)))),
+                SoftmaxKind::LogSoftmax => {
+                    bin(Binary::Sub, g, &mul(&un(Unary::Exp, y), &sum_last(g)))
+                }
+                SoftmaxKind::LogSumExp => {
+                    let sm = mk(Op::Softmax(SoftmaxKind::Softmax), vec![x[0].clone()]);
+                    mul(&sm, &mk(Op::Unsqueeze(g.rank()), vec![g.clone()]))
+                }
+            })
+        }
+        Op::Concat(axis) => {
+            let mut start = 0;
+            let mut out = Vec::with_capacity(x.len());
+            for (part, need) in x.iter().zip(needs) {
+                let len = static_len(part.ty(), *axis, at, "concat")?;
+                out.push(need.then(|| {
+                    mk(
+                        Op::Slice {
+                            axis: *axis,
+                            start,
+                            len,
+                        },
+                        vec![g.clone()],
+                    )
+                }));
+                start += len;
+            }
+            out
+        }
+        Op::Slice { axis, start, .. } => one(mk(
+            Op::SliceGrad {
+                axis: *axis,
+                start: *start,
+            },
+            vec![g.clone(), x[0].clone()],
+        )),
+        Op::SliceGrad { axis, start } => {
+            let len = static_len(x[0].ty(), *axis, at, "slice_grad")?;
+            vec![
+                Some(mk(
+                    Op::Slice {
+                        axis: *axis,
+                        start: *start,
+                        len,
+                    },
+                    vec![g.clone()],
+                )),
+                None,
+            ]
+        }
+        Op::Pick => vec![
+            Some(mk(Op::Scatter, vec![g.clone(), x[1].clone(), x[0].clone()])),
+            None,
+        ],
+        Op::Scatter => vec![
+            Some(mk(Op::Pick, vec![g.clone(), x[1].clone()])),
+            None,
+            None,
+        ],
+        Op::Custom(c) => {
+            let gs = c.grad(x, y, g)?;
+            if gs.len() != x.len() {
+                return Err(Error::Op {
+                    op: c.name().to_string(),
+                    message: format!(
+                        "grad returned {} gradients for {} inputs",
+                        gs.len(),
+                        x.len()
+                    ),
+                    at,
+                });
+            }
+            gs
+        }
+    })
+}

@@ -1,0 +1,811 @@
+//! Elementwise kernels: [`Unary`] and [`Binary`] maps (with broadcasting through [`Layout`]),
+//! [`select`], [`clip`] and [`scale_inplace`].
+
+use super::broadcast::{broadcast_to, for_each_row, last_step, row_len, Layout};
+use super::{numel, Idx};
+
+/// A one-argument elementwise function; see [`unary_scalar`] for the exact definitions.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Unary {
+    /// `-x`
+    Neg,
+    /// `eˣ`
+    Exp,
+    /// Natural logarithm.
+    Log,
+    /// Square root.
+    Sqrt,
+    /// `|x|`
+    Abs,
+    /// -1, 0 or 1 (NaN stays NaN).
+    Sign,
+    /// `1 / (1 + e⁻ˣ)`, saturating to exactly 0 / 1 for large |x|.
+    Sigmoid,
+    /// Hyperbolic tangent.
+    Tanh,
+    /// `max(x, 0)` (NaN stays NaN).
+    Relu,
+    /// `ln(1 + eˣ)`, evaluated as `max(x, 0) + ln(1 + e^-|x|)` so it never overflows.
+    Softplus,
+    /// `x²`
+    Square,
+    /// `1 / x`
+    Recip,
+}
+
+#[inline(always)]
+fn sign(x: f32) -> f32 {
+    // Falling through to `x` keeps ±0 → ±0 and NaN → NaN.
+    if x > 0.0 {
+        1.0
+    } else if x < 0.0 {
+        -1.0
+    } else {
+        x
+    }
+}
+
+#[inline(always)]
+fn sigmoid(x: f32) -> f32 {
+    // Only ever exponentiate a non-positive number, so e never overflows and both tails
+    // saturate to 0 / 1 instead of producing inf/inf = NaN.
+    let e = (-x.abs()).exp();
+    let r = 1.0 / (1.0 + e);
+    if x >= 0.0 {
+        r
+    } else {
+        e * r
+    }
+}
+
+#[inline(always)]
+fn relu(x: f32) -> f32 {
+    // Written so that NaN propagates (f32::max would silently turn NaN into 0).
+    if x < 0.0 {
+        0.0
+    } else {
+        x
+    }
+}
+
+#[inline(always)]
+fn softplus(x: f32) -> f32 {
+    relu(x) + (-x.abs()).exp().ln_1p()
+}
+
+/// Expands `$body` once per [`Unary`] variant with `$f` bound to that variant's closure, so the
+/// `match` happens once per call and each arm gets its own monomorphised, vectorisable loop.
+macro_rules! with_unary {
+    ($op:expr, |$f:ident| $body:expr) => {
+        match $op {
+            Unary::Neg => {
+                let $f = |x: f32| -x;
+                $body
+            }
+            Unary::Exp => {
+                let $f = |x: f32| x.exp();
+                $body
+            }
+            Unary::Log => {
+                let $f = |x: f32| x.ln();
+                $body
+            }
+            Unary::Sqrt => {
+                let $f = |x: f32| x.sqrt();
+                $body
+            }
+            Unary::Abs => {
+                let $f = |x: f32| x.abs();
+                $body
+            }
+            Unary::Sign => {
+                let $f = sign;
+                $body
+            }
+            Unary::Sigmoid => {
+                let $f = sigmoid;
+                $body
+            }
+            Unary::Tanh => {
+                let $f = |x: f32| x.tanh();
+                $body
+            }
+            Unary::Relu => {
+                let $f = relu;
+                $body
+            }
+            Unary::Softplus => {
+                let $f = softplus;
+                $body
+            }
+            Unary::Square => {
+                let $f = |x: f32| x * x;
+                $body
+            }
+            Unary::Recip => {
+                let $f = |x: f32| 1.0 / x;
+                $body
+            }
+        }
+    };
+}
+
+/// The reference definition of every [`Unary`] op on one value.
+pub fn unary_scalar(op: Unary, x: f32) -> f32 {
+    with_unary!(op, |f| f(x))
+}
+
+#[inline(always)]
+fn map<F: Fn(f32) -> f32>(x: &[f32], out: &mut [f32], f: F) {
+    for (o, &v) in out.iter_mut().zip(x) {
+        *o = f(v);
+    }
+}
+
+#[inline(always)]
+fn map_inplace<F: Fn(f32) -> f32>(x: &mut [f32], f: F) {
+    for v in x.iter_mut() {
+        *v = f(*v);
+    }
+}
+
+/// `out[i] = op(x[i])`; `x` and `out` have the same length.
+pub fn unary(op: Unary, x: &[f32], out: &mut [f32]) {
+    debug_assert_eq!(x.len(), out.len());
+    with_unary!(op, |f| map(x, out, f))
+}
+
+/// `x[i] = op(x[i])`.
+pub fn unary_inplace(op: Unary, x: &mut [f32]) {
+    with_unary!(op, |f| map_inplace(x, f))
+}
+
+/// A two-argument elementwise function; see [`binary_scalar`] for the exact definitions.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Binary {
+    /// `a + b`
+    Add,
+    /// `a - b`
+    Sub,
+    /// `a * b`
+    Mul,
+    /// `a / b`
+    Div,
+    /// `a.powf(b)`
+    Pow,
+    /// `a.max(b)` (a NaN operand yields the other one).
+    Maximum,
+    /// `a.min(b)` (a NaN operand yields the other one).
+    Minimum,
+    /// `a > b` as 1.0 / 0.0.
+    Gt,
+    /// `a >= b` as 1.0 / 0.0.
+    Ge,
+    /// `a < b` as 1.0 / 0.0.
+    Lt,
+    /// `a <= b` as 1.0 / 0.0.
+    Le,
+    /// `a == b` as 1.0 / 0.0.
+    Eq,
+    /// `a != b` as 1.0 / 0.0 (so NaN != NaN gives 1.0).
+    Ne,
+}
+
+#[inline(always)]
+fn b2f(c: bool) -> f32 {
+    if c {
+        1.0
+    } else {
+        0.0
+    }
+}
+
+/// Same idea as `with_unary!`, for [`Binary`].
+macro_rules! with_binary {
+    ($op:expr, |$f:ident| $body:expr) => {
+        match $op {
+            Binary::Add => {
+                let $f = |a: f32, b: f32| a + b;
+                $body
+            }
+            Binary::Sub => {
+                let $f = |a: f32, b: f32| a - b;
+                $body
+            }
+            Binary::Mul => {
+                let $f = |a: f32, b: f32| a * b;
+                $body
+            }
+            Binary::Div => {
+                let $f = |a: f32, b: f32| a / b;
+                $body
+            }
+            Binary::Pow => {
+                let $f = |a: f32, b: f32| a.powf(b);
+                $body
+            }
+            Binary::Maximum => {
+                let $f = |a: f32, b: f32| a.max(b);
+                $body
+            }
+            Binary::Minimum => {
+                let $f = |a: f32, b: f32| a.min(b);
+                $body
+            }
+            Binary::Gt => {
+                let $f = |a: f32, b: f32| b2f(a > b);
+                $body
+            }
+            Binary::Ge => {
+                let $f = |a: f32, b: f32| b2f(a >= b);
+                $body
+            }
+            Binary::Lt => {
+                let $f = |a: f32, b: f32| b2f(a < b);
+                $body
+            }
+            Binary::Le => {
+                let $f = |a: f32, b: f32| b2f(a <= b);
+                $body
+            }
+            Binary::Eq => {
+                let $f = |a: f32, b: f32| b2f(a == b);
+                $body
+            }
+            Binary::Ne => {
+                let $f = |a: f32, b: f32| b2f(a != b);
+                $body
+            }
+        }
+    };
+}
+
+/// The reference definition of every [`Binary`] op on one pair of values.
+pub fn binary_scalar(op: Binary, a: f32, b: f32) -> f32 {
+    with_binary!(op, |f| f(a, b))
+}
+
+/// `out[i] = f(x[i], y read through ly at i)`, where `x` and `out` are in output order.
+#[inline(always)]
+fn zip_full<F: Fn(f32, f32) -> f32>(
+    to: &[usize],
+    x: &[f32],
+    y: &[f32],
+    ly: &Layout,
+    out: &mut [f32],
+    f: F,
+) {
+    let n = out.len();
+    debug_assert_eq!(n, numel(to));
+    let x = &x[..n];
+    if n == 0 {
+        return;
+    }
+    match ly {
+        Layout::Full => {
+            for ((o, &a), &b) in out.iter_mut().zip(x).zip(&y[..n]) {
+                *o = f(a, b);
+            }
+        }
+        Layout::Scalar => {
+            let b = y[0];
+            map(x, out, |a| f(a, b));
+        }
+        Layout::Row { period } => {
+            let y = &y[..*period];
+            for (oc, xc) in out.chunks_exact_mut(*period).zip(x.chunks_exact(*period)) {
+                for ((o, &a), &b) in oc.iter_mut().zip(xc).zip(y) {
+                    *o = f(a, b);
+                }
+            }
+        }
+        Layout::Col { inner } => {
+            for ((oc, xc), &b) in out
+                .chunks_exact_mut(*inner)
+                .zip(x.chunks_exact(*inner))
+                .zip(y)
+            {
+                map(xc, oc, |a| f(a, b));
+            }
+        }
+        Layout::Strided(st) => {
+            let len = row_len(to);
+            let step = last_step(st);
+            for_each_row(to, [st], |o, [yb]| {
+                let oc = &mut out[o..o + len];
+                let xc = &x[o..o + len];
+                match step {
+                    0 => {
+                        let b = y[yb];
+                        map(xc, oc, |a| f(a, b));
+                    }
+                    1 => {
+                        for ((o, &a), &b) in oc.iter_mut().zip(xc).zip(&y[yb..yb + len]) {
+                            *o = f(a, b);
+                        }
+                    }
+                    _ => {
+                        for (j, (o, &a)) in oc.iter_mut().zip(xc).enumerate() {
+                            *o = f(a, y[yb + j * step]);
+                        }
+                    }
+                }
+            });
+        }
+    }
+}
+
+/// `x[i] = f(x[i], y read through ly at i)`, where `x` is in output order.
+#[inline(always)]
+fn zip_assign<F: Fn(f32, f32) -> f32>(to: &[usize], x: &mut [f32], y: &[f32], ly: &Layout, f: F) {
+    let n = x.len();
+    debug_assert_eq!(n, numel(to));
+    if n == 0 {
+        return;
+    }
+    match ly {
+        Layout::Full => {
+            for (a, &b) in x.iter_mut().zip(&y[..n]) {
+                *a = f(*a, b);
+            }
+        }
+        Layout::Scalar => {
+            let b = y[0];
+            map_inplace(x, |a| f(a, b));
+        }
+        Layout::Row { period } => {
+            let y = &y[..*period];
+            for xc in x.chunks_exact_mut(*period) {
+                for (a, &b) in xc.iter_mut().zip(y) {
+                    *a = f(*a, b);
+                }
+            }
+        }
+        Layout::Col { inner } => {
+            for (xc, &b) in x.chunks_exact_mut(*inner).zip(y) {
+                map_inplace(xc, |a| f(a, b));
+            }
+        }
+        Layout::Strided(st) => {
+            let len = row_len(to);
+            let step = last_step(st);
+            for_each_row(to, [st], |o, [yb]| {
+                let xc = &mut x[o..o + len];
+                match step {
+                    0 => {
+                        let b = y[yb];
+                        map_inplace(xc, |a| f(a, b));
+                    }
+                    1 => {
+                        for (a, &b) in xc.iter_mut().zip(&y[yb..yb + len]) {
+                            *a = f(*a, b);
+                        }
+                    }
+                    _ => {
+                        for (j, a) in xc.iter_mut().enumerate() {
+                            *a = f(*a, y[yb + j * step]);
+                        }
+                    }
+                }
+            });
+        }
+    }
+}
+
+/// `out = op(a, b)` with each operand read through its [`Layout`] into the output shape
+/// `out_shape` (`out.len() == numel(out_shape)`).
+pub fn binary(
+    op: Binary,
+    out_shape: &[usize],
+    a: &[f32],
+    la: &Layout,
+    b: &[f32],
+    lb: &Layout,
+    out: &mut [f32],
+) {
+    with_binary!(op, |f| {
+        if *la == Layout::Full {
+            zip_full(out_shape, a, b, lb, out, f)
+        } else if *lb == Layout::Full {
+            zip_full(out_shape, b, a, la, out, |y, x| f(x, y))
+        } else {
+            // Neither operand is in output order: materialise `a` in `out` first, which costs
+            // one extra pass but keeps a single, specialised two-operand loop per layout.
+            broadcast_to(a, la, out_shape, out);
+            zip_assign(out_shape, out, b, lb, f)
+        }
+    })
+}
+
+/// Same as [`binary`], with the result written over `a` (requires `*la == Layout::Full`, i.e. `a`
+/// already has the output shape).
+pub fn binary_inplace_lhs(op: Binary, out_shape: &[usize], a: &mut [f32], b: &[f32], lb: &Layout) {
+    with_binary!(op, |f| zip_assign(out_shape, a, b, lb, f))
+}
+
+/// Same as [`binary`], with the result written over `b` (requires `*lb == Layout::Full`), still
+/// computing `op(a, b)`.
+pub fn binary_inplace_rhs(op: Binary, out_shape: &[usize], a: &[f32], la: &Layout, b: &mut [f32]) {
+    with_binary!(op, |f| zip_assign(out_shape, b, a, la, |y, x| f(x, y)))
+}
+
+/// `out = if cond != 0 { a } else { b }`, all three read through layouts into `out_shape`.
+///
+/// A NaN condition counts as true (it is not equal to 0).
+#[allow(clippy::too_many_arguments)] // three operands, each with its layout, plus shape and output
+pub fn select(
+    out_shape: &[usize],
+    c: &[f32],
+    lc: &Layout,
+    a: &[f32],
+    la: &Layout,
+    b: &[f32],
+    lb: &Layout,
+    out: &mut [f32],
+) {
+    let n = out.len();
+    debug_assert_eq!(n, numel(out_shape));
+    if n == 0 {
+        return;
+    }
+    #[inline(always)]
+    fn pick(c: f32, a: f32, b: f32) -> f32 {
+        if c != 0.0 {
+            a
+        } else {
+            b
+        }
+    }
+    if *lc == Layout::Full && *la == Layout::Full && *lb == Layout::Full {
+        for (((o, &c), &a), &b) in out.iter_mut().zip(&c[..n]).zip(&a[..n]).zip(&b[..n]) {
+            *o = pick(c, a, b);
+        }
+        return;
+    }
+    // Select is rarely hot with mixed layouts, so everything else goes through the general
+    // strided row walk.
+    let rank = out_shape.len();
+    let (mut sc, mut sa, mut sb) = (
+        Idx::from_elem(0, rank),
+        Idx::from_elem(0, rank),
+        Idx::from_elem(0, rank),
+    );
+    lc.write_strides(out_shape, &mut sc);
+    la.write_strides(out_shape, &mut sa);
+    lb.write_strides(out_shape, &mut sb);
+    let (kc, ka, kb) = (last_step(&sc), last_step(&sa), last_step(&sb));
+    let len = row_len(out_shape);
+    for_each_row(out_shape, [&sc, &sa, &sb], |o, [cb, ab, bb]| {
+        for (j, v) in out[o..o + len].iter_mut().enumerate() {
+            *v = pick(c[cb + j * kc], a[ab + j * ka], b[bb + j * kb]);
+        }
+    });
+}
+
+#[inline(always)]
+fn clamp(v: f32, lo: f32, hi: f32) -> f32 {
+    // Not f32::clamp: that panics when lo > hi or either bound is NaN, and kernels must not panic.
+    let v = if v < lo { lo } else { v };
+    if v > hi {
+        hi
+    } else {
+        v
+    }
+}
+
+/// `out = clamp(x, lo, hi)`; NaN inputs stay NaN.
+pub fn clip(x: &[f32], lo: f32, hi: f32, out: &mut [f32]) {
+    debug_assert_eq!(x.len(), out.len());
+    map(x, out, |v| clamp(v, lo, hi));
+}
+
+/// `x = clamp(x, lo, hi)` in place; NaN inputs stay NaN.
+pub fn clip_inplace(x: &mut [f32], lo: f32, hi: f32) {
+    map_inplace(x, |v| clamp(v, lo, hi));
+}
+
+/// `x *= alpha`.
+pub fn scale_inplace(x: &mut [f32], alpha: f32) {
+    map_inplace(x, |v| v * alpha);
+}
+
+#[cfg(test)]
+// The references index with plain loops on purpose: they must be obviously correct.
+#[allow(clippy::needless_range_loop)]
+mod tests {
+    use super::*;
+    use crate::kernels::broadcast::tests::{data, naive_index, shape_triple};
+    use crate::kernels::broadcast_shape;
+    use proptest::prelude::*;
+
+    const UNARY: [Unary; 12] = [
+        Unary::Neg,
+        Unary::Exp,
+        Unary::Log,
+        Unary::Sqrt,
+        Unary::Abs,
+        Unary::Sign,
+        Unary::Sigmoid,
+        Unary::Tanh,
+        Unary::Relu,
+        Unary::Softplus,
+        Unary::Square,
+        Unary::Recip,
+    ];
+
+    const BINARY: [Binary; 13] = [
+        Binary::Add,
+        Binary::Sub,
+        Binary::Mul,
+        Binary::Div,
+        Binary::Pow,
+        Binary::Maximum,
+        Binary::Minimum,
+        Binary::Gt,
+        Binary::Ge,
+        Binary::Lt,
+        Binary::Le,
+        Binary::Eq,
+        Binary::Ne,
+    ];
+
+    /// Textbook definitions in f64.
+    fn naive_unary(op: Unary, x: f64) -> f64 {
+        match op {
+            Unary::Neg => -x,
+            Unary::Exp => x.exp(),
+            Unary::Log => x.ln(),
+            Unary::Sqrt => x.sqrt(),
+            Unary::Abs => x.abs(),
+            Unary::Sign => {
+                if x > 0.0 {
+                    1.0
+                } else if x < 0.0 {
+                    -1.0
+                } else {
+                    x
+                }
+            }
+            Unary::Sigmoid => 1.0 / (1.0 + (-x).exp()),
+            Unary::Tanh => x.tanh(),
+            Unary::Relu => {
+                if x.is_nan() {
+                    x
+                } else {
+                    x.max(0.0)
+                }
+            }
+            Unary::Softplus => {
+                if x > 30.0 {
+                    x + (-x).exp()
+                } else {
+                    x.exp().ln_1p()
+                }
+            }
+            Unary::Square => x * x,
+            Unary::Recip => 1.0 / x,
+        }
+    }
+
+    fn same(a: f32, b: f32) -> bool {
+        a.to_bits() == b.to_bits() || (a.is_nan() && b.is_nan())
+    }
+
+    fn close(got: f32, want: f64, rel: f64) -> bool {
+        if want.is_nan() {
+            return got.is_nan();
+        }
+        if want.is_infinite() || (want.abs() > f32::MAX as f64) {
+            return got as f64 == want
+                || (got.is_infinite() && got.signum() as f64 == want.signum());
+        }
+        (got as f64 - want).abs() <= rel * want.abs() + 1e-37
+    }
+
+    fn val() -> impl Strategy<Value = f32> {
+        prop_oneof![
+            -10.0f32..10.0,
+            -200.0f32..200.0,
+            Just(0.0f32),
+            Just(-0.0f32),
+            Just(1.0f32),
+            Just(f32::NAN),
+            Just(f32::INFINITY),
+            Just(f32::NEG_INFINITY),
+        ]
+    }
+
+    proptest! {
+        #[test]
+        fn unary_scalar_matches_f64(op in 0usize..12, x in val()) {
+            let op = UNARY[op];
+            let got = unary_scalar(op, x);
+            let want = naive_unary(op, x as f64);
+            prop_assert!(close(got, want, 2e-6), "{:?}({}) = {} want {}", op, x, got, want);
+        }
+
+        #[test]
+        fn unary_slices_match_scalar(op in 0usize..12, x in prop::collection::vec(val(), 0..40)) {
+            let op = UNARY[op];
+            let mut out = vec![0.0; x.len()];
+            unary(op, &x, &mut out);
+            let mut inplace = x.clone();
+            unary_inplace(op, &mut inplace);
+            for i in 0..x.len() {
+                let want = unary_scalar(op, x[i]);
+                prop_assert!(same(out[i], want));
+                prop_assert!(same(inplace[i], want));
+            }
+        }
+
+        #[test]
+        fn binary_scalar_matches_naive(op in 0usize..13, a in val(), b in val()) {
+            let op = BINARY[op];
+            let t = |c: bool| if c { 1.0 } else { 0.0 };
+            let want = match op {
+                Binary::Add => a + b,
+                Binary::Sub => a - b,
+                Binary::Mul => a * b,
+                Binary::Div => a / b,
+                Binary::Pow => a.powf(b),
+                Binary::Maximum => a.max(b),
+                Binary::Minimum => a.min(b),
+                Binary::Gt => t(a > b),
+                Binary::Ge => t(a >= b),
+                Binary::Lt => t(a < b),
+                Binary::Le => t(a <= b),
+                Binary::Eq => t(a == b),
+                Binary::Ne => t(a != b),
+            };
+            prop_assert!(same(binary_scalar(op, a, b), want));
+        }
+
+        #[test]
+        fn binary_broadcast_matches_naive(op in 0usize..13, (_to, sa, sb) in shape_triple()) {
+            let op = BINARY[op];
+            let to = broadcast_shape(&sa, &sb).unwrap();
+            let n = numel(&to);
+            let a = data(numel(&sa));
+            // Offset so comparisons see both equal and unequal pairs.
+            let b: Vec<f32> = data(numel(&sb) + 1)[1..].iter().map(|v| v.round()).collect();
+            let a: Vec<f32> = a.iter().map(|v| v.round()).collect();
+            let la = Layout::new(&sa, &to).unwrap();
+            let lb = Layout::new(&sb, &to).unwrap();
+            let want: Vec<f32> = (0..n)
+                .map(|i| binary_scalar(op, a[naive_index(&sa, &to, i)], b[naive_index(&sb, &to, i)]))
+                .collect();
+            let strided = |l: &Layout| Layout::Strided(l.strides(&to));
+            for (la, lb) in [(la.clone(), lb.clone()), (strided(&la), strided(&lb))] {
+                let mut out = vec![f32::NAN; n];
+                binary(op, &to, &a, &la, &b, &lb, &mut out);
+                for i in 0..n {
+                    prop_assert!(same(out[i], want[i]), "{:?} {:?} {:?} i={}", op, la, lb, i);
+                }
+            }
+            // In-place variants need the written operand to already have the output shape.
+            let a_full: Vec<f32> = (0..n).map(|i| a[naive_index(&sa, &to, i)]).collect();
+            let b_full: Vec<f32> = (0..n).map(|i| b[naive_index(&sb, &to, i)]).collect();
+            for lb in [lb.clone(), strided(&lb)] {
+                let mut x = a_full.clone();
+                binary_inplace_lhs(op, &to, &mut x, &b, &lb);
+                for i in 0..n {
+                    prop_assert!(same(x[i], want[i]));
+                }
+            }
+            for la in [la.clone(), strided(&la)] {
+                let mut y = b_full.clone();
+                binary_inplace_rhs(op, &to, &a, &la, &mut y);
+                for i in 0..n {
+                    prop_assert!(same(y[i], want[i]));
+                }
+            }
+            let mut out = vec![f32::NAN; n];
+            binary(op, &to, &a_full, &Layout::Full, &b, &lb, &mut out);
+            binary(op, &to, &a, &la, &b_full, &Layout::Full, &mut out);
+            for i in 0..n {
+                prop_assert!(same(out[i], want[i]));
+            }
+        }
+
+        #[test]
+        fn select_matches_naive((to, sc, sa) in shape_triple(), sb_keep in prop::collection::vec(any::<bool>(), 4)) {
+            let sb: Vec<usize> = to.iter().zip(&sb_keep).map(|(&d, &k)| if k { d } else { 1 }).collect();
+            let n = numel(&to);
+            let c: Vec<f32> = (0..numel(&sc)).map(|i| [0.0, 1.0, -2.0, 0.0, f32::NAN][i % 5]).collect();
+            let a = data(numel(&sa));
+            let b: Vec<f32> = data(numel(&sb)).iter().map(|v| -v).collect();
+            let (lc, la, lb) = (
+                Layout::new(&sc, &to).unwrap(),
+                Layout::new(&sa, &to).unwrap(),
+                Layout::new(&sb, &to).unwrap(),
+            );
+            let want: Vec<f32> = (0..n)
+                .map(|i| {
+                    if c[naive_index(&sc, &to, i)] != 0.0 {
+                        a[naive_index(&sa, &to, i)]
+                    } else {
+                        b[naive_index(&sb, &to, i)]
+                    }
+                })
+                .collect();
+            let mut out = vec![f32::NAN; n];
+            select(&to, &c, &lc, &a, &la, &b, &lb, &mut out);
+            prop_assert_eq!(&out, &want);
+            let cf: Vec<f32> = (0..n).map(|i| c[naive_index(&sc, &to, i)]).collect();
+            let af: Vec<f32> = (0..n).map(|i| a[naive_index(&sa, &to, i)]).collect();
+            let bf: Vec<f32> = (0..n).map(|i| b[naive_index(&sb, &to, i)]).collect();
+            let mut out = vec![f32::NAN; n];
+            select(&to, &cf, &Layout::Full, &af, &Layout::Full, &bf, &Layout::Full, &mut out);
+            prop_assert_eq!(&out, &want);
+        }
+
+        #[test]
+        fn clip_and_scale_match_naive(x in prop::collection::vec(val(), 0..40), lo in -5.0f32..0.0, hi in 0.0f32..5.0, alpha in -3.0f32..3.0) {
+            let mut out = vec![0.0; x.len()];
+            clip(&x, lo, hi, &mut out);
+            let mut inplace = x.clone();
+            clip_inplace(&mut inplace, lo, hi);
+            let mut scaled = x.clone();
+            scale_inplace(&mut scaled, alpha);
+            for i in 0..x.len() {
+                let want = if x[i].is_nan() { x[i] } else { x[i].max(lo).min(hi) };
+                prop_assert!(same(out[i], want));
+                prop_assert!(same(inplace[i], want));
+                prop_assert!(same(scaled[i], x[i] * alpha));
+            }
+        }
+    }
+
+    #[test]
+    fn special_values() {
+        assert_eq!(unary_scalar(Unary::Sign, 0.0), 0.0);
+        assert_eq!(unary_scalar(Unary::Sign, -3.0), -1.0);
+        assert_eq!(unary_scalar(Unary::Sigmoid, 1000.0), 1.0);
+        assert_eq!(unary_scalar(Unary::Sigmoid, -1000.0), 0.0);
+        assert_eq!(unary_scalar(Unary::Sigmoid, 0.0), 0.5);
+        assert_eq!(unary_scalar(Unary::Softplus, 1000.0), 1000.0);
+        assert_eq!(unary_scalar(Unary::Softplus, -1000.0), 0.0);
+        assert!((unary_scalar(Unary::Softplus, 0.0) - 2f32.ln()).abs() < 1e-7);
+        assert_eq!(unary_scalar(Unary::Relu, -2.0), 0.0);
+        assert!(unary_scalar(Unary::Relu, f32::NAN).is_nan());
+        assert_eq!(binary_scalar(Binary::Ne, f32::NAN, f32::NAN), 1.0);
+        let mut x = [1.0, -7.0, 9.0, f32::NAN];
+        clip_inplace(&mut x, 2.0, 1.0);
+        assert_eq!(&x[..3], &[1.0, 1.0, 1.0]);
+    }
+
+    #[test]
+    fn rank0_and_empty() {
+        let mut out = [0.0];
+        binary(
+            Binary::Sub,
+            &[],
+            &[5.0],
+            &Layout::Full,
+            &[2.0],
+            &Layout::Scalar,
+            &mut out,
+        );
+        assert_eq!(out, [3.0]);
+        let mut out: [f32; 0] = [];
+        binary(
+            Binary::Add,
+            &[0, 3],
+            &[],
+            &Layout::Full,
+            &[1.0, 2.0, 3.0],
+            &Layout::Row { period: 3 },
+            &mut out,
+        );
+        select(
+            &[0],
+            &[],
+            &Layout::Full,
+            &[],
+            &Layout::Full,
+            &[1.0],
+            &Layout::Scalar,
+            &mut out,
+        );
+    }
+}

@@ -1,0 +1,235 @@
+//! General matrix multiply `C = alpha * op(A) * op(B) + beta * C` on row-major `f32` slices.
+
+/// C = alpha * op(A) * op(B) + beta * C, through `matrixmultiply::sgemm` with strides (no copies).
+///
+/// op(A) is m×k: A is stored row-major as m×k when `!ta`, or as k×m when `ta` (then op(A)=Aᵀ).
+/// op(B) is k×n: B is stored k×n when `!tb`, or n×k when `tb`. C is m×n row-major.
+/// `beta == 0` means C is overwritten (its old contents, even NaN, are ignored). Handles m, n or
+/// k == 0 (k == 0 ⇒ C = beta*C, or zeros when beta == 0). Only the first m·k, k·n and m·n
+/// elements of `a`, `b` and `c` are touched.
+#[allow(clippy::too_many_arguments)] // the BLAS-style signature is a contract shared with callers
+pub fn gemm(
+    m: usize,
+    k: usize,
+    n: usize,
+    alpha: f32,
+    a: &[f32],
+    ta: bool,
+    b: &[f32],
+    tb: bool,
+    beta: f32,
+    c: &mut [f32],
+) {
+    // These bounds make the raw-pointer call below sound, so they are checked in release too.
+    assert!(c.len() >= m * n, "gemm: C too short");
+    assert!(a.len() >= m * k, "gemm: A too short");
+    assert!(b.len() >= k * n, "gemm: B too short");
+    let c = &mut c[..m * n];
+    if c.is_empty() {
+        return;
+    }
+    if k == 0 {
+        // Handled here rather than relying on the library's internal early exit, so the
+        // documented beta == 0 ⇒ zeros semantics holds regardless of its version.
+        if beta == 0.0 {
+            c.fill(0.0);
+        } else {
+            c.iter_mut().for_each(|v| *v *= beta);
+        }
+        return;
+    }
+    // Transposition is expressed purely through strides, so nothing is copied.
+    let (rsa, csa) = if ta { (1, m) } else { (k, 1) };
+    let (rsb, csb) = if tb { (1, k) } else { (n, 1) };
+    // SAFETY: the asserts above guarantee every element addressed by the (m, k, n) shapes and
+    // these strides lies inside `a`, `b` and `c`; C's strides (n, 1) never alias for n ≥ 1, and
+    // `c` is uniquely borrowed for the duration of the call.
+    unsafe {
+        matrixmultiply::sgemm(
+            m,
+            k,
+            n,
+            alpha,
+            a.as_ptr(),
+            rsa as isize,
+            csa as isize,
+            b.as_ptr(),
+            rsb as isize,
+            csb as isize,
+            beta,
+            c.as_mut_ptr(),
+            n as isize,
+            1,
+        );
+    }
+}
+
+#[cfg(test)]
+// The references index with plain loops on purpose: they must be obviously correct.
+#[allow(clippy::needless_range_loop)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    /// Textbook triple loop in f64; also returns, per element, the magnitude bound used for the
+    /// rounding tolerance.
+    #[allow(clippy::too_many_arguments)]
+    fn naive(
+        m: usize,
+        k: usize,
+        n: usize,
+        alpha: f32,
+        a: &[f32],
+        ta: bool,
+        b: &[f32],
+        tb: bool,
+        beta: f32,
+        c: &[f32],
+    ) -> (Vec<f64>, Vec<f64>) {
+        let mut out = vec![0.0; m * n];
+        let mut mag = vec![0.0; m * n];
+        for i in 0..m {
+            for j in 0..n {
+                let mut s = 0.0f64;
+                let mut sa = 0.0f64;
+                for l in 0..k {
+                    let av = if ta { a[l * m + i] } else { a[i * k + l] } as f64;
+                    let bv = if tb { b[j * k + l] } else { b[l * n + j] } as f64;
+                    s += av * bv;
+                    sa += (av * bv).abs();
+                }
+                let old = if beta == 0.0 {
+                    0.0
+                } else {
+                    beta as f64 * c[i * n + j] as f64
+                };
+                out[i * n + j] = alpha as f64 * s + old;
+                mag[i * n + j] = (alpha as f64).abs() * sa + old.abs();
+            }
+        }
+        (out, mag)
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn check(
+        m: usize,
+        k: usize,
+        n: usize,
+        alpha: f32,
+        a: &[f32],
+        ta: bool,
+        b: &[f32],
+        tb: bool,
+        beta: f32,
+        c0: &[f32],
+    ) -> Result<(), TestCaseError> {
+        let (want, mag) = naive(m, k, n, alpha, a, ta, b, tb, beta, c0);
+        let mut c = c0.to_vec();
+        gemm(m, k, n, alpha, a, ta, b, tb, beta, &mut c);
+        for idx in 0..m * n {
+            let tol = 4.0 * f32::EPSILON as f64 * (k as f64 + 2.0) * mag[idx] + 1e-6;
+            let got = c[idx] as f64;
+            prop_assert!(
+                (got - want[idx]).abs() <= tol,
+                "m={m} k={k} n={n} ta={ta} tb={tb} alpha={alpha} beta={beta} idx={idx}: {got} vs {}",
+                want[idx]
+            );
+        }
+        Ok(())
+    }
+
+    fn vals(len: usize) -> impl Strategy<Value = Vec<f32>> {
+        prop::collection::vec(-2.0f32..2.0, len)
+    }
+
+    fn scalar() -> impl Strategy<Value = f32> {
+        prop_oneof![Just(0.0f32), Just(1.0f32), Just(-1.0f32), -3.0f32..3.0]
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(64))]
+
+        #[test]
+        fn matches_naive(
+            (m, k, n, a, b, c) in (0usize..=9, 0usize..=9, 0usize..=9).prop_flat_map(|(m, k, n)| {
+                (Just(m), Just(k), Just(n), vals(m * k), vals(k * n), vals(m * n))
+            }),
+            ta in any::<bool>(),
+            tb in any::<bool>(),
+            alpha in scalar(),
+            beta in scalar(),
+        ) {
+            check(m, k, n, alpha, &a, ta, &b, tb, beta, &c)?;
+        }
+
+        #[test]
+        fn beta_zero_ignores_nan(
+            (m, k, n, a, b) in (0usize..=9, 0usize..=9, 0usize..=9).prop_flat_map(|(m, k, n)| {
+                (Just(m), Just(k), Just(n), vals(m * k), vals(k * n))
+            }),
+            ta in any::<bool>(),
+            tb in any::<bool>(),
+            alpha in scalar(),
+        ) {
+            let c = vec![f32::NAN; m * n];
+            check(m, k, n, alpha, &a, ta, &b, tb, 0.0, &c)?;
+        }
+    }
+
+    fn det(len: usize, seed: u32) -> Vec<f32> {
+        // Cheap deterministic pseudo-random fill so the large cases need no RNG plumbing.
+        (0..len)
+            .map(|i| {
+                let x = (i as u32)
+                    .wrapping_mul(2_654_435_761)
+                    .wrapping_add(seed.wrapping_mul(40_503));
+                ((x >> 8) % 2001) as f32 / 1000.0 - 1.0
+            })
+            .collect()
+    }
+
+    #[test]
+    fn larger_fixed_cases_all_transposes() {
+        for &(m, k, n) in &[
+            (33, 17, 65),
+            (64, 128, 48),
+            (1, 300, 1),
+            (70, 1, 70),
+            (5, 257, 3),
+        ] {
+            for (case, &(ta, tb)) in [(false, false), (false, true), (true, false), (true, true)]
+                .iter()
+                .enumerate()
+            {
+                let a = det(m * k, 1 + case as u32);
+                let b = det(k * n, 7 + case as u32);
+                let c = det(m * n, 13);
+                check(m, k, n, 0.7, &a, ta, &b, tb, -0.3, &c).unwrap();
+                check(m, k, n, 1.0, &a, ta, &b, tb, 0.0, &vec![f32::NAN; m * n]).unwrap();
+            }
+        }
+    }
+
+    #[test]
+    fn k_zero_scales_or_zeroes() {
+        let mut c = vec![1.0, 2.0, f32::NAN, 4.0];
+        gemm(2, 0, 2, 1.0, &[], false, &[], false, 0.0, &mut c);
+        assert_eq!(c, vec![0.0; 4]);
+        let mut c = vec![1.0, 2.0, 3.0, 4.0];
+        gemm(2, 0, 2, 1.0, &[], true, &[], true, 2.0, &mut c);
+        assert_eq!(c, vec![2.0, 4.0, 6.0, 8.0]);
+    }
+
+    #[test]
+    fn known_product() {
+        // [1 2; 3 4] * [5 6; 7 8] = [19 22; 43 50]
+        let a = [1.0, 2.0, 3.0, 4.0];
+        let b = [5.0, 6.0, 7.0, 8.0];
+        let mut c = [0.0; 4];
+        gemm(2, 2, 2, 1.0, &a, false, &b, false, 0.0, &mut c);
+        assert_eq!(c, [19.0, 22.0, 43.0, 50.0]);
+        // Aᵀ B with A stored as given: [1 3; 2 4] * B = [26 30; 38 44]
+        gemm(2, 2, 2, 1.0, &a, true, &b, false, 0.0, &mut c);
+        assert_eq!(c, [26.0, 30.0, 38.0, 44.0]);
+    }
+}

@@ -1,0 +1,218 @@
+//! Numerically stable softmax, log-softmax and logsumexp over the last axis of a `rows×cols`
+//! row-major matrix.
+//!
+//! Every row is shifted by its maximum before exponentiating, so inputs like ±1000 neither
+//! overflow nor underflow to a 0/0. When the maximum is infinite the shift is skipped, which
+//! makes logsumexp exact at the extremes (all `-inf` ⇒ `-inf`, any `+inf` ⇒ `+inf`).
+
+use super::reduce::{max_all, sum_all};
+
+/// The shift subtracted from a row before exponentiating.
+#[inline]
+fn shift(row: &[f32]) -> f32 {
+    let m = max_all(row);
+    // Subtracting an infinite maximum would turn inf - inf into NaN for every element.
+    if m.is_finite() {
+        m
+    } else {
+        0.0
+    }
+}
+
+/// `Σ exp(row - m)` with 8 independent partial sums (fixed order, deterministic).
+#[inline]
+fn sum_exp(row: &[f32], m: f32) -> f32 {
+    let mut acc = [0.0f32; 8];
+    let chunks = row.chunks_exact(8);
+    let tail = chunks.remainder();
+    for c in chunks {
+        for (a, &v) in acc.iter_mut().zip(c) {
+            *a += (v - m).exp();
+        }
+    }
+    let mut s = ((acc[0] + acc[4]) + (acc[1] + acc[5])) + ((acc[2] + acc[6]) + (acc[3] + acc[7]));
+    for &v in tail {
+        s += (v - m).exp();
+    }
+    s
+}
+
+/// `ln Σ exp(row)` of one row, as the pair `(m, ln Σ exp(row - m))`.
+#[inline]
+fn lse_parts(row: &[f32]) -> (f32, f32) {
+    let m = shift(row);
+    (m, sum_exp(row, m).ln())
+}
+
+/// Softmax of each row: `out[r, j] = exp(x[r, j]) / Σ_j exp(x[r, j])`. `cols == 0` leaves `out`
+/// (which is then empty) untouched.
+pub fn softmax(x: &[f32], rows: usize, cols: usize, out: &mut [f32]) {
+    debug_assert_eq!(x.len(), rows * cols);
+    debug_assert_eq!(out.len(), rows * cols);
+    if cols == 0 {
+        return;
+    }
+    for (orow, row) in out.chunks_exact_mut(cols).zip(x.chunks_exact(cols)) {
+        let m = shift(row);
+        for (o, &v) in orow.iter_mut().zip(row) {
+            *o = (v - m).exp();
+        }
+        let inv = 1.0 / sum_all(orow);
+        orow.iter_mut().for_each(|o| *o *= inv);
+    }
+}
+
+/// [`softmax`] in place.
+pub fn softmax_inplace(x: &mut [f32], rows: usize, cols: usize) {
+    debug_assert_eq!(x.len(), rows * cols);
+    if cols == 0 {
+        return;
+    }
+    for row in x.chunks_exact_mut(cols) {
+        let m = shift(row);
+        row.iter_mut().for_each(|v| *v = (*v - m).exp());
+        let inv = 1.0 / sum_all(row);
+        row.iter_mut().for_each(|v| *v *= inv);
+    }
+}
+
+/// Log-softmax of each row: `out[r, j] = x[r, j] - logsumexp(x[r, ..])`.
+pub fn log_softmax(x: &[f32], rows: usize, cols: usize, out: &mut [f32]) {
+    debug_assert_eq!(x.len(), rows * cols);
+    debug_assert_eq!(out.len(), rows * cols);
+    if cols == 0 {
+        return;
+    }
+    for (orow, row) in out.chunks_exact_mut(cols).zip(x.chunks_exact(cols)) {
+        // (x - m) - ln s rather than x - (m + ln s): x - m is exact for the entries near the
+        // maximum, so the large values do not lose their low bits to the rounding of m + ln s.
+        let (m, ln_s) = lse_parts(row);
+        for (o, &v) in orow.iter_mut().zip(row) {
+            *o = (v - m) - ln_s;
+        }
+    }
+}
+
+/// [`log_softmax`] in place.
+pub fn log_softmax_inplace(x: &mut [f32], rows: usize, cols: usize) {
+    debug_assert_eq!(x.len(), rows * cols);
+    if cols == 0 {
+        return;
+    }
+    for row in x.chunks_exact_mut(cols) {
+        let (m, ln_s) = lse_parts(row);
+        row.iter_mut().for_each(|v| *v = (*v - m) - ln_s);
+    }
+}
+
+/// `out[r] = ln Σ_j exp(x[r, j])`; `out.len() == rows`, and `cols == 0` gives `-inf`.
+pub fn logsumexp(x: &[f32], rows: usize, cols: usize, out: &mut [f32]) {
+    debug_assert_eq!(x.len(), rows * cols);
+    debug_assert_eq!(out.len(), rows);
+    if cols == 0 {
+        out.fill(f32::NEG_INFINITY);
+        return;
+    }
+    for (o, row) in out.iter_mut().zip(x.chunks_exact(cols)) {
+        let (m, ln_s) = lse_parts(row);
+        *o = m + ln_s;
+    }
+}
+
+#[cfg(test)]
+// The references index with plain loops on purpose: they must be obviously correct.
+#[allow(clippy::needless_range_loop)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn naive_lse(row: &[f32]) -> f64 {
+        let m = row.iter().fold(f64::NEG_INFINITY, |m, &v| m.max(v as f64));
+        if !m.is_finite() {
+            return m;
+        }
+        m + row.iter().map(|&v| (v as f64 - m).exp()).sum::<f64>().ln()
+    }
+
+    fn matrix() -> impl Strategy<Value = (usize, usize, Vec<f32>)> {
+        (0usize..=5, 0usize..=20).prop_flat_map(|(r, c)| {
+            let v = prop_oneof![
+                6 => -20.0f32..20.0,
+                1 => Just(1000.0f32),
+                1 => Just(-1000.0f32),
+                1 => -1000.0f32..1000.0,
+            ];
+            (Just(r), Just(c), prop::collection::vec(v, r * c))
+        })
+    }
+
+    proptest! {
+        #[test]
+        fn softmax_family_matches_f64((rows, cols, x) in matrix()) {
+            let mut sm = vec![f32::NAN; x.len()];
+            let mut lsm = sm.clone();
+            let mut lse = vec![f32::NAN; rows];
+            softmax(&x, rows, cols, &mut sm);
+            log_softmax(&x, rows, cols, &mut lsm);
+            logsumexp(&x, rows, cols, &mut lse);
+            let mut sm_in = x.clone();
+            softmax_inplace(&mut sm_in, rows, cols);
+            let mut lsm_in = x.clone();
+            log_softmax_inplace(&mut lsm_in, rows, cols);
+            prop_assert_eq!(&sm_in, &sm);
+            prop_assert_eq!(&lsm_in, &lsm);
+            for r in 0..rows {
+                let row = &x[r * cols..(r + 1) * cols];
+                let want = naive_lse(row);
+                if cols == 0 {
+                    prop_assert_eq!(lse[r], f32::NEG_INFINITY);
+                    continue;
+                }
+                prop_assert!((lse[r] as f64 - want).abs() <= 1e-5 * (1.0 + want.abs()), "{} vs {}", lse[r], want);
+                let mut total = 0.0f64;
+                for j in 0..cols {
+                    let k = r * cols + j;
+                    let p = (row[j] as f64 - want).exp();
+                    total += sm[k] as f64;
+                    prop_assert!(sm[k].is_finite() && lsm[k].is_finite());
+                    prop_assert!((sm[k] as f64 - p).abs() <= 1e-5 * p + 1e-7, "{} vs {}", sm[k], p);
+                    // log_softmax == ln(softmax) wherever softmax has not underflowed.
+                    let lp = row[j] as f64 - want;
+                    prop_assert!((lsm[k] as f64 - lp).abs() <= 1e-5 * (1.0 + want.abs() + lp.abs()));
+                    if sm[k] > 1e-30 {
+                        prop_assert!((lsm[k] - sm[k].ln()).abs() <= 1e-4 * (1.0 + lsm[k].abs()));
+                    }
+                }
+                prop_assert!((total - 1.0).abs() <= 1e-5, "row sum {}", total);
+            }
+        }
+    }
+
+    #[test]
+    fn extreme_inputs_are_stable() {
+        let x = [1000.0, -1000.0, 1000.0, 0.0];
+        let mut sm = [0.0; 4];
+        softmax(&x, 1, 4, &mut sm);
+        assert_eq!(sm, [0.5, 0.0, 0.5, 0.0]);
+        let mut lsm = [0.0; 4];
+        log_softmax(&x, 1, 4, &mut lsm);
+        assert!((lsm[0] + 2f32.ln()).abs() < 1e-6);
+        assert_eq!(lsm[1], -2000.0 - 2f32.ln());
+        assert_eq!(lsm[3], -1000.0 - 2f32.ln());
+        let mut lse = [0.0; 2];
+        logsumexp(
+            &[-1000.0, -1000.0, f32::NEG_INFINITY, f32::NEG_INFINITY],
+            2,
+            2,
+            &mut lse,
+        );
+        assert!((lse[0] - (-1000.0 + 2f32.ln())).abs() < 1e-3);
+        assert_eq!(lse[1], f32::NEG_INFINITY);
+        logsumexp(&[1.0, f32::INFINITY], 1, 2, &mut lse[..1]);
+        assert_eq!(lse[0], f32::INFINITY);
+        let mut empty: [f32; 0] = [];
+        softmax(&[], 3, 0, &mut empty);
+        logsumexp(&[], 2, 0, &mut lse);
+        assert_eq!(lse, [f32::NEG_INFINITY; 2]);
+    }
+}

@@ -1,0 +1,496 @@
+//! Making a plan: for one set of argument shapes, resolve every node's shape, decide which values
+//! are views of others, give each remaining value a workspace buffer (reusing buffers whose values
+//! are dead, and writing elementwise results over an operand that dies there), and emit one
+//! resolved kernel instruction per node.
+
+use crate::error::{fmt_dims, Error, Result};
+use crate::function::{Function, Instr, Plan, Side, Src};
+use crate::kernels::{Layout, Shape};
+use crate::op::{Op, SoftmaxKind, Type};
+
+fn numel(s: &[usize]) -> usize {
+    s.iter().product()
+}
+
+fn layout(from: &[usize], to: &[usize]) -> Layout {
+    Layout::new(from, to).expect("shape inference checked broadcasting")
+}
+
+/// Splits a shape around `axis` into (outer, len, inner) sizes.
+fn around(s: &[usize], axis: usize) -> (usize, usize, usize) {
+    (numel(&s[..axis]), s[axis], numel(&s[axis + 1..]))
+}
+
+struct Pool {
+    sizes: Vec<usize>,
+    free: Vec<usize>,
+}
+
+impl Pool {
+    /// The free buffer that fits best (smallest that is large enough, else the largest, grown).
+    fn take(&mut self, need: usize) -> usize {
+        let fit = self
+            .free
+            .iter()
+            .enumerate()
+            .filter(|(_, &b)| self.sizes[b] >= need)
+            .min_by_key(|(_, &b)| self.sizes[b])
+            .map(|(i, _)| i);
+        let pick = fit.or_else(|| {
+            self.free
+                .iter()
+                .enumerate()
+                .max_by_key(|(_, &b)| self.sizes[b])
+                .map(|(i, _)| i)
+        });
+        match pick {
+            Some(i) => {
+                let b = self.free.swap_remove(i);
+                self.sizes[b] = self.sizes[b].max(need);
+                b
+            }
+            None => {
+                self.sizes.push(need);
+                self.sizes.len() - 1
+            }
+        }
+    }
+}
+
+/// Builds the plan of `f` for arguments of the given shapes.
+pub(crate) fn build(f: &Function, arg_shapes: Vec<Shape>) -> Result<Plan> {
+    let ir = &f.ir;
+    let n = ir.len();
+
+    // 1. Concrete shapes, checked by the same rules as at build time.
+    let mut shape: Vec<Shape> = Vec::with_capacity(n);
+    for (i, node) in ir.iter().enumerate() {
+        let s: Shape = match &node.op {
+            Op::Input(_) => arg_shapes[f.leaf_slot(i)].clone(),
+            Op::Param(_) => f.params[f.leaf_slot(i)].shape(),
+            Op::Constant(t) => Shape::from_slice(t.shape()),
+            op => {
+                let tys: Vec<Type> = node
+                    .inputs
+                    .iter()
+                    .map(|&j| Type::known(&shape[j]))
+                    .collect();
+                let refs: Vec<&Type> = tys.iter().collect();
+                let fail = |expected: String| Error::Shape {
+                    op: op.name(),
+                    shapes: node.inputs.iter().map(|&j| fmt_dims(&shape[j])).collect(),
+                    expected,
+                    at: node.at,
+                };
+                let ty = op.infer(&refs).map_err(fail)?;
+                ty.concrete().ok_or_else(|| {
+                    fail("dims known at run time (an op left a dim unknown)".into())
+                })?
+            }
+        };
+        shape.push(s);
+    }
+
+    // 2. Liveness: the last node that reads each value; roots live to the end.
+    let mut last_use = vec![0usize; n];
+    for (i, node) in ir.iter().enumerate() {
+        for &j in &node.inputs {
+            last_use[j] = i;
+        }
+    }
+    for &o in f.outputs_ids() {
+        last_use[o] = usize::MAX;
+    }
+    for &(_, u) in f.update_ids() {
+        last_use[u] = usize::MAX;
+    }
+
+    // 3. Views share their operand's storage; a buffer lives as long as any value stored in it.
+    let mut owner: Vec<usize> = (0..n).collect();
+    for (i, node) in ir.iter().enumerate() {
+        if is_alias(&node.op, &node.inputs, &shape, i) {
+            owner[i] = owner[node.inputs[0]];
+        }
+    }
+    let mut owner_last = vec![0usize; n];
+    for i in 0..n {
+        owner_last[owner[i]] = owner_last[owner[i]].max(last_use[i]);
+    }
+
+    // 4. Buffers and instructions.
+    let mut pool = Pool {
+        sizes: Vec::new(),
+        free: Vec::new(),
+    };
+    let mut src: Vec<Src> = vec![Src::Work(usize::MAX); n];
+    let mut freed = vec![false; n];
+    let mut instrs = Vec::new();
+    let mut nodes = Vec::new();
+    for (i, node) in ir.iter().enumerate() {
+        match &node.op {
+            Op::Input(_) => {
+                src[i] = Src::Arg(f.leaf_slot(i));
+                continue;
+            }
+            Op::Param(_) => {
+                src[i] = Src::Param(f.leaf_slot(i));
+                continue;
+            }
+            Op::Constant(_) => {
+                src[i] = Src::Const(f.leaf_slot(i));
+                continue;
+            }
+            _ => {}
+        }
+        if owner[i] != i {
+            src[i] = src[node.inputs[0]];
+            continue;
+        }
+        let out_shape = &shape[i];
+        // An elementwise op may overwrite an operand of its own shape that dies here, if no
+        // other operand lives in the same buffer.
+        let mut inplace = None;
+        for &k in inplace_candidates(&node.op) {
+            let j = node.inputs[k];
+            let Src::Work(b) = src[j] else { continue };
+            let others_share = node
+                .inputs
+                .iter()
+                .enumerate()
+                .any(|(m, &x)| m != k && src[x] == Src::Work(b));
+            if owner_last[owner[j]] == i && shape[j] == *out_shape && !others_share {
+                inplace = Some((k, b));
+                break;
+            }
+        }
+        let out = match inplace {
+            Some((_, b)) => b,
+            None => pool.take(numel(out_shape)),
+        };
+        src[i] = Src::Work(out);
+        let ins: Vec<Src> = node.inputs.iter().map(|&j| src[j]).collect();
+        let shp: Vec<&[usize]> = node.inputs.iter().map(|&j| shape[j].as_slice()).collect();
+        instrs.push(emit(
+            f,
+            i,
+            &node.op,
+            &ins,
+            &shp,
+            out_shape,
+            inplace.map(|(k, _)| k),
+            out,
+        ));
+        nodes.push(i);
+        for &j in &node.inputs {
+            let o = owner[j];
+            if owner_last[o] == i && !freed[o] {
+                freed[o] = true;
+                if let Src::Work(b) = src[o] {
+                    if b != out {
+                        pool.free.push(b);
+                    }
+                }
+            }
+        }
+    }
+
+    // 5. Outputs must live in the workspace; parameter-sourced updates are copied there first so
+    //    that every update reads values from before the call.
+    let mut copy_to_work = |x: Src,
+                            s: &Shape,
+                            instrs: &mut Vec<Instr>,
+                            nodes: &mut Vec<usize>,
+                            node: usize|
+     -> usize {
+        let out = pool.sizes.len();
+        pool.sizes.push(numel(s));
+        instrs.push(Instr::Copy {
+            x,
+            n: numel(s),
+            out,
+        });
+        nodes.push(node);
+        out
+    };
+    let mut outputs = Vec::new();
+    for &o in f.outputs_ids() {
+        let b = match src[o] {
+            Src::Work(b) => b,
+            other => copy_to_work(other, &shape[o], &mut instrs, &mut nodes, o),
+        };
+        outputs.push((b, shape[o].clone()));
+    }
+    let mut updates = Vec::new();
+    for &(slot, u) in f.update_ids() {
+        let want = f.params[slot].shape();
+        if shape[u] != want {
+            return Err(Error::Input {
+                input: f.params[slot].name().to_string(),
+                expected: format!("an update of shape {}", fmt_dims(&want)),
+                found: format!("shape {}", fmt_dims(&shape[u])),
+            });
+        }
+        let s = match src[u] {
+            Src::Param(_) => Src::Work(copy_to_work(src[u], &shape[u], &mut instrs, &mut nodes, u)),
+            other => other,
+        };
+        updates.push((slot, s, numel(&shape[u])));
+    }
+    let workspace = pool.sizes.iter().map(|&s| vec![0.0f32; s]).collect();
+    Ok(Function::new_plan(
+        arg_shapes, instrs, nodes, workspace, outputs, updates,
+    ))
+}
+
+/// Whether node `i` is stored in its first operand's buffer, read with another shape.
+fn is_alias(op: &Op, inputs: &[usize], shape: &[Shape], i: usize) -> bool {
+    match op {
+        Op::Reshape(_) | Op::ReshapeLike | Op::Unsqueeze(_) => true,
+        Op::BroadcastLike { .. } | Op::SumLike { .. } => shape[inputs[0]] == shape[i],
+        _ => false,
+    }
+}
+
+/// Operand positions an op may overwrite with its result.
+fn inplace_candidates(op: &Op) -> &'static [usize] {
+    match op {
+        Op::Unary(_) | Op::Clip { .. } => &[0],
+        Op::Softmax(SoftmaxKind::Softmax | SoftmaxKind::LogSoftmax) => &[0],
+        Op::Binary(_) => &[0, 1],
+        _ => &[],
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+fn emit(
+    f: &Function,
+    node: usize,
+    op: &Op,
+    ins: &[Src],
+    shp: &[&[usize]],
+    out_shape: &Shape,
+    inplace: Option<usize>,
+    out: usize,
+) -> Instr {
+    let len = numel(out_shape);
+    match op {
+        Op::Input(_) | Op::Param(_) | Op::Constant(_) => unreachable!("leaves emit no instruction"),
+        Op::Reshape(_) | Op::ReshapeLike | Op::Unsqueeze(_) => {
+            unreachable!("views emit no instruction")
+        }
+        Op::Unary(u) => Instr::Unary {
+            op: *u,
+            x: ins[0],
+            n: len,
+            inplace: inplace.is_some(),
+            out,
+        },
+        Op::Clip { lo, hi } => Instr::Clip {
+            lo: *lo,
+            hi: *hi,
+            x: ins[0],
+            n: len,
+            inplace: inplace.is_some(),
+            out,
+        },
+        Op::Binary(b) => Instr::Binary {
+            op: *b,
+            shape: out_shape.clone(),
+            a: ins[0],
+            la: layout(shp[0], out_shape),
+            b: ins[1],
+            lb: layout(shp[1], out_shape),
+            inplace: inplace.map(|k| if k == 0 { Side::Lhs } else { Side::Rhs }),
+            out,
+        },
+        Op::Select => Instr::Select {
+            shape: out_shape.clone(),
+            c: ins[0],
+            lc: layout(shp[0], out_shape),
+            a: ins[1],
+            la: layout(shp[1], out_shape),
+            b: ins[2],
+            lb: layout(shp[2], out_shape),
+            out,
+        },
+        Op::MatMul { ta, tb } | Op::GemmBias { ta, tb } => {
+            let (m, k) = if *ta {
+                (shp[0][1], shp[0][0])
+            } else {
+                (shp[0][0], shp[0][1])
+            };
+            let n = out_shape[1];
+            let bias = matches!(op, Op::GemmBias { .. }).then(|| ins[2]);
+            Instr::Gemm {
+                m,
+                k,
+                n,
+                a: ins[0],
+                ta: *ta,
+                b: ins[1],
+                tb: *tb,
+                bias,
+                out,
+            }
+        }
+        Op::Transpose => Instr::Transpose {
+            rows: shp[0][0],
+            cols: shp[0][1],
+            x: ins[0],
+            out,
+        },
+        Op::Reduce { kind, axis, .. } => {
+            let (outer, l, inner) = match axis {
+                Some(a) => around(shp[0], *a),
+                None => (1, numel(shp[0]), 1),
+            };
+            Instr::Reduce {
+                kind: *kind,
+                outer,
+                len: l,
+                inner,
+                x: ins[0],
+                out,
+            }
+        }
+        Op::MaxMask(axis) => {
+            let (outer, l, inner) = around(shp[0], *axis);
+            Instr::MaxMask {
+                outer,
+                len: l,
+                inner,
+                x: ins[0],
+                out,
+            }
+        }
+        Op::BroadcastLike { mean } => {
+            let scale = mean.then(|| numel(shp[0]) as f32 / len.max(1) as f32);
+            Instr::Broadcast {
+                x: ins[0],
+                layout: layout(shp[0], out_shape),
+                shape: out_shape.clone(),
+                scale,
+                out,
+            }
+        }
+        Op::SumLike { mean } => {
+            let scale = mean.then(|| len as f32 / numel(shp[0]).max(1) as f32);
+            Instr::SumTo {
+                g: ins[0],
+                layout: layout(out_shape, shp[0]),
+                shape: Shape::from_slice(shp[0]),
+                n: len,
+                scale,
+                out,
+            }
+        }
+        Op::Softmax(kind) => {
+            let cols = *shp[0].last().expect("softmax operands have an axis");
+            let rows = numel(&shp[0][..shp[0].len() - 1]);
+            Instr::Softmax {
+                kind: *kind,
+                rows,
+                cols,
+                x: ins[0],
+                inplace: inplace.is_some(),
+                out,
+            }
+        }
+        Op::Argmax => {
+            let cols = *shp[0].last().expect("argmax operands have an axis");
+            Instr::Argmax {
+                rows: numel(&shp[0][..shp[0].len() - 1]),
+                cols,
+                x: ins[0],
+                out,
+            }
+        }
+        Op::Concat(axis) => {
+            let outer = numel(&out_shape[..*axis]);
+            let inner = numel(&out_shape[axis + 1..]);
+            let parts = ins
+                .iter()
+                .zip(shp)
+                .map(|(&s, sh)| (s, sh[*axis] * inner))
+                .collect();
+            Instr::Concat {
+                parts,
+                outer,
+                row: out_shape[*axis] * inner,
+                out,
+            }
+        }
+        Op::Slice {
+            axis,
+            start,
+            len: l,
+        } => {
+            let (outer, size, inner) = around(shp[0], *axis);
+            Instr::Slice {
+                x: ins[0],
+                outer,
+                row: size * inner,
+                offset: start * inner,
+                width: l * inner,
+                out,
+            }
+        }
+        Op::SliceGrad { axis, start } => {
+            let (outer, size, inner) = around(out_shape, *axis);
+            Instr::SliceGrad {
+                g: ins[0],
+                outer,
+                row: size * inner,
+                offset: start * inner,
+                width: shp[0][*axis] * inner,
+                n: len,
+                out,
+            }
+        }
+        Op::Pick => Instr::Pick {
+            x: ins[0],
+            labels: ins[1],
+            rows: shp[0][0],
+            cols: shp[0][1],
+            node,
+            out,
+        },
+        Op::Scatter => Instr::Scatter {
+            g: ins[0],
+            labels: ins[1],
+            rows: shp[2][0],
+            cols: shp[2][1],
+            node,
+            out,
+        },
+        Op::OneHot(k) => Instr::OneHot {
+            labels: ins[0],
+            rows: shp[0][0],
+            classes: *k,
+            node,
+            out,
+        },
+        Op::Dropout { p, .. } => Instr::Dropout {
+            rng: f.rng_slot(node),
+            p: *p,
+            n: len,
+            out,
+        },
+        Op::Noise { std, .. } => Instr::Noise {
+            rng: f.rng_slot(node),
+            std: *std,
+            n: len,
+            out,
+        },
+        Op::Custom(_) => Instr::Custom {
+            node,
+            args: ins
+                .iter()
+                .zip(shp)
+                .map(|(&s, sh)| (s, Shape::from_slice(sh)))
+                .collect(),
+            n: len,
+            out,
+        },
+    }
+}

@@ -1,0 +1,144 @@
+//! Text dumps of graphs and plans, one node or instruction per line (in the spirit of Theano's
+//! `debugprint`), for error messages, tests and documentation.
+
+use crate::expr::Expr;
+use crate::function::{Function, INode, Instr, Plan, Src};
+use crate::graph::{key, positions, topo};
+use std::fmt::Write;
+
+/// Lists the graph below `roots`: `%i = op(%a, %b) : [dims]  @ file:line`.
+pub(crate) fn graph(roots: &[Expr]) -> String {
+    let order = match topo(roots) {
+        Ok(o) => o,
+        Err(e) => return format!("graph in error: {e}\n"),
+    };
+    let pos = positions(&order);
+    let mut s = String::new();
+    for (i, e) in order.iter().enumerate() {
+        let args: Vec<String> = e
+            .inputs()
+            .iter()
+            .map(|x| format!("%{}", pos[&key(x)]))
+            .collect();
+        let ty = e.ty().map(|t| t.to_string()).unwrap_or_default();
+        let _ = writeln!(
+            s,
+            "%{i} = {}({}) : {ty}  @ {}",
+            e.op().name(),
+            args.join(", "),
+            e.location()
+        );
+    }
+    s
+}
+
+/// Lists a compiled function's rewritten graph, marking its outputs.
+pub(crate) fn ir(ir: &[INode], outputs: &[usize]) -> String {
+    let mut s = String::new();
+    for (i, n) in ir.iter().enumerate() {
+        let args: Vec<String> = n.inputs.iter().map(|j| format!("%{j}")).collect();
+        let mark = outputs
+            .iter()
+            .position(|&o| o == i)
+            .map(|k| format!("  -> output {k}"))
+            .unwrap_or_default();
+        let _ = writeln!(
+            s,
+            "%{i} = {}({}) : {}{mark}",
+            n.op.name(),
+            args.join(", "),
+            n.ty
+        );
+    }
+    s
+}
+
+fn src(f: &Function, s: &Src) -> String {
+    match s {
+        Src::Arg(i) => format!("arg:{}", f.inputs[*i].0),
+        Src::Param(i) => format!("param:{}", f.params[*i].name()),
+        Src::Const(i) => format!("const{i}"),
+        Src::Work(b) => format!("buf{b}"),
+    }
+}
+
+/// Lists a plan: `buf3 <- gemm 32x64x100 (arg:x, param:w) + bias param:b   # %5 matmul`.
+pub(crate) fn plan(f: &Function, p: &Plan) -> String {
+    let mut s = String::new();
+    for (ins, &node) in p.instrs.iter().zip(&p.nodes) {
+        let what = match ins {
+            Instr::Gemm {
+                m,
+                k,
+                n,
+                a,
+                ta,
+                b,
+                tb,
+                bias,
+                out,
+            } => format!(
+                "buf{out} <- gemm {m}x{k}x{n} ({}{}, {}{}){}",
+                src(f, a),
+                if *ta { "ᵀ" } else { "" },
+                src(f, b),
+                if *tb { "ᵀ" } else { "" },
+                bias.map(|b| format!(" + bias {}", src(f, &b)))
+                    .unwrap_or_default()
+            ),
+            Instr::Unary {
+                op,
+                x,
+                n,
+                inplace,
+                out,
+            } => {
+                format!(
+                    "buf{out} <- {op:?} {} [{n}]{}",
+                    src(f, x),
+                    if *inplace { " in place" } else { "" }
+                )
+            }
+            Instr::Binary {
+                op,
+                shape,
+                a,
+                b,
+                inplace,
+                out,
+                la,
+                lb,
+            } => format!(
+                "buf{out} <- {op:?} {} ({la:?}), {} ({lb:?}) {:?}{}",
+                src(f, a),
+                src(f, b),
+                shape.as_slice(),
+                inplace
+                    .map(|s| format!(" in place over {s:?}"))
+                    .unwrap_or_default()
+            ),
+            other => {
+                let dbg = format!("{other:?}");
+                let name = dbg.split([' ', '{']).next().unwrap_or("").to_string();
+                format!(
+                    "buf{} <- {name} {}",
+                    other.out(),
+                    dbg.trim_start_matches(&name).trim()
+                )
+            }
+        };
+        let _ = writeln!(s, "{what}   # %{node} {}", f.ir[node].op.name());
+    }
+    let sizes: Vec<usize> = p_workspace_sizes(p);
+    let _ = writeln!(
+        s,
+        "workspace: {} buffers, {} floats",
+        sizes.len(),
+        sizes.iter().sum::<usize>()
+    );
+    s
+}
+
+fn p_workspace_sizes(p: &Plan) -> Vec<usize> {
+    p.workspace_sizes()
+}

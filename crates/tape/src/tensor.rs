@@ -1,0 +1,288 @@
+//! `Tensor`: an owned, contiguous, row-major `f32` array, and `TensorView`, its borrowed form.
+
+use crate::error::{Error, Result};
+use crate::kernels::Shape;
+use std::fmt;
+
+/// An owned n-dimensional `f32` array, row-major and contiguous.
+///
+/// Class labels are stored here too, as integer-valued floats; the ops that consume them check
+/// range and integrality when they run.
+///
+/// ```
+/// use tape::Tensor;
+/// let t = Tensor::new(&[2, 3], vec![1., 2., 3., 4., 5., 6.])?;
+/// assert_eq!(t.shape(), &[2, 3]);
+/// assert_eq!(t.data()[4], 5.0);
+/// assert!(Tensor::new(&[2, 2], vec![1.0]).is_err());
+/// # Ok::<(), tape::Error>(())
+/// ```
+#[derive(Clone, PartialEq)]
+pub struct Tensor {
+    shape: Shape,
+    data: Vec<f32>,
+}
+
+/// A borrowed tensor: a shape and a slice of matching length. Compiled functions take their
+/// arguments this way so that a batch can be handed over without copying.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct TensorView<'a> {
+    shape: &'a [usize],
+    data: &'a [f32],
+}
+
+fn numel(shape: &[usize]) -> usize {
+    shape.iter().product()
+}
+
+impl Tensor {
+    /// A tensor of the given shape over `data`; fails if the lengths disagree.
+    pub fn new(shape: &[usize], data: Vec<f32>) -> Result<Tensor> {
+        if numel(shape) != data.len() {
+            return Err(Error::Data {
+                what: "Tensor::new",
+                shape: shape.to_vec(),
+                len: data.len(),
+            });
+        }
+        Ok(Tensor {
+            shape: Shape::from_slice(shape),
+            data,
+        })
+    }
+
+    /// A tensor filled with zeros.
+    pub fn zeros(shape: &[usize]) -> Tensor {
+        Tensor::full(shape, 0.0)
+    }
+
+    /// A tensor filled with ones.
+    pub fn ones(shape: &[usize]) -> Tensor {
+        Tensor::full(shape, 1.0)
+    }
+
+    /// A tensor filled with `value`.
+    pub fn full(shape: &[usize], value: f32) -> Tensor {
+        Tensor {
+            shape: Shape::from_slice(shape),
+            data: vec![value; numel(shape)],
+        }
+    }
+
+    /// A rank-0 tensor holding one value.
+    pub fn scalar(value: f32) -> Tensor {
+        Tensor {
+            shape: Shape::new(),
+            data: vec![value],
+        }
+    }
+
+    /// A rank-1 tensor over `values`.
+    pub fn vector(values: &[f32]) -> Tensor {
+        Tensor {
+            shape: Shape::from_slice(&[values.len()]),
+            data: values.to_vec(),
+        }
+    }
+
+    /// A tensor whose element at each multi-index is `f(index)`, visited in row-major order.
+    ///
+    /// ```
+    /// let eye = tape::Tensor::from_fn(&[2, 2], |i| if i[0] == i[1] { 1.0 } else { 0.0 });
+    /// assert_eq!(eye.data(), &[1., 0., 0., 1.]);
+    /// ```
+    pub fn from_fn(shape: &[usize], mut f: impl FnMut(&[usize]) -> f32) -> Tensor {
+        let n = numel(shape);
+        let mut data = Vec::with_capacity(n);
+        let mut index = vec![0usize; shape.len()];
+        for _ in 0..n {
+            data.push(f(&index));
+            for axis in (0..shape.len()).rev() {
+                index[axis] += 1;
+                if index[axis] < shape[axis] {
+                    break;
+                }
+                index[axis] = 0;
+            }
+        }
+        Tensor {
+            shape: Shape::from_slice(shape),
+            data,
+        }
+    }
+
+    /// The dimensions.
+    pub fn shape(&self) -> &[usize] {
+        &self.shape
+    }
+
+    /// The number of dimensions.
+    pub fn rank(&self) -> usize {
+        self.shape.len()
+    }
+
+    /// The number of elements.
+    pub fn len(&self) -> usize {
+        self.data.len()
+    }
+
+    /// Whether the tensor holds no element (some dimension is 0).
+    pub fn is_empty(&self) -> bool {
+        self.data.is_empty()
+    }
+
+    /// The values in row-major order.
+    pub fn data(&self) -> &[f32] {
+        &self.data
+    }
+
+    /// The values, mutably (the shape stays fixed).
+    pub fn data_mut(&mut self) -> &mut [f32] {
+        &mut self.data
+    }
+
+    /// Takes the values out.
+    pub fn into_data(self) -> Vec<f32> {
+        self.data
+    }
+
+    /// The single value of a one-element tensor, if it has exactly one.
+    pub fn item(&self) -> Option<f32> {
+        (self.data.len() == 1).then(|| self.data[0])
+    }
+
+    /// The same values under another shape with the same number of elements.
+    pub fn reshape(self, shape: &[usize]) -> Result<Tensor> {
+        Tensor::new(shape, self.data)
+    }
+
+    /// A borrowed view.
+    pub fn view(&self) -> TensorView<'_> {
+        TensorView {
+            shape: &self.shape,
+            data: &self.data,
+        }
+    }
+
+    /// The first non-finite value, as `(flat index, value)`.
+    pub fn first_non_finite(&self) -> Option<(usize, f32)> {
+        self.view().first_non_finite()
+    }
+}
+
+impl<'a> TensorView<'a> {
+    /// A view of `data` as `shape`; fails if the lengths disagree.
+    pub fn new(shape: &'a [usize], data: &'a [f32]) -> Result<TensorView<'a>> {
+        if numel(shape) != data.len() {
+            return Err(Error::Data {
+                what: "TensorView::new",
+                shape: shape.to_vec(),
+                len: data.len(),
+            });
+        }
+        Ok(TensorView { shape, data })
+    }
+
+    /// The dimensions.
+    pub fn shape(&self) -> &'a [usize] {
+        self.shape
+    }
+
+    /// The values in row-major order.
+    pub fn data(&self) -> &'a [f32] {
+        self.data
+    }
+
+    /// An owned copy.
+    pub fn to_tensor(&self) -> Tensor {
+        Tensor {
+            shape: Shape::from_slice(self.shape),
+            data: self.data.to_vec(),
+        }
+    }
+
+    /// The first non-finite value, as `(flat index, value)`.
+    pub fn first_non_finite(&self) -> Option<(usize, f32)> {
+        self.data
+            .iter()
+            .position(|v| !v.is_finite())
+            .map(|i| (i, self.data[i]))
+    }
+}
+
+impl<'a> From<&'a Tensor> for TensorView<'a> {
+    fn from(t: &'a Tensor) -> Self {
+        t.view()
+    }
+}
+
+/// Prints like numpy: nested brackets, long axes cut to their first and last three entries.
+impl fmt::Debug for Tensor {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "Tensor{:?} ", self.shape.as_slice())?;
+        fmt_nested(f, &self.shape, &self.data)
+    }
+}
+
+const EDGE: usize = 3;
+
+fn fmt_nested(f: &mut fmt::Formatter<'_>, shape: &[usize], data: &[f32]) -> fmt::Result {
+    let Some((&n, rest)) = shape.split_first() else {
+        return write!(f, "{}", data[0]);
+    };
+    let stride = numel(rest);
+    write!(f, "[")?;
+    for i in 0..n {
+        if n > 2 * EDGE && i == EDGE {
+            write!(f, "..., ")?;
+        }
+        if n > 2 * EDGE && (EDGE..n - EDGE).contains(&i) {
+            continue;
+        }
+        fmt_nested(f, rest, &data[i * stride..(i + 1) * stride])?;
+        if i + 1 < n {
+            write!(f, ", ")?;
+        }
+    }
+    write!(f, "]")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn constructors_check_length() {
+        assert!(Tensor::new(&[2, 3], vec![0.0; 6]).is_ok());
+        let err = Tensor::new(&[2, 3], vec![0.0; 5]).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "Tensor::new: shape [2, 3] needs 6 values, got 5"
+        );
+        assert!(TensorView::new(&[4], &[1.0, 2.0]).is_err());
+        assert_eq!(Tensor::scalar(2.5).shape(), &[] as &[usize]);
+        assert_eq!(Tensor::scalar(2.5).item(), Some(2.5));
+        assert_eq!(Tensor::zeros(&[0, 3]).len(), 0);
+    }
+
+    #[test]
+    fn from_fn_is_row_major() {
+        let t = Tensor::from_fn(&[2, 3], |i| (i[0] * 10 + i[1]) as f32);
+        assert_eq!(t.data(), &[0., 1., 2., 10., 11., 12.]);
+    }
+
+    #[test]
+    fn debug_truncates_long_axes() {
+        let t = Tensor::from_fn(&[10], |i| i[0] as f32);
+        assert_eq!(format!("{t:?}"), "Tensor[10] [0, 1, 2, ..., 7, 8, 9]");
+        let m = Tensor::from_fn(&[2, 2], |i| i[1] as f32);
+        assert_eq!(format!("{m:?}"), "Tensor[2, 2] [[0, 1], [0, 1]]");
+        assert_eq!(format!("{:?}", Tensor::scalar(1.5)), "Tensor[] 1.5");
+    }
+
+    #[test]
+    fn finds_non_finite() {
+        let t = Tensor::vector(&[1.0, f32::NAN, f32::INFINITY]);
+        assert_eq!(t.first_non_finite().map(|p| p.0), Some(1));
+    }
+}
