@@ -1,6 +1,6 @@
 //! Graph rewrites run once at compile time, on the flat graph: stable forms
 //! (`log(softmax(x))` → `log_softmax(x)`), transposes folded into matrix products, trivial
-//! arithmetic removed, constants folded, common subexpressions merged, bias-adds fused into the
+//! arithmetic and double transposes removed, constants folded, common subexpressions merged, bias-adds fused into the
 //! matrix product that feeds them, and dead nodes dropped. Random nodes are never merged or folded.
 
 use crate::error::Result;
@@ -78,6 +78,10 @@ fn forward_to_input(node: &INode, out: &[INode]) -> Option<usize> {
         }
         Op::Unary(Unary::Neg) => match &out[ins[0]].op {
             Op::Unary(Unary::Neg) => Some(out[ins[0]].inputs[0]),
+            _ => None,
+        },
+        Op::Transpose => match &out[ins[0]].op {
+            Op::Transpose => Some(out[ins[0]].inputs[0]),
             _ => None,
         },
         Op::ReshapeLike | Op::Reshape(_) if same_known(&out[ins[0]].ty, &node.ty) => Some(ins[0]),
