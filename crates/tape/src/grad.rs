@@ -130,6 +130,27 @@ fn known_equal(a: &Expr, b: &Expr) -> bool {
     }
 }
 
+/// Whether `x` keeps its shape when broadcast against `other` in every case the static types
+/// allow: then the gradient needs no `sum_like` (which would also keep the forward value alive and
+/// block fusions).
+fn never_stretched(x: &Expr, other: &Expr) -> bool {
+    let (Ok(x), Ok(o)) = (x.ty(), other.ty()) else {
+        return false;
+    };
+    if o.rank() > x.rank() {
+        return false;
+    }
+    let offset = x.rank() - o.rank();
+    o.dims
+        .iter()
+        .enumerate()
+        .all(|(i, &d)| match (x.dims[i + offset], d) {
+            (_, Some(1)) => true,
+            (Some(k), _) => k != 1,
+            (None, _) => false,
+        })
+}
+
 fn static_len(t: Result<&Type>, axis: usize, at: crate::Loc, what: &str) -> Result<usize> {
     t.ok().and_then(|t| t.dims.get(axis).copied().flatten()).ok_or_else(|| Error::Grad {
         reason: format!("the gradient of {what} needs the size of axis {axis} known when the graph is built"),
@@ -216,9 +237,16 @@ fn rule(node: &Expr, g: &Expr, needs: &[bool]) -> Result<Vec<Option<Expr>>> {
                     return Ok(vec![None, None]);
                 }
             };
+            let reduce = |gx: Expr, x: &Expr, other: &Expr| {
+                if never_stretched(x, other) {
+                    gx
+                } else {
+                    sum_like(gx, x)
+                }
+            };
             vec![
-                needs[0].then(|| sum_like(ga, a)),
-                needs[1].then(|| sum_like(gc, c)),
+                needs[0].then(|| reduce(ga, a, c)),
+                needs[1].then(|| reduce(gc, c, a)),
             ]
         }
         Op::Select => {
