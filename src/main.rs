@@ -34,8 +34,11 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         .zip(&grads)
         .map(|((p, e), g)| ((*p).clone(), e - &(g * lr)))
         .collect();
-    let mut train =
-        Function::compile_with_updates(&[x.clone(), y.clone()], &[loss.clone()], &updates)?;
+    let mut train = Function::compile_with_updates(
+        &[x.clone(), y.clone()],
+        std::slice::from_ref(&loss),
+        &updates,
+    )?;
     let mut predict = Function::compile(&[x], &[out])?;
 
     let inputs = Tensor::new(&[4, 2], vec![0., 0., 0., 1., 1., 0., 1., 1.])?;

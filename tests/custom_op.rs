@@ -17,7 +17,7 @@ proptest! {
     fn softsign_gradients_match_finite_differences(v in prop::collection::vec(0.1f32..3.0, 1..12), signs in prop::collection::vec(any::<bool>(), 12)) {
         let v: Vec<f32> = v.iter().zip(&signs).map(|(&x, &s)| if s { x } else { -x }).collect();
         let x = Expr::input("x", 1);
-        let cost = (Expr::custom(Arc::new(Softsign), &[x.clone()]) * &Expr::scalar(1.5)).exp().sum();
+        let cost = (Expr::custom(Arc::new(Softsign), std::slice::from_ref(&x)) * &Expr::scalar(1.5)).exp().sum();
         let inputs = [(x.clone(), Tensor::vector(&v))];
         let first = check::gradient(&cost, &inputs, std::slice::from_ref(&x), &Options::default()).unwrap();
         prop_assert!(first.ok(), "{first}");
@@ -49,7 +49,7 @@ impl CustomOp for Failing {
 #[test]
 fn a_custom_ops_own_failure_is_reported_with_its_name_and_line() {
     let x = Expr::input("x", 1);
-    let y = Expr::custom(Arc::new(Failing), &[x.clone()]);
+    let y = Expr::custom(Arc::new(Failing), std::slice::from_ref(&x));
     let mut f = Function::compile(&[x], &[y]).unwrap();
     let e = f.call(&[&Tensor::vector(&[1.0])]).unwrap_err();
     assert!(

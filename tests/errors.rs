@@ -22,7 +22,7 @@ fn a_shape_error_at_build_time_surfaces_at_compile_with_the_users_line() {
 fn a_shape_error_only_known_at_run_time_names_op_and_shapes() {
     let x = Expr::input("x", 2);
     let w = Param::new("w", Tensor::zeros(&[4, 2]));
-    let mut f = Function::compile(&[x.clone()], &[x.matmul(&w.expr())]).unwrap();
+    let mut f = Function::compile(std::slice::from_ref(&x), &[x.matmul(&w.expr())]).unwrap();
     let err = f.call(&[&Tensor::zeros(&[2, 3])]).unwrap_err();
     let text = err.to_string();
     assert!(
@@ -128,7 +128,7 @@ fn gradient_requests_without_an_answer_are_errors() {
 fn compile_checks_its_inputs_and_updates() {
     let x = Expr::input("x", 1);
     let z = Expr::input("z", 1);
-    let e = Function::compile(&[x.clone()], &[(&x + &z).sum()])
+    let e = Function::compile(std::slice::from_ref(&x), &[(&x + &z).sum()])
         .err()
         .unwrap();
     assert!(e.to_string().contains("input `z`"), "{e}");
@@ -153,7 +153,8 @@ fn compile_checks_its_inputs_and_updates() {
     );
     // An update whose shape is only known at run time is checked when the function runs.
     let mut f =
-        Function::compile_with_updates(&[x.clone()], &[], &[(w.clone(), x.clone())]).unwrap();
+        Function::compile_with_updates(std::slice::from_ref(&x), &[], &[(w.clone(), x.clone())])
+            .unwrap();
     assert!(f.call(&[&Tensor::zeros(&[5])]).is_err());
     assert!(f.call(&[&Tensor::ones(&[3])]).is_ok());
     assert_eq!(w.value().data(), &[1.0, 1.0, 1.0]);
@@ -173,7 +174,7 @@ fn bad_op_arguments_are_errors_not_panics() {
         x.pick(&x),
         x.t().matmul(&Expr::input("v", 1)),
     ] {
-        let e = Function::compile(std::slice::from_ref(&x), &[bad.clone()]).err();
+        let e = Function::compile(std::slice::from_ref(&x), std::slice::from_ref(&bad)).err();
         let e = e.unwrap_or_else(|| panic!("{} should not compile", bad.debug_print()));
         assert!(e.to_string().contains("tests/errors.rs"), "{e}");
     }

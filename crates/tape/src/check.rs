@@ -181,7 +181,9 @@ pub fn gradient(
             if err.is_nan() || err > report.max_abs_err {
                 report.max_abs_err = err;
             }
-            if !(err <= opts.atol + opts.rtol * a.abs().max(numeric.abs())) {
+            // Written so that a NaN error counts as a mismatch.
+            let within = err <= opts.atol + opts.rtol * a.abs().max(numeric.abs());
+            if !within {
                 report.mismatches.push(Mismatch {
                     wrt: name.clone(),
                     index,

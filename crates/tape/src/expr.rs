@@ -176,7 +176,7 @@ impl Expr {
 
     #[track_caller]
     fn unary(&self, u: Unary) -> Expr {
-        Expr::apply(Op::Unary(u), &[self.clone()])
+        Expr::apply(Op::Unary(u), std::slice::from_ref(self))
     }
 
     #[track_caller]
@@ -302,7 +302,7 @@ impl Expr {
     /// Clamps into `[lo, hi]`; the gradient is 0 outside the range.
     #[track_caller]
     pub fn clip(&self, lo: f32, hi: f32) -> Expr {
-        Expr::apply(Op::Clip { lo, hi }, &[self.clone()])
+        Expr::apply(Op::Clip { lo, hi }, std::slice::from_ref(self))
     }
 
     /// Matrix product of two rank-2 expressions.
@@ -319,17 +319,17 @@ impl Expr {
     /// Matrix transpose.
     #[track_caller]
     pub fn t(&self) -> Expr {
-        Expr::apply(Op::Transpose, &[self.clone()])
+        Expr::apply(Op::Transpose, std::slice::from_ref(self))
     }
     /// Same values in new dims; at most one dim may be `-1`, inferred from the others.
     #[track_caller]
     pub fn reshape(&self, dims: &[isize]) -> Expr {
-        Expr::apply(Op::Reshape(dims.into()), &[self.clone()])
+        Expr::apply(Op::Reshape(dims.into()), std::slice::from_ref(self))
     }
     /// Inserts an axis of size 1 at `axis`.
     #[track_caller]
     pub fn unsqueeze(&self, axis: usize) -> Expr {
-        Expr::apply(Op::Unsqueeze(axis), &[self.clone()])
+        Expr::apply(Op::Unsqueeze(axis), std::slice::from_ref(self))
     }
     /// Broadcasts to the shape of `like`.
     #[track_caller]
@@ -356,7 +356,7 @@ impl Expr {
                     axis: Some(usize::MAX),
                     keepdims,
                 };
-                Expr::apply(op, &[self.clone()])
+                Expr::apply(op, std::slice::from_ref(self))
             }
             _ => Expr::apply(
                 Op::Reduce {
@@ -364,7 +364,7 @@ impl Expr {
                     axis: axis.map(|a| a as usize),
                     keepdims,
                 },
-                &[self.clone()],
+                std::slice::from_ref(self),
             ),
         }
     }
@@ -407,22 +407,31 @@ impl Expr {
     /// Softmax over the last axis.
     #[track_caller]
     pub fn softmax(&self) -> Expr {
-        Expr::apply(Op::Softmax(SoftmaxKind::Softmax), &[self.clone()])
+        Expr::apply(
+            Op::Softmax(SoftmaxKind::Softmax),
+            std::slice::from_ref(self),
+        )
     }
     /// Log-softmax over the last axis (stable).
     #[track_caller]
     pub fn log_softmax(&self) -> Expr {
-        Expr::apply(Op::Softmax(SoftmaxKind::LogSoftmax), &[self.clone()])
+        Expr::apply(
+            Op::Softmax(SoftmaxKind::LogSoftmax),
+            std::slice::from_ref(self),
+        )
     }
     /// `log(sum(exp(x)))` over the last axis, which is dropped (stable).
     #[track_caller]
     pub fn logsumexp(&self) -> Expr {
-        Expr::apply(Op::Softmax(SoftmaxKind::LogSumExp), &[self.clone()])
+        Expr::apply(
+            Op::Softmax(SoftmaxKind::LogSumExp),
+            std::slice::from_ref(self),
+        )
     }
     /// Index of the first maximum along the last axis, as labels (no gradient).
     #[track_caller]
     pub fn argmax(&self) -> Expr {
-        Expr::apply(Op::Argmax, &[self.clone()])
+        Expr::apply(Op::Argmax, std::slice::from_ref(self))
     }
 
     /// Joins expressions along `axis`.
@@ -433,7 +442,7 @@ impl Expr {
     /// `len` entries from `start` along `axis`.
     #[track_caller]
     pub fn slice(&self, axis: usize, start: usize, len: usize) -> Expr {
-        Expr::apply(Op::Slice { axis, start, len }, &[self.clone()])
+        Expr::apply(Op::Slice { axis, start, len }, std::slice::from_ref(self))
     }
     /// Cuts `axis` into consecutive pieces of the given sizes.
     #[track_caller]
@@ -458,14 +467,14 @@ impl Expr {
     /// One-hot rows of `classes` columns from a vector of labels.
     #[track_caller]
     pub fn one_hot(&self, classes: usize) -> Expr {
-        Expr::apply(Op::OneHot(classes), &[self.clone()])
+        Expr::apply(Op::OneHot(classes), std::slice::from_ref(self))
     }
 
     /// A fresh dropout mask shaped like `self` at every call: 0 with probability `p`, else
     /// `1/(1-p)`, drawn from the stream seeded with `seed` (see [`crate::rng::stream_seed`]).
     #[track_caller]
     pub fn dropout_mask(&self, p: f32, seed: u64) -> Expr {
-        Expr::apply(Op::Dropout { p, seed }, &[self.clone()])
+        Expr::apply(Op::Dropout { p, seed }, std::slice::from_ref(self))
     }
     /// `self * dropout_mask(p, seed)`: inverted dropout, so expectations are unchanged.
     #[track_caller]
@@ -475,7 +484,7 @@ impl Expr {
     /// Fresh zero-mean Gaussian noise shaped like `self` at every call.
     #[track_caller]
     pub fn noise(&self, std: f32, seed: u64) -> Expr {
-        Expr::apply(Op::Noise { std, seed }, &[self.clone()])
+        Expr::apply(Op::Noise { std, seed }, std::slice::from_ref(self))
     }
     /// `self + noise(std, seed)`.
     #[track_caller]

@@ -561,10 +561,10 @@ impl Op {
         match self {
             Op::Input(_) | Op::Param(_) => None,
             Op::Dropout { .. } | Op::Noise { .. } => None,
-            Op::Constant(t) => match t.item() {
-                Some(v) => Some(format!("const {:?} {:x}", t.shape(), v.to_bits())),
-                None => None,
-            },
+            // Only one-element constants are compared by value; larger ones stay distinct.
+            Op::Constant(t) => t
+                .item()
+                .map(|v| format!("const {:?} {:x}", t.shape(), v.to_bits())),
             Op::Custom(c) => Some(format!("custom {:p}", Arc::as_ptr(c) as *const u8)),
             Op::Clip { lo, hi } => Some(format!("clip {:x} {:x}", lo.to_bits(), hi.to_bits())),
             other => Some(other.name()),
