@@ -1,12 +1,17 @@
 //! General matrix multiply `C = alpha * op(A) * op(B) + beta * C` on row-major `f32` slices.
 
-/// C = alpha * op(A) * op(B) + beta * C, through `matrixmultiply::sgemm` with strides (no copies).
+/// C = alpha * op(A) * op(B) + beta * C, through our packed, cache-blocked SIMD SGEMM.
 ///
 /// op(A) is m×k: A is stored row-major as m×k when `!ta`, or as k×m when `ta` (then op(A)=Aᵀ).
 /// op(B) is k×n: B is stored k×n when `!tb`, or n×k when `tb`. C is m×n row-major.
 /// `beta == 0` means C is overwritten (its old contents, even NaN, are ignored). Handles m, n or
 /// k == 0 (k == 0 ⇒ C = beta*C, or zeros when beta == 0). Only the first m·k, k·n and m·n
 /// elements of `a`, `b` and `c` are touched.
+///
+/// Transposes are handled while packing (through strides, no transposed copy). The packing
+/// buffers are thread-local and only grow, so repeated calls with the same (or smaller) shapes
+/// on a thread perform no heap allocation. The microkernel (AVX-512F, AVX2+FMA or portable) is
+/// picked once per process from the CPU's features; results depend only on the inputs and it.
 #[allow(clippy::too_many_arguments)] // the BLAS-style signature is a contract shared with callers
 pub fn gemm(
     m: usize,
@@ -20,7 +25,7 @@ pub fn gemm(
     beta: f32,
     c: &mut [f32],
 ) {
-    // These bounds make the raw-pointer call below sound, so they are checked in release too.
+    // These bounds make the raw-pointer kernels sound, so they are checked in release too.
     assert!(c.len() >= m * n, "gemm: C too short");
     assert!(a.len() >= m * k, "gemm: A too short");
     assert!(b.len() >= k * n, "gemm: B too short");
@@ -29,8 +34,7 @@ pub fn gemm(
         return;
     }
     if k == 0 {
-        // Handled here rather than relying on the library's internal early exit, so the
-        // documented beta == 0 ⇒ zeros semantics holds regardless of its version.
+        // Nothing to accumulate: C = beta*C, or zeros (ignoring NaN) when beta == 0.
         if beta == 0.0 {
             c.fill(0.0);
         } else {
@@ -38,30 +42,7 @@ pub fn gemm(
         }
         return;
     }
-    // Transposition is expressed purely through strides, so nothing is copied.
-    let (rsa, csa) = if ta { (1, m) } else { (k, 1) };
-    let (rsb, csb) = if tb { (1, k) } else { (n, 1) };
-    // SAFETY: the asserts above guarantee every element addressed by the (m, k, n) shapes and
-    // these strides lies inside `a`, `b` and `c`; C's strides (n, 1) never alias for n ≥ 1, and
-    // `c` is uniquely borrowed for the duration of the call.
-    unsafe {
-        matrixmultiply::sgemm(
-            m,
-            k,
-            n,
-            alpha,
-            a.as_ptr(),
-            rsa as isize,
-            csa as isize,
-            b.as_ptr(),
-            rsb as isize,
-            csb as isize,
-            beta,
-            c.as_mut_ptr(),
-            n as isize,
-            1,
-        );
-    }
+    super::gemm_kernels::sgemm(m, k, n, alpha, a, ta, b, tb, beta, c);
 }
 
 #[cfg(test)]
@@ -206,6 +187,84 @@ mod tests {
                 let c = det(m * n, 13);
                 check(m, k, n, 0.7, &a, ta, &b, tb, -0.3, &c).unwrap();
                 check(m, k, n, 1.0, &a, ta, &b, tb, 0.0, &vec![f32::NAN; m * n]).unwrap();
+            }
+        }
+    }
+
+    #[test]
+    fn every_kernel_matches_naive_across_block_edges() {
+        use super::super::gemm_kernels::{sgemm_with, supported, Isa};
+        // Shapes straddle MR/NR/MC/KC (and for the small-NC portable kernel, NC) boundaries.
+        let shapes = [
+            (1, 1, 1),
+            // n ≤ 2·NR: full A micro-panels are read in place, partial ones packed.
+            (40, 300, 10),
+            (50, 70, 30),
+            (13, 300, 33),
+            (150, 517, 70),
+            (7, 9, 2100),
+            (29, 40, 3100),
+        ];
+        for isa in [Isa::Generic, Isa::Avx2, Isa::Avx512] {
+            if !supported(isa) {
+                continue;
+            }
+            for &(m, k, n) in &shapes {
+                for (case, &(ta, tb)) in
+                    [(false, false), (false, true), (true, false), (true, true)]
+                        .iter()
+                        .enumerate()
+                {
+                    let a = det(m * k, 3 + case as u32);
+                    let b = det(k * n, 11 + case as u32);
+                    let c0 = det(m * n, 17);
+                    for &(alpha, beta) in &[(1.0f32, 0.0f32), (-0.6, 1.3)] {
+                        let (want, mag) = naive(m, k, n, alpha, &a, ta, &b, tb, beta, &c0);
+                        let mut c = if beta == 0.0 {
+                            vec![f32::NAN; m * n]
+                        } else {
+                            c0.clone()
+                        };
+                        sgemm_with(isa, m, k, n, alpha, &a, ta, &b, tb, beta, &mut c);
+                        for idx in 0..m * n {
+                            let tol =
+                                4.0 * f32::EPSILON as f64 * (k as f64 + 2.0) * mag[idx] + 1e-6;
+                            assert!(
+                                (c[idx] as f64 - want[idx]).abs() <= tol,
+                                "{isa:?} m={m} k={k} n={n} ta={ta} tb={tb} beta={beta} idx={idx}: {} vs {}",
+                                c[idx],
+                                want[idx]
+                            );
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn repeated_calls_reuse_the_packing_buffer() {
+        use super::super::gemm_kernels::pack_capacity;
+        // Tests run on their own threads, so this thread's buffer is untouched by other tests.
+        let shapes = [
+            (128, 784, 512),
+            (128, 512, 10),
+            (5, 257, 3),
+            (784, 128, 512),
+        ];
+        for (ta, tb) in [(false, false), (true, false), (false, true)] {
+            for &(m, k, n) in &shapes {
+                let a = det(m * k, 1);
+                let b = det(k * n, 2);
+                let mut c = vec![0.0; m * n];
+                gemm(m, k, n, 1.0, &a, ta, &b, tb, 0.0, &mut c);
+                let cap = pack_capacity();
+                assert!(cap > 0);
+                let first = c.clone();
+                gemm(m, k, n, 1.0, &a, ta, &b, tb, 0.0, &mut c);
+                assert_eq!(pack_capacity(), cap, "buffer regrown for {m}x{k}x{n}");
+                // Deterministic: the same inputs give bit-identical results.
+                assert_eq!(c, first);
             }
         }
     }

@@ -5,7 +5,9 @@
 //! small on-stack index counters, and assume the caller has already validated shapes: a
 //! mismatch is a bug in the caller and is caught by `debug_assert!`s, not reported.
 //!
-//! * [`gemm()`]: general matrix multiply through `matrixmultiply` with strided transposes.
+//! * [`gemm()`]: general matrix multiply, our own packed BLIS-style SGEMM (AVX-512 / AVX2+FMA /
+//!   portable micro-kernels chosen at run time) reading transposed operands through strides;
+//!   its packing buffer is thread-local and reused, so calls do not allocate.
 //! * [`mod@elementwise`]: [`Unary`] / [`Binary`] maps, [`select`], [`clip`], [`scale_inplace`].
 //! * [`mod@broadcast`]: numpy broadcasting ([`broadcast_shape`], [`Layout`], [`broadcast_to`]
 //!   and its adjoint [`sum_to`]).
@@ -16,6 +18,7 @@
 pub mod broadcast;
 pub mod elementwise;
 pub mod gemm;
+mod gemm_kernels;
 pub mod labels;
 pub mod reduce;
 pub mod softmax;

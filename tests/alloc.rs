@@ -1,0 +1,83 @@
+//! A compiled function called again on shapes it has seen performs no heap allocation at all.
+//! Counted with a global allocator that tallies allocations made by the current thread.
+
+use std::alloc::{GlobalAlloc, Layout, System};
+use std::cell::Cell;
+use tape::{grad, Expr, Function, Param, Rng, Tensor};
+
+struct Counting;
+
+thread_local! {
+    static ALLOCATIONS: Cell<usize> = const { Cell::new(0) };
+}
+
+unsafe impl GlobalAlloc for Counting {
+    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        ALLOCATIONS.with(|c| c.set(c.get() + 1));
+        System.alloc(layout)
+    }
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        System.dealloc(ptr, layout)
+    }
+    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
+        ALLOCATIONS.with(|c| c.set(c.get() + 1));
+        System.realloc(ptr, layout, new_size)
+    }
+}
+
+#[global_allocator]
+static GLOBAL: Counting = Counting;
+
+fn allocations() -> usize {
+    ALLOCATIONS.with(Cell::get)
+}
+
+fn random(rng: &mut Rng, shape: &[usize]) -> Tensor {
+    let mut t = Tensor::zeros(shape);
+    rng.fill_normal(t.data_mut(), 0.0, 0.1);
+    t
+}
+
+#[test]
+fn a_training_step_on_seen_shapes_allocates_nothing() {
+    let mut rng = Rng::new(5);
+    let x = Expr::input("x", 2);
+    let y = Expr::labels("y");
+    let w1 = Param::new("hid1.w", random(&mut rng, &[20, 16]));
+    let b1 = Param::new("hid1.b", Tensor::zeros(&[16]));
+    let w2 = Param::new("out.w", random(&mut rng, &[16, 4]));
+    let b2 = Param::new("out.b", Tensor::zeros(&[4]));
+    // Dropout and a sigmoid/tanh branch too, so random streams and several kernels are covered.
+    let h = (x.matmul(&w1.expr()) + b1.expr()).relu().dropout(0.2, 11);
+    let h = &h + &(h.tanh() * 0.1);
+    let logits = h.matmul(&w2.expr()) + b2.expr();
+    let loss = -logits.log_softmax().pick(&y).mean() + w1.expr().square().sum() * 1e-4;
+    let params = [w1, b1, w2, b2];
+    let exprs: Vec<Expr> = params.iter().map(Param::expr).collect();
+    let grads = grad(&loss, &exprs).unwrap();
+    let updates: Vec<(Param, Expr)> = params
+        .iter()
+        .zip(&exprs)
+        .zip(&grads)
+        .map(|((p, e), g)| (p.clone(), e - &(g * 0.05)))
+        .collect();
+    let mut f =
+        Function::compile_with_updates(&[x, y], &[loss, logits.softmax()], &updates).unwrap();
+
+    let xs = random(&mut rng, &[8, 20]);
+    let ys = Tensor::vector(&[0., 1., 2., 3., 3., 2., 1., 0.]);
+    let args = [xs.view(), ys.view()];
+    f.run(&args).unwrap(); // first call on these shapes: plans and allocates its workspace
+    let before = allocations();
+    for _ in 0..10 {
+        f.run(&args).unwrap();
+    }
+    let during = allocations() - before;
+    assert_eq!(
+        during,
+        0,
+        "{during} allocations in 10 calls on seen shapes\n{}",
+        f.debug_plan()
+    );
+    assert!(f.output(0).data()[0].is_finite());
+}
