@@ -154,3 +154,25 @@ fn updates_all_read_the_values_from_before_the_call() {
     swap.run(&[]).unwrap();
     assert_eq!((p.value().data()[0], q.value().data()[0]), (2.0, 1.0));
 }
+
+#[test]
+fn parameter_updates_fuse_into_one_axpy_pass_and_apply_every_call() {
+    let g = Expr::input_with_dims("g", &[Some(2), Some(3)]);
+    let p = Param::new("p", Tensor::ones(&[2, 3]));
+    let mut step = Function::compile_with_updates(
+        std::slice::from_ref(&g),
+        &[],
+        &[(p.clone(), &p.expr() - &(&g * 0.5))],
+    )
+    .unwrap();
+    let grad = Tensor::new(&[2, 3], vec![2.0, 4.0, 6.0, 0.0, -2.0, 1.0]).unwrap();
+    step.call(&[&grad]).unwrap();
+    let plan = step.debug_plan();
+    assert!(
+        plan.contains("Axpy { alpha: -0.5") && plan.lines().count() == 2,
+        "{plan}"
+    );
+    assert_eq!(p.value().data(), &[0.0, -1.0, -2.0, 1.0, 2.0, 0.5]);
+    step.call(&[&grad]).unwrap();
+    assert_eq!(p.value().data(), &[-1.0, -3.0, -5.0, 1.0, 3.0, 0.0]);
+}

@@ -660,6 +660,19 @@ impl Param {
         f(guard.data_mut());
     }
 
+    /// Exchanges the value's storage with `buf` when the lengths match (no copy); otherwise copies
+    /// `buf` in. Used by compiled functions to apply updates.
+    pub(crate) fn take_from(&self, buf: &mut Vec<f32>, swap: bool) {
+        let mut guard = self.0.value.write().unwrap_or_else(|e| e.into_inner());
+        let storage = guard.storage_mut();
+        if swap && storage.len() == buf.len() {
+            std::mem::swap(storage, buf);
+        } else {
+            let n = storage.len();
+            storage.copy_from_slice(&buf[..n]);
+        }
+    }
+
     /// Read access to the value (a lock guard: do not hold it across a function call).
     pub fn read(&self) -> RwLockReadGuard<'_, Tensor> {
         self.0.value.read().unwrap_or_else(|e| e.into_inner())

@@ -75,6 +75,16 @@ pub(crate) enum Instr {
         inplace: Option<Side>,
         out: usize,
     },
+    Axpy {
+        alpha: f32,
+        shape: Shape,
+        a: Src,
+        la: Layout,
+        b: Src,
+        lb: Layout,
+        inplace: Option<Side>,
+        out: usize,
+    },
     Select {
         shape: Shape,
         c: Src,
@@ -227,6 +237,7 @@ impl Instr {
             | Instr::Unary { out, .. }
             | Instr::Binary { out, .. }
             | Instr::Select { out, .. }
+            | Instr::Axpy { out, .. }
             | Instr::Clip { out, .. }
             | Instr::Copy { out, .. }
             | Instr::Transpose { out, .. }
@@ -259,7 +270,8 @@ pub(crate) struct Plan {
     pub(crate) nodes: Vec<usize>,
     workspace: Vec<Vec<f32>>,
     outputs: Vec<(usize, Shape)>,
-    updates: Vec<(usize, Src, usize)>,
+    /// Per update: parameter slot, source, length, and whether the source buffer may be swapped in.
+    updates: Vec<(usize, Src, usize, bool)>,
 }
 
 /// A compiled function of some input expressions to some output expressions, optionally updating
@@ -610,16 +622,20 @@ impl Function {
                 r?;
             }
         }
-        for &(slot, src, n) in &plan.updates {
-            let from = match src {
-                Src::Work(b) => &plan.workspace[b][..n],
-                Src::Arg(a) => &args[a].data()[..n],
-                Src::Const(c) => &self.consts[c].data()[..n],
+        for &(slot, src, n, swap) in &plan.updates {
+            match src {
+                // A buffer that holds nothing but this update is swapped into the parameter.
+                Src::Work(b) => self.params[slot].take_from(&mut plan.workspace[b], swap),
+                Src::Arg(a) => {
+                    self.params[slot].update(|d| d.copy_from_slice(&args[a].data()[..n]))
+                }
+                Src::Const(c) => {
+                    self.params[slot].update(|d| d.copy_from_slice(&self.consts[c].data()[..n]))
+                }
                 Src::Param(_) => {
                     unreachable!("parameter-sourced updates are copied into the workspace")
                 }
-            };
-            self.params[slot].update(|d| d.copy_from_slice(from));
+            }
         }
         Ok(())
     }
@@ -642,7 +658,7 @@ impl Function {
         nodes: Vec<usize>,
         workspace: Vec<Vec<f32>>,
         outputs: Vec<(usize, Shape)>,
-        updates: Vec<(usize, Src, usize)>,
+        updates: Vec<(usize, Src, usize, bool)>,
     ) -> Plan {
         Plan {
             key,
@@ -748,6 +764,32 @@ fn exec(
                     kernels::binary_inplace_rhs(*op, shape, get(*a), la, &mut out[..n])
                 }
                 None => kernels::binary(*op, shape, get(*a), la, get(*b), lb, &mut out[..n]),
+            }
+        }
+        Instr::Axpy {
+            alpha,
+            shape,
+            a,
+            la,
+            b,
+            lb,
+            inplace,
+            ..
+        } => {
+            let n: usize = shape.iter().product();
+            match inplace {
+                // The plan only writes in place when both operands have the output's shape.
+                Some(Side::Lhs) => kernels::axpy_inplace_lhs(&mut out[..n], *alpha, &get(*b)[..n]),
+                Some(Side::Rhs) => kernels::axpy_inplace_rhs(&get(*a)[..n], *alpha, &mut out[..n]),
+                None if *la == Layout::Full && *lb == Layout::Full => {
+                    kernels::axpy(&get(*a)[..n], *alpha, &get(*b)[..n], &mut out[..n])
+                }
+                None => {
+                    // Broadcast operands: scale b into the output, then add a, in two passes.
+                    let (o, scale) = (&mut out[..n], [*alpha]);
+                    kernels::binary(Binary::Mul, shape, get(*b), lb, &scale, &Layout::Scalar, o);
+                    kernels::binary_inplace_rhs(Binary::Add, shape, get(*a), la, o);
+                }
             }
         }
         Instr::Select {

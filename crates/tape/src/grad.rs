@@ -281,9 +281,12 @@ fn rule(node: &Expr, g: &Expr, needs: &[bool]) -> Result<Vec<Option<Expr>>> {
             };
             vec![needs[0].then_some(ga), needs[1].then_some(gb)]
         }
-        Op::GemmBias { .. } => {
+        Op::GemmBias { .. } | Op::Axpy { .. } => {
             return Err(Error::Grad {
-                reason: "gemm_bias is made by the compiler and has no gradient rule".into(),
+                reason: format!(
+                    "{} is made by the compiler and has no gradient rule",
+                    node.op().name()
+                ),
                 at,
             });
         }

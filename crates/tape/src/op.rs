@@ -135,6 +135,12 @@ pub enum Op {
         /// Use the second operand transposed.
         tb: bool,
     },
+    /// *Compiler-only*: `a + alpha · b` (with broadcasting) in one pass, from `a ± b·c` with a scalar
+    /// constant `c`; the shape of parameter updates `p − lr·g`.
+    Axpy {
+        /// The factor of the second operand.
+        alpha: f32,
+    },
     /// Swap the two axes of a matrix.
     Transpose,
     /// Same values, new dims; one dim may be `-1` (inferred).
@@ -226,6 +232,7 @@ impl Op {
             Op::Clip { lo, hi } => format!("clip({lo}, {hi})"),
             Op::MatMul { ta, tb } => format!("matmul{}", trans_suffix(*ta, *tb)),
             Op::GemmBias { ta, tb } => format!("gemm_bias{}", trans_suffix(*ta, *tb)),
+            Op::Axpy { alpha } => format!("axpy({alpha})"),
             Op::Transpose => "transpose".into(),
             Op::Reshape(d) => format!("reshape{:?}", d.as_slice()),
             Op::ReshapeLike => "reshape_like".into(),
@@ -296,10 +303,9 @@ impl Op {
             Op::Param(p) => Ok(Type::known(&p.shape())),
             Op::Input(_) => Err("input types are set when the input is made".into()),
             Op::Unary(_) | Op::Clip { .. } => float(ins[0].dims.clone()),
-            Op::Binary(b) => {
+            Op::Binary(_) | Op::Axpy { .. } => {
                 let dims = broadcast_dims(&ins[0].dims, &ins[1].dims)
                     .ok_or_else(|| "shapes that broadcast together".to_string())?;
-                let _ = b;
                 float(dims)
             }
             Op::Select => {
@@ -548,7 +554,11 @@ impl Op {
                 1
             }
             Op::OneHot(_) | Op::Dropout { .. } | Op::Noise { .. } => 1,
-            Op::Binary(_) | Op::MatMul { .. } | Op::ReshapeLike | Op::BroadcastLike { .. } => 2,
+            Op::Binary(_)
+            | Op::Axpy { .. }
+            | Op::MatMul { .. }
+            | Op::ReshapeLike
+            | Op::BroadcastLike { .. } => 2,
             Op::SumLike { .. } | Op::SliceGrad { .. } | Op::Pick => 2,
             Op::Select | Op::GemmBias { .. } | Op::Scatter => 3,
             Op::Concat(_) | Op::Custom(_) => return None,
@@ -567,6 +577,7 @@ impl Op {
                 .map(|v| format!("const {:?} {:x}", t.shape(), v.to_bits())),
             Op::Custom(c) => Some(format!("custom {:p}", Arc::as_ptr(c) as *const u8)),
             Op::Clip { lo, hi } => Some(format!("clip {:x} {:x}", lo.to_bits(), hi.to_bits())),
+            Op::Axpy { alpha } => Some(format!("axpy {:x}", alpha.to_bits())),
             other => Some(other.name()),
         }
     }

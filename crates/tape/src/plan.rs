@@ -150,7 +150,12 @@ pub(crate) fn build(f: &Function, arg_shapes: Vec<Shape>) -> Result<Plan> {
         // An elementwise op may overwrite an operand of its own shape that dies here, if no
         // other operand lives in the same buffer.
         let mut inplace = None;
-        for &k in inplace_candidates(&node.op) {
+        let same_shapes = node.inputs.iter().all(|&x| shape[x] == *out_shape);
+        let candidates = match node.op {
+            Op::Axpy { .. } if !same_shapes => &[][..],
+            _ => inplace_candidates(&node.op),
+        };
+        for &k in candidates {
             let j = node.inputs[k];
             let Src::Work(b) = src[j] else { continue };
             let others_share = node
@@ -234,7 +239,18 @@ pub(crate) fn build(f: &Function, arg_shapes: Vec<Shape>) -> Result<Plan> {
             Src::Param(_) => Src::Work(copy_to_work(src[u], &shape[u], &mut instrs, &mut nodes, u)),
             other => other,
         };
-        updates.push((slot, s, numel(&shape[u])));
+        updates.push((slot, s, numel(&shape[u]), false));
+    }
+    // An update may take its buffer by swapping when the buffer is exactly the parameter's size
+    // and holds no output and no other update (the workspace then keeps the old values, which
+    // the next call overwrites).
+    for i in 0..updates.len() {
+        let (_, s, n, _) = updates[i];
+        if let Src::Work(b) = s {
+            let shared = outputs.iter().any(|&(o, _)| o == b)
+                || updates.iter().enumerate().any(|(j, u)| j != i && u.1 == s);
+            updates[i].3 = !shared && pool.sizes[b] == n;
+        }
     }
     let workspace = pool.sizes.iter().map(|&s| vec![0.0f32; s]).collect();
     Ok(Function::new_plan(
@@ -256,7 +272,7 @@ fn inplace_candidates(op: &Op) -> &'static [usize] {
     match op {
         Op::Unary(_) | Op::Clip { .. } => &[0],
         Op::Softmax(SoftmaxKind::Softmax | SoftmaxKind::LogSoftmax) => &[0],
-        Op::Binary(_) => &[0, 1],
+        Op::Binary(_) | Op::Axpy { .. } => &[0, 1],
         _ => &[],
     }
 }
@@ -295,6 +311,16 @@ fn emit(
         },
         Op::Binary(b) => Instr::Binary {
             op: *b,
+            shape: out_shape.clone(),
+            a: ins[0],
+            la: layout(shp[0], out_shape),
+            b: ins[1],
+            lb: layout(shp[1], out_shape),
+            inplace: inplace.map(|k| if k == 0 { Side::Lhs } else { Side::Rhs }),
+            out,
+        },
+        Op::Axpy { alpha } => Instr::Axpy {
+            alpha: *alpha,
             shape: out_shape.clone(),
             a: ins[0],
             la: layout(shp[0], out_shape),

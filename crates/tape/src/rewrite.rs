@@ -39,6 +39,7 @@ pub(crate) fn optimize(ir: Vec<INode>, roots: Vec<usize>) -> Result<(Vec<INode>,
     }
     let roots: Vec<usize> = roots.iter().map(|&r| remap[r]).collect();
     fuse_bias(&mut out, &roots);
+    fuse_axpy(&mut out, &roots);
     Ok(dead_code(out, roots))
 }
 
@@ -145,15 +146,7 @@ fn fold(node: INode, out: &[INode]) -> Result<INode> {
 /// `matmul(a, b) + bias` with a bias row → one `gemm_bias` that writes the bias into the output
 /// first and accumulates the product onto it, when nothing else needs the bare product.
 fn fuse_bias(ir: &mut [INode], roots: &[usize]) {
-    let mut uses = vec![0usize; ir.len()];
-    for node in ir.iter() {
-        for &j in &node.inputs {
-            uses[j] += 1;
-        }
-    }
-    for &r in roots {
-        uses[r] += 1;
-    }
+    let uses = use_counts(ir, roots);
     for i in 0..ir.len() {
         if !matches!(ir[i].op, Op::Binary(Binary::Add)) {
             continue;
@@ -180,6 +173,57 @@ fn fuse_bias(ir: &mut [INode], roots: &[usize]) {
             }
         }
     }
+}
+
+/// `a ± b·c` (or `a ± c·b`, or `b·c + a`) with a scalar constant `c` → one `axpy(±c)(a, b)`, when
+/// nothing else needs the product.
+fn fuse_axpy(ir: &mut [INode], roots: &[usize]) {
+    let uses = use_counts(ir, roots);
+    for i in 0..ir.len() {
+        let sign = match ir[i].op {
+            Op::Binary(Binary::Add) => 1.0,
+            Op::Binary(Binary::Sub) => -1.0,
+            _ => continue,
+        };
+        let sides: &[(usize, usize)] = if sign > 0.0 {
+            &[(0, 1), (1, 0)]
+        } else {
+            &[(0, 1)]
+        };
+        for &(ka, km) in sides {
+            let (a, m) = (ir[i].inputs[ka], ir[i].inputs[km]);
+            if uses[m] != 1 || !matches!(ir[m].op, Op::Binary(Binary::Mul)) {
+                continue;
+            }
+            let (x, y) = (ir[m].inputs[0], ir[m].inputs[1]);
+            let (b, c) = match (scalar_const(&ir[x]), scalar_const(&ir[y])) {
+                (_, Some(c)) => (x, c),
+                (Some(c), None) => (y, c),
+                (None, None) => continue,
+            };
+            // Only where both operands already have the result's shape (parameter updates): a
+            // broadcast operand would stop the fused op from running in place.
+            if ir[b].ty.dims != ir[m].ty.dims || ir[a].ty.dims != ir[i].ty.dims {
+                continue;
+            }
+            ir[i].op = Op::Axpy { alpha: sign * c };
+            ir[i].inputs = vec![a, b];
+            break;
+        }
+    }
+}
+
+fn use_counts(ir: &[INode], roots: &[usize]) -> Vec<usize> {
+    let mut uses = vec![0usize; ir.len()];
+    for node in ir {
+        for &j in &node.inputs {
+            uses[j] += 1;
+        }
+    }
+    for &r in roots {
+        uses[r] += 1;
+    }
+    uses
 }
 
 fn dead_code(ir: Vec<INode>, roots: Vec<usize>) -> (Vec<INode>, Vec<usize>) {

@@ -141,6 +141,11 @@ impl Tensor {
         &mut self.data
     }
 
+    /// The storage itself, for swapping whole buffers in and out without copying.
+    pub(crate) fn storage_mut(&mut self) -> &mut Vec<f32> {
+        &mut self.data
+    }
+
     /// Takes the values out.
     pub fn into_data(self) -> Vec<f32> {
         self.data

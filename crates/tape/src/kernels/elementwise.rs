@@ -509,6 +509,27 @@ pub fn scale_inplace(x: &mut [f32], alpha: f32) {
     map_inplace(x, |v| v * alpha);
 }
 
+/// out = a + alpha·b over same-length slices (one pass instead of a scale and an add).
+pub fn axpy(a: &[f32], alpha: f32, b: &[f32], out: &mut [f32]) {
+    for ((o, &x), &y) in out.iter_mut().zip(a).zip(b) {
+        *o = x + alpha * y;
+    }
+}
+
+/// a += alpha·b.
+pub fn axpy_inplace_lhs(a: &mut [f32], alpha: f32, b: &[f32]) {
+    for (x, &y) in a.iter_mut().zip(b) {
+        *x += alpha * y;
+    }
+}
+
+/// b = a + alpha·b.
+pub fn axpy_inplace_rhs(a: &[f32], alpha: f32, b: &mut [f32]) {
+    for (y, &x) in b.iter_mut().zip(a) {
+        *y = x + alpha * *y;
+    }
+}
+
 #[cfg(test)]
 // The references index with plain loops on purpose: they must be obviously correct.
 #[allow(clippy::needless_range_loop)]
@@ -615,8 +636,23 @@ mod tests {
         ]
     }
 
+    #[test]
+    fn axpy_variants_agree() {
+        let a = [1.0, 2.0, 3.0];
+        let b = [0.5, -1.0, 4.0];
+        let mut out = [0.0; 3];
+        axpy(&a, -2.0, &b, &mut out);
+        assert_eq!(out, [0.0, 4.0, -5.0]);
+        let mut l = a;
+        axpy_inplace_lhs(&mut l, -2.0, &b);
+        let mut r = b;
+        axpy_inplace_rhs(&a, -2.0, &mut r);
+        assert_eq!((l, r), (out, out));
+    }
+
     proptest! {
         #[test]
+    #[test]
         fn unary_scalar_matches_f64(op in 0usize..12, x in val()) {
             let op = UNARY[op];
             let got = unary_scalar(op, x);
