@@ -164,8 +164,15 @@ impl RuleOptions {
         "rprop_max_step",
     ];
 
-    /// Sets one option from text, e.g. `set("momentum", "0.9")`.
+    /// Sets one option from text, e.g. `set("momentum", "0.9")`. On error nothing changes.
     pub fn set(&mut self, key: &str, value: &str) -> Result<()> {
+        let mut next = self.clone();
+        next.assign(key, value)?;
+        *self = next;
+        Ok(())
+    }
+
+    fn assign(&mut self, key: &str, value: &str) -> Result<()> {
         let bad = |problem: String| Error::Config {
             what: format!("option `{key}`"),
             problem,

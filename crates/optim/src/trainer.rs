@@ -238,6 +238,29 @@ impl Trainer {
         Ok(loss)
     }
 
+    /// The Hessian-vector products ESGD uses, for one batch and the given probe vectors (one per
+    /// parameter), without updating anything. Errors unless the rule is ESGD.
+    pub fn hessian_vector(
+        &mut self,
+        batch: &[TensorView<'_>],
+        probes: &[Tensor],
+    ) -> Result<Vec<Tensor>> {
+        let np = self.params.len();
+        if !self.rule.needs_hv() || probes.len() != np {
+            return Err(Error::Config {
+                what: "hessian_vector".into(),
+                problem: format!("needs the esgd rule and {np} probe vectors, one per parameter"),
+            });
+        }
+        let mut args: Vec<TensorView<'_>> = batch.to_vec();
+        args.extend(probes.iter().map(Tensor::view));
+        self.step_fn.run(&args)?;
+        let first_hv = 1 + self.num_monitors + np;
+        Ok((0..np)
+            .map(|k| self.step_fn.output(first_hv + k).to_tensor())
+            .collect())
+    }
+
     /// Mean loss and monitors over one pass of `data` (no update).
     pub fn evaluate(&mut self, data: &mut Dataset) -> Result<Monitors> {
         let n_out = 1 + self.num_monitors;

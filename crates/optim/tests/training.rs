@@ -1,0 +1,352 @@
+//! The training loop: convergence on Rosenbrock, progress of every rule on a matrix factorisation,
+//! validation/patience/restore rules, divergence handling, ESGD's Hessian-vector products, and the
+//! configuration errors.
+
+use optim::options::configure;
+use optim::{Algorithm, Dataset, DatasetOptions, Error, LoopOptions, RuleOptions, Trainer};
+use tape::{grad, Expr, Function, Param, Rng, Tensor};
+
+fn one_batch(name: &str, arrays: Vec<Tensor>) -> Dataset {
+    Dataset::new(
+        name,
+        arrays,
+        DatasetOptions {
+            batch_size: 0,
+            ..Default::default()
+        },
+    )
+    .unwrap()
+}
+
+#[test]
+fn nag_solves_rosenbrock_from_minus_three() {
+    let x = Param::new("x", Tensor::vector(&[-3.0, -3.0]));
+    let (a, b) = (x.expr().slice(0, 0, 1), x.expr().slice(0, 1, 1));
+    let loss = ((&b - &a.square()).square() * 100.0 + (1.0 - &a).square()).sum();
+    // Rosenbrock has no data: the dataset is a single dummy row that the graph ignores.
+    let dummy = Expr::input("dummy", 2);
+    let mut data = one_batch("rosenbrock", vec![Tensor::zeros(&[1, 1])]);
+    let mut rule = RuleOptions::new(Algorithm::Nag);
+    rule.learning_rate = 1e-3;
+    rule.momentum = 0.9;
+    rule.max_gradient_norm = 1.0;
+    let lp = LoopOptions {
+        validate_every: 100,
+        patience: 1000,
+        max_updates: Some(30_000),
+        ..Default::default()
+    };
+    let mut trainer = Trainer::new(&loss, std::slice::from_ref(&x), &[dummy], &[], rule, lp).unwrap();
+    trainer.train(&mut data, None).unwrap();
+    let v = x.value();
+    assert!(
+        (v.data()[0] - 1.0).abs() < 1e-2 && (v.data()[1] - 1.0).abs() < 1e-2,
+        "ended at {:?}",
+        v.data()
+    );
+}
+
+fn factorisation() -> (Expr, Vec<Param>, Vec<Expr>, Dataset) {
+    let mut rng = Rng::new(11);
+    let mut draw = |shape: &[usize], std: f32| {
+        let mut t = Tensor::zeros(shape);
+        rng.fill_normal(t.data_mut(), 0.0, std);
+        t
+    };
+    let (a, b) = (draw(&[40, 4], 1.0), draw(&[4, 12], 1.0));
+    let target = Function::compile(&[], &[Expr::constant(a).matmul(&Expr::constant(b))])
+        .unwrap()
+        .call(&[])
+        .unwrap()
+        .remove(0);
+    let u = Param::new("u", draw(&[40, 4], 0.3));
+    let v = Param::new("v", draw(&[4, 12], 0.3));
+    let x = Expr::input("x", 2);
+    let rows = Expr::input("rows", 2); // one-hot row selectors: a minibatch picks rows of u
+    let err = &x - &rows.matmul(&u.expr()).matmul(&v.expr());
+    let loss = (&err * &err).mean();
+    let eye = Tensor::from_fn(&[40, 40], |i| if i[0] == i[1] { 1.0 } else { 0.0 });
+    let data = Dataset::new(
+        "factor",
+        vec![target, eye],
+        DatasetOptions {
+            batch_size: 10,
+            ..Default::default()
+        },
+    )
+    .unwrap();
+    (loss, vec![u, v], vec![x, rows], data)
+}
+
+#[test]
+fn every_rule_makes_progress_on_a_matrix_factorisation() {
+    for alg in Algorithm::ALL {
+        let (loss, params, inputs, mut data) = factorisation();
+        let mut rule = RuleOptions::new(alg);
+        rule.learning_rate = match alg {
+            Algorithm::Sgd => 0.5,
+            Algorithm::Nag | Algorithm::Esgd => 0.05,
+            Algorithm::AdaGrad => 0.1,
+            _ => 0.01,
+        };
+        if alg == Algorithm::AdaDelta {
+            // ADADELTA has no learning rate; a larger ε makes its first steps larger.
+            rule.rms_regularizer = 1e-4;
+        }
+        if alg == Algorithm::Nag {
+            rule.momentum = 0.9;
+        }
+        let lp = LoopOptions {
+            validate_every: 1000,
+            max_updates: Some(60),
+            ..Default::default()
+        };
+        let mut trainer = Trainer::new(&loss, &params, &inputs, &[], rule, lp).unwrap();
+        let before = trainer.evaluate(&mut data).unwrap().loss();
+        let mut last = before;
+        for step in trainer.iterate(&mut data, None) {
+            last = step.unwrap().0.loss();
+        }
+        assert!(last < 0.5 * before, "{alg}: loss {before} → {last}");
+    }
+}
+
+/// w is pulled towards 5 by the training set while the validation set wants 0.
+fn tug_of_war(lp: LoopOptions) -> (Trainer, Param, Dataset, Dataset) {
+    let w = Param::new("w", Tensor::vector(&[0.0]));
+    let y = Expr::input("y", 1);
+    let loss = (&w.expr() - &y).square().mean();
+    let monitor = ("w".to_string(), w.expr().sum());
+    let mut rule = RuleOptions::new(Algorithm::Sgd);
+    rule.learning_rate = 0.1;
+    let trainer = Trainer::new(&loss, std::slice::from_ref(&w), &[y], &[monitor], rule, lp).unwrap();
+    let train = one_batch("train", vec![Tensor::vector(&[5.0; 4])]);
+    let valid = one_batch("valid", vec![Tensor::vector(&[0.0; 4])]);
+    (trainer, w, train, valid)
+}
+
+#[test]
+fn validation_patience_and_restoring_the_best_parameters() {
+    let lp = LoopOptions {
+        validate_every: 3,
+        patience: 2,
+        ..Default::default()
+    };
+    let (mut trainer, w, mut train, mut valid) = tug_of_war(lp);
+    let items: Vec<_> = trainer
+        .iterate(&mut train, Some(&mut valid))
+        .map(Result::unwrap)
+        .collect();
+    // Validations at iterations 0, 3, 6, 9: the first is the best; patience 2 is exhausted at the
+    // fourth, before iteration 10 runs, so 9 iterations are yielded.
+    assert_eq!(items.len(), 9);
+    // The yielded validation is the most recent one, identical until the next.
+    assert_eq!(items[0].1, items[2].1);
+    assert_ne!(items[2].1, items[3].1);
+    assert_eq!(items[0].1.loss(), 0.0);
+    assert_eq!(
+        items[0].0.iter().map(|(n, _)| n).collect::<Vec<_>>(),
+        vec!["loss", "w"]
+    );
+    // Training moved w towards 5, but the loop restored the best (initial) value at the end.
+    assert!(items[8].0.get("w").unwrap() > 1.0);
+    assert_eq!(w.value().data(), &[0.0]);
+}
+
+#[test]
+fn max_updates_and_min_improvement() {
+    let lp = LoopOptions {
+        validate_every: 1,
+        patience: 100,
+        max_updates: Some(4),
+        ..Default::default()
+    };
+    let (mut trainer, _, mut train, _) = tug_of_war(lp);
+    assert_eq!(trainer.iterate(&mut train, None).count(), 4);
+    // Validating on the training set itself every iteration: it improves by less than 90% each
+    // time, so with min_improvement 0.9 and patience 1 the loop stops after 2 iterations.
+    let lp = LoopOptions {
+        validate_every: 1,
+        patience: 1,
+        min_improvement: 0.9,
+        ..Default::default()
+    };
+    let (mut trainer, _, mut train, _) = tug_of_war(lp);
+    assert_eq!(trainer.iterate(&mut train, None).count(), 2);
+}
+
+#[test]
+fn a_diverging_loss_stops_with_an_error_and_restores_the_best() {
+    let w = Param::new("w", Tensor::vector(&[1.0]));
+    let x = Expr::input("x", 1);
+    // Gradient descent on −(w·x)² runs away to −∞.
+    let loss = -(&w.expr() * &x).square().mean();
+    let mut rule = RuleOptions::new(Algorithm::Sgd);
+    rule.learning_rate = 10.0;
+    let lp = LoopOptions {
+        validate_every: 100,
+        ..Default::default()
+    };
+    let mut trainer = Trainer::new(&loss, std::slice::from_ref(&w), &[x], &[], rule, lp).unwrap();
+    let mut data = one_batch("x", vec![Tensor::vector(&[-1.0, -2.0])]);
+    let results: Vec<_> = trainer.iterate(&mut data, None).collect();
+    let err = results.last().unwrap().as_ref().unwrap_err();
+    assert!(matches!(err, Error::Diverged { .. }), "{err:?}");
+    assert!(err.to_string().contains("iteration"), "{err}");
+    assert_eq!(
+        w.value().data(),
+        &[1.0],
+        "best (initial) parameters restored"
+    );
+}
+
+#[test]
+fn esgd_hessian_vector_products_match_finite_differences() {
+    let (loss, params, inputs, mut data) = factorisation();
+    let rule = RuleOptions::new(Algorithm::Esgd);
+    let mut trainer =
+        Trainer::new(&loss, &params, &inputs, &[], rule, LoopOptions::default()).unwrap();
+    let mut rng = Rng::new(2);
+    let probes: Vec<Tensor> = params
+        .iter()
+        .map(|p| {
+            let mut t = Tensor::zeros(&p.shape());
+            rng.fill_normal(t.data_mut(), 0.0, 1.0);
+            t
+        })
+        .collect();
+    let batch: Vec<Tensor> = data
+        .next_batch()
+        .unwrap()
+        .iter()
+        .map(|v| v.to_tensor())
+        .collect();
+    let views: Vec<_> = batch.iter().map(Tensor::view).collect();
+    let hv = trainer.hessian_vector(&views, &probes).unwrap();
+
+    let exprs: Vec<Expr> = params.iter().map(Param::expr).collect();
+    let mut gfn = Function::compile(&inputs, &grad(&loss, &exprs).unwrap()).unwrap();
+    let originals: Vec<Tensor> = params.iter().map(Param::value).collect();
+    let h = 1e-2f32;
+    let mut shifted = |sign: f32| {
+        for ((p, w), v) in params.iter().zip(&originals).zip(&probes) {
+            let moved: Vec<f32> = w
+                .data()
+                .iter()
+                .zip(v.data())
+                .map(|(a, b)| a + sign * h * b)
+                .collect();
+            p.set(Tensor::new(w.shape(), moved).unwrap()).unwrap();
+        }
+        gfn.call(&batch.iter().collect::<Vec<_>>()).unwrap()
+    };
+    let (plus, minus) = (shifted(1.0), shifted(-1.0));
+    for (k, hv) in hv.iter().enumerate() {
+        for i in 0..hv.len() {
+            let numeric = (plus[k].data()[i] - minus[k].data()[i]) / (2.0 * h);
+            let analytic = hv.data()[i];
+            assert!(
+                (analytic - numeric).abs() <= 1e-3 + 2e-2 * analytic.abs().max(numeric.abs()),
+                "Hv[{k}][{i}] {analytic} vs {numeric}"
+            );
+        }
+    }
+}
+
+#[test]
+fn configuration_is_typed_and_strict() {
+    assert_eq!("RmsProp".parse::<Algorithm>().unwrap(), Algorithm::RmsProp);
+    let e = "rms_prop".parse::<Algorithm>().unwrap_err().to_string();
+    assert!(
+        e.contains("sgd, nag, rprop, rmsprop, adagrad, adadelta, esgd, adam"),
+        "{e}"
+    );
+    let d = RuleOptions::new(Algorithm::Adam);
+    assert_eq!(
+        (
+            d.learning_rate,
+            d.momentum,
+            d.nesterov,
+            d.beta1_halflife,
+            d.beta2_halflife,
+            d.rms_regularizer
+        ),
+        (1e-4, 0.0, false, 7.0, 69.0, 1e-8)
+    );
+    assert!(RuleOptions::new(Algorithm::Nag).nesterov);
+    let r = RuleOptions::new(Algorithm::Rprop);
+    assert_eq!(
+        (
+            r.rprop_increase,
+            r.rprop_decrease,
+            r.rprop_min_step,
+            r.rprop_max_step
+        ),
+        (1.01, 0.99, 0.0, 100.0)
+    );
+    assert_eq!(
+        LoopOptions::default(),
+        LoopOptions {
+            validate_every: 10,
+            patience: 5,
+            min_improvement: 0.0,
+            max_updates: None,
+            monitor_gradients: false,
+            seed: 0
+        }
+    );
+
+    let (mut rule, mut lp) = (RuleOptions::new(Algorithm::Sgd), LoopOptions::default());
+    configure(
+        &mut rule,
+        &mut lp,
+        ["learning_rate=0.5", "momentum = 0.9", "max_updates=7"],
+    )
+    .unwrap();
+    assert_eq!(
+        (rule.learning_rate, rule.momentum, lp.max_updates),
+        (0.5, 0.9, Some(7))
+    );
+    for (bad, fragment) in [
+        ("learning_rat=0.1", "did you mean `learning_rate`"),
+        ("momentun=0.1", "did you mean `momentum`"),
+        ("learning_rate=-1", "must be a finite number ≥ 0"),
+        ("momentum=1", "in [0, 1)"),
+        ("rms_halflife=0", "> 0"),
+        ("beta1_halflife=-3", "> 0"),
+        ("learning_rate=fast", "not a number"),
+        ("patience", "expected key=value"),
+        ("validate_every=0", "at least 1"),
+    ] {
+        let e = configure(&mut rule, &mut lp, [bad])
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains(fragment), "{bad}: {e}");
+    }
+    let mut nag = RuleOptions::new(Algorithm::Nag);
+    assert!(nag.set("nesterov", "false").is_err());
+}
+
+#[test]
+fn monitor_gradients_reports_squared_norms() {
+    let w = Param::new("w", Tensor::vector(&[1.0, 2.0]));
+    let loss = (w.expr().square() * 0.5).sum();
+    let dummy = Expr::input("d", 2);
+    let lp = LoopOptions {
+        monitor_gradients: true,
+        max_updates: Some(1),
+        ..Default::default()
+    };
+    let mut trainer = Trainer::new(
+        &loss,
+        &[w],
+        &[dummy],
+        &[],
+        RuleOptions::new(Algorithm::Sgd),
+        lp,
+    )
+    .unwrap();
+    let mut data = one_batch("d", vec![Tensor::zeros(&[1, 1])]);
+    let (train, _) = trainer.train(&mut data, None).unwrap();
+    assert_eq!(train.get("grad(w)"), Some(5.0)); // g = w, Σ g² = 1 + 4
+}
