@@ -36,7 +36,8 @@ fn nag_solves_rosenbrock_from_minus_three() {
         max_updates: Some(30_000),
         ..Default::default()
     };
-    let mut trainer = Trainer::new(&loss, std::slice::from_ref(&x), &[dummy], &[], rule, lp).unwrap();
+    let mut trainer =
+        Trainer::new(&loss, std::slice::from_ref(&x), &[dummy], &[], rule, lp).unwrap();
     trainer.train(&mut data, None).unwrap();
     let v = x.value();
     assert!(
@@ -119,7 +120,8 @@ fn tug_of_war(lp: LoopOptions) -> (Trainer, Param, Dataset, Dataset) {
     let monitor = ("w".to_string(), w.expr().sum());
     let mut rule = RuleOptions::new(Algorithm::Sgd);
     rule.learning_rate = 0.1;
-    let trainer = Trainer::new(&loss, std::slice::from_ref(&w), &[y], &[monitor], rule, lp).unwrap();
+    let trainer =
+        Trainer::new(&loss, std::slice::from_ref(&w), &[y], &[monitor], rule, lp).unwrap();
     let train = one_batch("train", vec![Tensor::vector(&[5.0; 4])]);
     let valid = one_batch("valid", vec![Tensor::vector(&[0.0; 4])]);
     (trainer, w, train, valid)
