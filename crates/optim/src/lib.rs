@@ -10,6 +10,8 @@
 //! - [`Rule`]: the update rules (sgd, nag, rprop, rmsprop, adagrad, adadelta, esgd, adam).
 //! - [`Trainer`]: the loop, as an iterator of `(train, valid)` [`Monitors`].
 
+#![deny(missing_docs)]
+
 pub mod dataset;
 pub mod error;
 pub mod options;

@@ -257,7 +257,9 @@ impl Rule {
                 each!(|i, gi| {
                     f[i] = gamma * f[i] + (1.0 - gamma) * gi;
                     m[i] = gamma * m[i] + (1.0 - gamma) * gi * gi;
-                    alpha * gi / (m[i] - f[i] * f[i] + eps).sqrt()
+                    // m − f² is a variance, ≥ 0 in exact arithmetic; rounding can push it below
+                    // zero for a steady gradient, which would make the root NaN.
+                    alpha * gi / ((m[i] - f[i] * f[i]).max(0.0) + eps).sqrt()
                 })
             }
             Algorithm::AdaGrad => {
@@ -286,7 +288,7 @@ impl Rule {
             Algorithm::Esgd => {
                 let gamma = decay(o.rms_halflife);
                 // The running mean starts at zero: divide by (1 − γᵗ) so the first steps are not huge.
-                let correction = 1.0 - gamma.powi(t);
+                let inv_correction = 1.0 / (1.0 - gamma.powi(t));
                 let [dsq] = &mut slots[..] else {
                     unreachable!("esgd has one slot")
                 };
@@ -294,13 +296,13 @@ impl Rule {
                 let hv = &hv.expect("ESGD is given Hessian-vector products")[..n];
                 each!(|i, gi| {
                     dsq[i] = gamma * dsq[i] + (1.0 - gamma) * hv[i] * hv[i];
-                    alpha * gi / ((dsq[i] / correction).sqrt() + eps)
+                    alpha * gi / ((dsq[i] * inv_correction).sqrt() + eps)
                 })
             }
             Algorithm::Adam => {
                 let (b1, b2) = (decay(o.beta1_halflife), decay(o.beta2_halflife));
                 // The paper's bias correction (downhill 0.3 used 1 − β2 without the power).
-                let (c1, c2) = (1.0 - b1.powi(t), 1.0 - b2.powi(t));
+                let (inv_c1, inv_c2) = (1.0 / (1.0 - b1.powi(t)), 1.0 / (1.0 - b2.powi(t)));
                 let [m, v] = &mut slots[..] else {
                     unreachable!("adam has two slots")
                 };
@@ -308,7 +310,7 @@ impl Rule {
                 each!(|i, gi| {
                     m[i] = b1 * m[i] + (1.0 - b1) * gi;
                     v[i] = b2 * v[i] + (1.0 - b2) * gi * gi;
-                    alpha * (m[i] / c1) / ((v[i] / c2).sqrt() + eps)
+                    alpha * (m[i] * inv_c1) / ((v[i] * inv_c2).sqrt() + eps)
                 })
             }
         }

@@ -158,7 +158,7 @@ fn rmsprop_graves() {
     let want = reference(|_, i, g, _| {
         f[i] = gamma * f[i] + (1.0 - gamma) * g;
         m[i] = gamma * m[i] + (1.0 - gamma) * g * g;
-        0.01 * g / (m[i] - f[i] * f[i] + 1e-8).sqrt()
+        0.01 * g / ((m[i] - f[i] * f[i]).max(0.0) + 1e-8).sqrt()
     });
     check(&run(opts(Algorithm::RmsProp, 0.01), 3), &want);
 }
@@ -289,4 +289,23 @@ fn state_round_trips_through_msgpack_and_resumes_exactly() {
             assert!(b.set_state(other.state().clone()).is_err());
         }
     }
+}
+
+#[test]
+fn rmsprop_stays_finite_under_a_steady_gradient() {
+    // With a constant gradient the centred variance m − f² is zero in exact arithmetic and may
+    // round below zero; the rule must not take the root of a negative number.
+    let n = 1000;
+    let grads: Vec<f32> = (0..n).map(|i| 0.01 + i as f32 * 0.01).collect();
+    let mut rule = Rule::new(opts(Algorithm::RmsProp, 1e-3), &[n]).unwrap();
+    let mut p = vec![0.0f32; n];
+    for _ in 0..600 {
+        rule.begin_step();
+        rule.apply(0, &mut p, &grads, None);
+    }
+    assert!(
+        p.iter().all(|v| v.is_finite()),
+        "{} NaN parameters",
+        p.iter().filter(|v| !v.is_finite()).count()
+    );
 }

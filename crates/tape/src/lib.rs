@@ -23,6 +23,8 @@
 //! # Ok::<(), tape::Error>(())
 //! ```
 
+#![deny(missing_docs)]
+
 pub mod check;
 pub mod custom;
 pub mod error;
