@@ -1,70 +1,111 @@
-//! The command-line tool. Until the `nets` crate can train a classifier on the digits data, it
-//! demonstrates the engine: a 2-4-1 network learns XOR by plain gradient descent, written as
-//! compiled-function parameter updates, and prints its predictions.
+//! The command-line tool's main job: trains a classifier (64-100-10, ReLU hidden layer, softmax
+//! output) on the embedded digits data with the `optim` loop, printing one line per validation,
+//! then the test accuracy and the confusion matrix.
 
-use tape::{grad, Expr, Function, Param, Rng, Tensor};
+use nets::{Classifier, LayerSpec, ModelOptions};
+use optim::{Dataset, DatasetOptions};
+use std::time::Instant;
+use tape::Tensor;
+use theanets_rs::digits;
 
-fn gaussian(rng: &mut Rng, shape: &[usize], std: f32) -> Tensor {
-    let mut t = Tensor::zeros(shape);
-    rng.fill_normal(t.data_mut(), 0.0, std);
-    t
+fn rows(t: &Tensor, from: usize, to: usize) -> Tensor {
+    let width: usize = t.shape()[1..].iter().product();
+    let mut shape = t.shape().to_vec();
+    shape[0] = to - from;
+    Tensor::new(&shape, t.data()[from * width..to * width].to_vec())
+        .expect("a slice of rows keeps its shape")
 }
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
-    let seed = 7;
-    let mut rng = Rng::from_name(seed, "xor.init");
-    let x = Expr::input("x", 2);
-    let y = Expr::input("y", 2);
-    let w1 = Param::new("hid1.w", gaussian(&mut rng, &[2, 4], 1.0));
-    let b1 = Param::new("hid1.b", Tensor::zeros(&[4]));
-    let w2 = Param::new("out.w", gaussian(&mut rng, &[4, 1], 1.0));
-    let b2 = Param::new("out.b", Tensor::zeros(&[1]));
-    let hidden = (x.matmul(&w1.expr()) + b1.expr()).tanh();
-    let out = (hidden.matmul(&w2.expr()) + b2.expr()).sigmoid();
-    let err = &out - &y;
-    let loss = (&err * &err).mean();
-
-    let params = [&w1, &b1, &w2, &b2];
-    let exprs: Vec<Expr> = params.iter().map(|p| p.expr()).collect();
-    let grads = grad(&loss, &exprs)?;
-    let lr = 2.0;
-    let updates: Vec<(Param, Expr)> = params
-        .iter()
-        .zip(&exprs)
-        .zip(&grads)
-        .map(|((p, e), g)| ((*p).clone(), e - &(g * lr)))
-        .collect();
-    let mut train = Function::compile_with_updates(
-        &[x.clone(), y.clone()],
-        std::slice::from_ref(&loss),
-        &updates,
+    let start = Instant::now();
+    let seed = 13;
+    let train_all = digits::train();
+    let test = digits::test();
+    // The last 237 training rows are held out for validation (early stopping).
+    let split = 1200;
+    let n = train_all.y.len();
+    let options = DatasetOptions {
+        batch_size: 32,
+        seed,
+        ..Default::default()
+    };
+    let mut train = Dataset::new(
+        "train",
+        vec![rows(&train_all.x, 0, split), rows(&train_all.y, 0, split)],
+        options.clone(),
     )?;
-    let mut predict = Function::compile(&[x], &[out])?;
+    let mut valid = Dataset::new(
+        "valid",
+        vec![rows(&train_all.x, split, n), rows(&train_all.y, split, n)],
+        options,
+    )?;
 
-    let inputs = Tensor::new(&[4, 2], vec![0., 0., 0., 1., 1., 0., 1., 1.])?;
-    let targets = Tensor::new(&[4, 1], vec![0., 1., 1., 0.])?;
-    println!("training a 2-4-1 tanh network on XOR with gradient descent (learning rate {lr})");
-    for step in 0..=2000 {
-        train.run(&[inputs.view(), targets.view()])?;
-        if step % 250 == 0 {
-            println!("step {step:5}  loss {:.5}", train.output(0).data()[0]);
+    let specs = vec![
+        LayerSpec::input(64),
+        LayerSpec::dense(100).activation("relu"),
+        LayerSpec::classifier(10),
+    ];
+    let net = Classifier::build(
+        specs,
+        ModelOptions {
+            seed,
+            ..Default::default()
+        },
+    )?;
+    println!(
+        "digits: {split} training, {} validation, {} test rows; classifier 64-100-10 ({} parameters), seed {seed}",
+        n - split,
+        test.y.len(),
+        net.num_params()
+    );
+    let algorithm = "nag";
+    let settings = [
+        "learning_rate=0.01",
+        "momentum=0.9",
+        "validate_every=5",
+        "patience=6",
+        "max_updates=300",
+    ];
+    println!("training with {algorithm} {}", settings.join(" "));
+    let mut trainer = net.trainer(algorithm, &settings)?;
+    let mut best = f32::INFINITY;
+    let mut last_valid = f32::NAN;
+    for (i, step) in trainer.iterate(&mut train, Some(&mut valid)).enumerate() {
+        let (t, v) = step?;
+        if i % 5 == 0 || v.loss() != last_valid {
+            let improved = v.loss() < best;
+            best = best.min(v.loss());
+            println!(
+                "iteration {:4}  train loss {:.4} acc {:.3}  valid loss {:.4} acc {:.3}{}",
+                i + 1,
+                t.loss(),
+                t.get("acc").unwrap_or(f32::NAN),
+                v.loss(),
+                v.get("acc").unwrap_or(f32::NAN),
+                if improved { "  *" } else { "" }
+            );
+            last_valid = v.loss();
         }
     }
-    let p = predict.call(&[&inputs])?.remove(0);
-    println!("\n x1 x2 | target | prediction");
-    for i in 0..4 {
-        let row = &inputs.data()[2 * i..2 * i + 2];
-        println!(
-            " {:>2} {:>2} | {:>6} | {:.3}",
-            row[0],
-            row[1],
-            targets.data()[i],
-            p.data()[i]
-        );
+    let accuracy = net.score(&test.x, &test.y, None)?;
+    println!(
+        "\ntest accuracy {:.2}% ({} rows)",
+        100.0 * accuracy,
+        test.y.len()
+    );
+    println!("\nconfusion matrix (rows: true class, columns: predicted)");
+    print!("     ");
+    for c in 0..10 {
+        print!("{c:>4}");
     }
-    let correct = (0..4)
-        .filter(|&i| (p.data()[i] > 0.5) == (targets.data()[i] > 0.5))
-        .count();
-    println!("\n{correct}/4 correct");
+    println!();
+    for (t, row) in net.confusion(&test.x, &test.y)?.iter().enumerate() {
+        print!("{t:>4} ");
+        for v in row {
+            print!("{v:>4}");
+        }
+        println!();
+    }
+    println!("\ndone in {:.1} s", start.elapsed().as_secs_f32());
     Ok(())
 }

@@ -1,4 +1,30 @@
-//! nets: layers, activations, losses, regularizers and models (being built; see issue 5).
+//! # nets
+//!
+//! Layers, activations, losses, regularizers and the three model kinds (regressor, classifier,
+//! autoencoder), built on `tape` expressions and trained with `optim`.
+//!
+//! ```
+//! use nets::Classifier;
+//! let net = Classifier::new(&[64, 100, 10])?;
+//! assert_eq!(net.num_params(), 64 * 100 + 100 + 100 * 10 + 10);
+//! assert_eq!(net.find("hid1", "w")?.name(), "hid1.w");
+//! # Ok::<(), nets::Error>(())
+//! ```
 
+#![deny(missing_docs)]
+
+pub mod activations;
+pub mod error;
+pub mod init;
+pub mod layers;
+pub mod losses;
+pub mod network;
+pub mod regularizers;
+
+pub use error::{Error, Result};
+pub use layers::{Layer, LayerContext, LayerSpec};
+pub use losses::{Loss, LossKind};
+pub use network::{Autoencoder, Classifier, Graph, Kind, ModelOptions, Network, Regressor};
 pub use optim;
+pub use regularizers::Regularizers;
 pub use tape;

@@ -319,13 +319,18 @@ pub(crate) fn split_pair(pair: &str) -> Result<(&str, &str)> {
         })
 }
 
-/// The error for an unknown key, suggesting the closest valid one.
-pub(crate) fn unknown_key(key: &str, valid: &[&str]) -> Error {
-    let closest = valid
+/// The valid key closest to a misspelt one (by edit distance), for "did you mean" messages.
+pub fn closest<'a>(key: &str, valid: &[&'a str]) -> &'a str {
+    valid
         .iter()
         .min_by_key(|v| edit_distance(key, v))
         .copied()
-        .unwrap_or("");
+        .unwrap_or("")
+}
+
+/// The error for an unknown key, suggesting the closest valid one.
+pub(crate) fn unknown_key(key: &str, valid: &[&str]) -> Error {
+    let closest = closest(key, valid);
     Error::Config {
         what: format!("option `{key}`"),
         problem: format!(

@@ -1,0 +1,920 @@
+//! Networks: layer specs resolved into layers, the expression graph they build, and the three
+//! model kinds with their prediction, scoring and training entry points.
+
+use crate::error::{config, Error, Result};
+use crate::layers::{Combine, Feedforward, Form, Input, Layer, LayerContext, LayerSpec, Tied};
+use crate::losses::{Loss, LossKind};
+use crate::regularizers::{Regularizers, Role};
+use optim::{Algorithm, LoopOptions, RuleOptions, Trainer};
+use std::sync::Mutex;
+use tape::{Expr, Function, Param, Rng, Tensor, TensorView};
+
+/// What a network is trained to do; decides the default loss, the output activation and what
+/// `predict` and `score` mean.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Kind {
+    /// Real-valued targets shaped like the output; mean squared error; R² score.
+    Regressor,
+    /// Integer class labels; softmax output and cross-entropy; accuracy score.
+    Classifier,
+    /// Reconstructs its input; mean squared error against the input; R² score.
+    Autoencoder,
+}
+
+/// Options of a model beyond its layers.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ModelOptions {
+    /// Master seed: every layer's initialisation stream and every dropout/noise stream derive
+    /// from it and a stable name.
+    pub seed: u64,
+    /// The loss (default: cross-entropy for classifiers, mean squared error otherwise).
+    pub loss: Option<Loss>,
+    /// Whether training data carries per-sample weights (`[x, y, w]`, or `[x, w]` for
+    /// autoencoders).
+    pub weighted: bool,
+}
+
+impl Default for ModelOptions {
+    fn default() -> Self {
+        ModelOptions {
+            seed: 13,
+            loss: None,
+            weighted: false,
+        }
+    }
+}
+
+/// The expressions of a network built for some regularizers.
+pub struct Graph {
+    /// The data inputs, in dataset order: `[x]`, `[x, y]`, `[x, w]` or `[x, y, w]`.
+    pub inputs: Vec<Expr>,
+    /// Every named output (`"hid1:out"`, `"hid1:pre"`, …) in layer order.
+    pub outputs: Vec<(String, Expr)>,
+    /// The total loss: the weighted losses plus the regularizers' penalties.
+    pub loss: Expr,
+    /// `err` (the unregularized loss) and, for classifiers, `acc` (a fraction).
+    pub monitors: Vec<(String, Expr)>,
+}
+
+impl Graph {
+    /// The expression of a named output (`"hid1"` means `"hid1:out"`).
+    pub fn output(&self, name: &str) -> Option<&Expr> {
+        let full = if name.contains(':') {
+            name.to_string()
+        } else {
+            format!("{name}:out")
+        };
+        self.outputs
+            .iter()
+            .find(|(n, _)| *n == full)
+            .map(|(_, e)| e)
+    }
+}
+
+/// A feedforward network of layers; [`Regressor`], [`Classifier`] and [`Autoencoder`] wrap one.
+pub struct Network {
+    kind: Kind,
+    layers: Vec<Box<dyn Layer>>,
+    loss: Loss,
+    options: ModelOptions,
+    compiled: Mutex<Vec<(String, Function)>>,
+}
+
+impl Network {
+    /// Builds a network of the given kind from layer specs (at least an input and an output).
+    pub fn new(kind: Kind, specs: Vec<LayerSpec>, options: ModelOptions) -> Result<Network> {
+        if specs.len() < 2 {
+            return Err(config(
+                "model",
+                format!(
+                    "needs at least an input and an output layer, got {} layer(s)",
+                    specs.len()
+                ),
+            ));
+        }
+        let mut loss = options.loss.clone().unwrap_or_else(|| {
+            Loss::new(if kind == Kind::Classifier {
+                LossKind::CrossEntropy
+            } else {
+                LossKind::Mse
+            })
+        });
+        loss.weighted = options.weighted;
+        let mut layers: Vec<Box<dyn Layer>> = Vec::with_capacity(specs.len());
+        let last = specs.len() - 1;
+        for (i, spec) in specs.into_iter().enumerate() {
+            let layer = resolve(i, last, spec, &layers, kind, options.seed)?;
+            if layers.iter().any(|l| l.name() == layer.name()) {
+                return Err(config(
+                    format!("layer `{}`", layer.name()),
+                    "a layer of that name already exists",
+                ));
+            }
+            layers.push(layer);
+        }
+        if kind == Kind::Autoencoder && layers[last].size() != layers[0].size() {
+            return Err(config(
+                "autoencoder",
+                format!(
+                    "the output layer has {} values but the input has {}",
+                    layers[last].size(),
+                    layers[0].size()
+                ),
+            ));
+        }
+        if loss.takes_labels() != (kind == Kind::Classifier) {
+            return Err(config(
+                "loss",
+                format!("{:?} does not fit a {kind:?}", loss.kind),
+            ));
+        }
+        Ok(Network {
+            kind,
+            layers,
+            loss,
+            options,
+            compiled: Mutex::new(Vec::new()),
+        })
+    }
+
+    /// The kind of model.
+    pub fn kind(&self) -> Kind {
+        self.kind
+    }
+
+    /// The layers, input first.
+    pub fn layers(&self) -> &[Box<dyn Layer>] {
+        &self.layers
+    }
+
+    /// The loss.
+    pub fn loss_config(&self) -> &Loss {
+        &self.loss
+    }
+
+    /// Every parameter, layer by layer.
+    pub fn params(&self) -> Vec<Param> {
+        self.layers.iter().flat_map(|l| l.params()).collect()
+    }
+
+    /// The number of trainable values.
+    pub fn num_params(&self) -> usize {
+        self.params().iter().map(|p| p.read().len()).sum()
+    }
+
+    /// A parameter by layer (name, or index with 0 the input layer) and parameter (short name
+    /// like `"w"`, or index within the layer).
+    pub fn find(&self, layer: &str, param: &str) -> Result<Param> {
+        let l = match layer.parse::<usize>() {
+            Ok(i) => self.layers.get(i),
+            Err(_) => self.layers.iter().find(|l| l.name() == layer),
+        }
+        .ok_or_else(|| Error::NotFound {
+            what: format!("layer `{layer}`"),
+            available: self
+                .layers
+                .iter()
+                .map(|l| l.name())
+                .collect::<Vec<_>>()
+                .join(", "),
+        })?;
+        let params = l.params();
+        let found = match param.parse::<usize>() {
+            Ok(i) => params.get(i).cloned(),
+            Err(_) => params
+                .iter()
+                .find(|p| p.name() == format!("{}.{param}", l.name()))
+                .cloned(),
+        };
+        found.ok_or_else(|| Error::NotFound {
+            what: format!("parameter `{param}` in layer `{}`", l.name()),
+            available: params
+                .iter()
+                .map(|p| p.name().to_string())
+                .collect::<Vec<_>>()
+                .join(", "),
+        })
+    }
+
+    /// Width of the input.
+    pub fn input_size(&self) -> usize {
+        self.layers[0].size()
+    }
+
+    /// Width of the output.
+    pub fn output_size(&self) -> usize {
+        self.layers[self.layers.len() - 1].size()
+    }
+
+    /// Builds the graph with the given regularizers (noise and dropout included only if set).
+    pub fn build(&self, regs: &Regularizers) -> Result<Graph> {
+        let input = &self.layers[0];
+        let x = Expr::input_with_dims(input.name(), &[None, Some(input.size())]);
+        let outputs = self.connect(&x, &[], regs)?;
+        let out_name = format!("{}:out", self.layers[self.layers.len() - 1].name());
+        let find = |name: &str| {
+            outputs
+                .iter()
+                .find(|(n, _)| n == name)
+                .map(|(_, e)| e.clone())
+        };
+        let out = find(&out_name).expect("every layer has an out");
+        let k = self.output_size();
+        let target = match self.kind {
+            Kind::Classifier => Some(Expr::labels("labels")),
+            Kind::Regressor => Some(Expr::input_with_dims("targets", &[None, Some(k)])),
+            Kind::Autoencoder => None,
+        };
+        let weights = self.options.weighted.then(|| match self.kind {
+            Kind::Classifier => Expr::input_with_dims("weights", &[None]),
+            _ => Expr::input_with_dims("weights", &[None, Some(k)]),
+        });
+        let t = target.clone().unwrap_or_else(|| x.clone());
+        // With a softmax classifier layer, cross-entropy is computed from its logits, stably.
+        let last_pre = find(&format!(
+            "{}:pre",
+            self.layers[self.layers.len() - 1].name()
+        ));
+        let err = match (&self.loss.kind, &last_pre, self.is_softmax_output()) {
+            (LossKind::CrossEntropy, Some(pre), true) => {
+                Loss::cross_entropy_from_logits(pre, &t, weights.as_ref())?
+            }
+            _ => self.loss.build(&out, &t, weights.as_ref(), None)?,
+        };
+        let mut loss = &err * self.loss.weight;
+        let weight_matrices: Vec<Expr> = self
+            .params()
+            .iter()
+            .filter(|p| p.shape().len() > 1)
+            .map(Param::expr)
+            .collect();
+        let hidden: Vec<Expr> = self.layers[1..self.layers.len() - 1]
+            .iter()
+            .filter_map(|l| find(&format!("{}:out", l.name())))
+            .collect();
+        if let Some(p) = regs.penalty(&weight_matrices, &hidden, &x)? {
+            loss = loss + p;
+        }
+        let mut monitors = vec![("err".to_string(), err)];
+        if let (Kind::Classifier, Some(labels)) = (self.kind, &target) {
+            monitors.push((
+                "acc".to_string(),
+                Loss::accuracy(&out, labels, weights.as_ref()),
+            ));
+        }
+        let mut inputs = vec![x];
+        inputs.extend(target);
+        inputs.extend(weights);
+        Ok(Graph {
+            inputs,
+            outputs,
+            loss,
+            monitors,
+        })
+    }
+
+    fn is_softmax_output(&self) -> bool {
+        self.layers[self.layers.len() - 1]
+            .describe()
+            .contains("softmax")
+    }
+
+    /// Connects every layer; `feeds` replaces named default outputs (for decoding from a hidden
+    /// layer), whose layers are then not computed.
+    fn connect(
+        &self,
+        x: &Expr,
+        feeds: &[(String, Expr)],
+        regs: &Regularizers,
+    ) -> Result<Vec<(String, Expr)>> {
+        let mut outputs: Vec<(String, Expr)> = Vec::new();
+        let last = self.layers.len() - 1;
+        for (i, layer) in self.layers.iter().enumerate() {
+            let out_name = format!("{}:out", layer.name());
+            if let Some((_, fed)) = feeds.iter().find(|(n, _)| *n == out_name) {
+                outputs.push((out_name, fed.clone()));
+                continue;
+            }
+            let mut args = Vec::with_capacity(layer.inputs().len());
+            if i == 0 {
+                args.push(x.clone());
+            }
+            for (name, _) in layer.inputs() {
+                let e = outputs
+                    .iter()
+                    .find(|(n, _)| n == name)
+                    .map(|(_, e)| e.clone())
+                    .ok_or_else(|| {
+                        config(
+                            format!("layer `{}`", layer.name()),
+                            format!("its input `{name}` is not an earlier output"),
+                        )
+                    })?;
+                args.push(e);
+            }
+            let role = if i == 0 {
+                Role::Input
+            } else if i < last {
+                Role::Hidden
+            } else {
+                Role::Other
+            };
+            for (j, (local, e)) in layer.connect(&args)?.into_iter().enumerate() {
+                let name = format!("{}:{local}", layer.name());
+                // Only the default output is corrupted: it is what later layers read.
+                let e = if j == 0 {
+                    regs.corrupt(&name, e, role, self.options.seed)
+                } else {
+                    e
+                };
+                outputs.push((name, e));
+            }
+        }
+        Ok(outputs)
+    }
+
+    /// Compiles (once, then from the cache) a function from `x` to the named outputs.
+    fn run_outputs(
+        &self,
+        key: &str,
+        x: &Tensor,
+        make: impl FnOnce(&Self) -> Result<(Vec<Expr>, Vec<Expr>)>,
+    ) -> Result<Vec<Tensor>> {
+        self.check_x(x)?;
+        let mut cache = self.compiled.lock().unwrap_or_else(|e| e.into_inner());
+        let pos = match cache.iter().position(|(k, _)| k == key) {
+            Some(p) => p,
+            None => {
+                let (inputs, outputs) = make(self)?;
+                cache.push((key.to_string(), Function::compile(&inputs, &outputs)?));
+                cache.len() - 1
+            }
+        };
+        let f = &mut cache[pos].1;
+        f.run(&[x.view()]).map_err(|e| self.data_error(e))?;
+        Ok((0..f.num_outputs())
+            .map(|i| f.output(i).to_tensor())
+            .collect())
+    }
+
+    fn data_error(&self, e: tape::Error) -> Error {
+        match e {
+            tape::Error::NonFinite { index, value, .. } => Error::Data {
+                what: format!("input layer `{}`", self.layers[0].name()),
+                problem: format!("value {value} at flat index {index} is not finite"),
+            },
+            other => Error::Tape(other),
+        }
+    }
+
+    /// Checks a data matrix fits the input layer.
+    pub fn check_x(&self, x: &Tensor) -> Result<()> {
+        let n = self.input_size();
+        if x.rank() != 2 || x.shape()[1] != n {
+            return Err(Error::Data {
+                what: format!("input layer `{}`", self.layers[0].name()),
+                problem: format!(
+                    "expects a matrix of shape [rows, {n}], got shape {:?}",
+                    x.shape()
+                ),
+            });
+        }
+        if x.shape()[0] == 0 {
+            return Err(Error::Data {
+                what: format!("input layer `{}`", self.layers[0].name()),
+                problem: "no rows".into(),
+            });
+        }
+        Ok(())
+    }
+
+    /// Checks class labels: one per row of `x`, integers in `0..classes`.
+    pub fn check_labels(&self, x: &Tensor, y: &Tensor) -> Result<()> {
+        let classes = self.output_size();
+        if y.rank() != 1 || y.len() != x.shape()[0] {
+            return Err(Error::Data {
+                what: format!(
+                    "labels for layer `{}`",
+                    self.layers[self.layers.len() - 1].name()
+                ),
+                problem: format!(
+                    "expected one label per row ({} rows), got shape {:?}",
+                    x.shape()[0],
+                    y.shape()
+                ),
+            });
+        }
+        if let Err((row, value)) = tape::kernels::check_labels(y.data(), classes) {
+            return Err(Error::Data {
+                what: format!(
+                    "labels for layer `{}`",
+                    self.layers[self.layers.len() - 1].name()
+                ),
+                problem: format!("label {value} in row {row} is not a class in 0..{classes}"),
+            });
+        }
+        Ok(())
+    }
+
+    /// Every named output for the data `x` (no regularizers).
+    pub fn feed_forward(&self, x: &Tensor) -> Result<Vec<(String, Tensor)>> {
+        let names: Vec<String> = self
+            .build(&Regularizers::default())?
+            .outputs
+            .into_iter()
+            .map(|(n, _)| n)
+            .collect();
+        let values = self.run_outputs("feed_forward", x, |net| {
+            let g = net.build(&Regularizers::default())?;
+            Ok((
+                vec![g.inputs[0].clone()],
+                g.outputs.into_iter().map(|(_, e)| e).collect(),
+            ))
+        })?;
+        Ok(names.into_iter().zip(values).collect())
+    }
+
+    /// The named output (`"hid1"`, `"out:pre"`) for `x`, optionally with regularizer rewrites
+    /// active (e.g. dropout at prediction time for Monte-Carlo estimates).
+    pub fn output(&self, x: &Tensor, name: &str, regs: &Regularizers) -> Result<Tensor> {
+        let key = format!("output {name} {regs:?}");
+        let name = name.to_string();
+        let regs = regs.clone();
+        Ok(self
+            .run_outputs(&key, x, move |net| {
+                let g = net.build(&regs)?;
+                let e = g.output(&name).cloned().ok_or_else(|| Error::NotFound {
+                    what: format!("output `{name}`"),
+                    available: g
+                        .outputs
+                        .iter()
+                        .map(|(n, _)| n.as_str())
+                        .collect::<Vec<_>>()
+                        .join(", "),
+                })?;
+                Ok((vec![g.inputs[0].clone()], vec![e]))
+            })?
+            .remove(0))
+    }
+
+    /// The output layer's values for `x`.
+    pub fn predict_raw(&self, x: &Tensor) -> Result<Tensor> {
+        let last = self.layers[self.layers.len() - 1].name().to_string();
+        self.output(x, &last, &Regularizers::default())
+    }
+
+    /// The network's values from a hidden layer's output `z` onwards (decoding).
+    pub fn decode_from(&self, layer: &str, z: &Tensor) -> Result<Tensor> {
+        let l = self
+            .layers
+            .iter()
+            .find(|l| l.name() == layer)
+            .ok_or_else(|| Error::NotFound {
+                what: format!("layer `{layer}`"),
+                available: self
+                    .layers
+                    .iter()
+                    .map(|l| l.name())
+                    .collect::<Vec<_>>()
+                    .join(", "),
+            })?;
+        if z.rank() != 2 || z.shape()[1] != l.size() {
+            return Err(Error::Data {
+                what: format!("layer `{layer}`"),
+                problem: format!(
+                    "decoding expects a matrix of shape [rows, {}], got shape {:?}",
+                    l.size(),
+                    z.shape()
+                ),
+            });
+        }
+        let name = format!("{layer}:out");
+        let fed = Expr::input_with_dims(&name, &[None, Some(l.size())]);
+        let x = Expr::input_with_dims(self.layers[0].name(), &[None, Some(self.input_size())]);
+        let outputs = self.connect(&x, &[(name, fed.clone())], &Regularizers::default())?;
+        let last = format!("{}:out", self.layers[self.layers.len() - 1].name());
+        let out = outputs
+            .into_iter()
+            .find(|(n, _)| *n == last)
+            .map(|(_, e)| e)
+            .expect("output exists");
+        let mut f = Function::compile(&[fed], &[out])?;
+        Ok(f.call(&[z])?.remove(0))
+    }
+
+    /// A trainer for this network: `algorithm` by name and `settings` as `key=value` pairs for
+    /// the update rule, the loop and the regularizers together (one namespace, as in theanets).
+    pub fn trainer(&self, algorithm: &str, settings: &[&str]) -> Result<Trainer> {
+        let alg: Algorithm = algorithm.parse()?;
+        let mut rule = RuleOptions::new(alg);
+        let mut lp = LoopOptions {
+            seed: self.options.seed,
+            ..Default::default()
+        };
+        let mut regs = Regularizers::default();
+        for pair in settings {
+            let (k, v) = pair
+                .split_once('=')
+                .ok_or_else(|| config(format!("option `{pair}`"), "expected key=value"))?;
+            let (k, v) = (k.trim(), v.trim());
+            if Regularizers::KEYS.contains(&k) {
+                regs.set(k, v)?;
+            } else if RuleOptions::KEYS.contains(&k) || LoopOptions::KEYS.contains(&k) {
+                optim::options::configure(&mut rule, &mut lp, [*pair])?;
+            } else {
+                let all: Vec<&str> = RuleOptions::KEYS
+                    .iter()
+                    .chain(LoopOptions::KEYS.iter())
+                    .chain(Regularizers::KEYS.iter())
+                    .copied()
+                    .collect();
+                return Err(crate::error::unknown_key(k, &all));
+            }
+        }
+        self.trainer_with(rule, lp, &regs)
+    }
+
+    /// A trainer from typed options.
+    pub fn trainer_with(
+        &self,
+        rule: RuleOptions,
+        lp: LoopOptions,
+        regs: &Regularizers,
+    ) -> Result<Trainer> {
+        let g = self.build(regs)?;
+        Ok(Trainer::new(
+            &g.loss,
+            &self.params(),
+            &g.inputs,
+            &g.monitors,
+            rule,
+            lp,
+        )?)
+    }
+}
+
+/// Turns the spec at position `i` (of `0..=last`) into a layer, given the layers before it.
+fn resolve(
+    i: usize,
+    last: usize,
+    spec: LayerSpec,
+    before: &[Box<dyn Layer>],
+    kind: Kind,
+    seed: u64,
+) -> Result<Box<dyn Layer>> {
+    let name = spec.name.clone().unwrap_or_else(|| match i {
+        0 => "in".to_string(),
+        _ if i == last => "out".to_string(),
+        _ => format!("hid{i}"),
+    });
+    let what = format!("layer `{name}`");
+    if i == 0 {
+        return match spec.form {
+            Form::Input | Form::Feedforward if spec.custom.is_none() => {
+                let size = spec
+                    .size
+                    .ok_or_else(|| config(what, "the input layer needs a size"))?;
+                Ok(Box::new(Input::new(&name, size)))
+            }
+            _ => Err(config(what, "the first layer must be an input layer")),
+        };
+    }
+    if spec.form == Form::Input {
+        return Err(config(what, "only the first layer can be an input layer"));
+    }
+    let inputs: Vec<(String, usize)> = if spec.inputs.is_empty() {
+        let prev = &before[i - 1];
+        vec![(format!("{}:out", prev.name()), prev.size())]
+    } else {
+        spec.inputs
+            .iter()
+            .map(|s| resolve_input(s, before, &what))
+            .collect::<Result<_>>()?
+    };
+    let default_activation = if i < last {
+        "relu"
+    } else if kind == Kind::Classifier {
+        "softmax"
+    } else {
+        "linear"
+    };
+    let activation = spec
+        .activation
+        .clone()
+        .unwrap_or_else(|| default_activation.to_string());
+    if let Some(make) = &spec.custom {
+        let size = spec.size.unwrap_or(0);
+        let rng = Mutex::new(Rng::from_name(seed, &format!("init.{name}")));
+        let ctx = LayerContext {
+            name: name.clone(),
+            size,
+            inputs,
+            activation,
+            rng,
+        };
+        return make(&ctx);
+    }
+    match &spec.form {
+        Form::Feedforward | Form::Classifier => {
+            let size = spec
+                .size
+                .ok_or_else(|| config(what.clone(), "needs a size"))?;
+            let act = if spec.form == Form::Classifier {
+                "softmax".to_string()
+            } else {
+                activation
+            };
+            Ok(Box::new(Feedforward::new(
+                &name,
+                size,
+                &inputs,
+                &act,
+                &spec.weights,
+                &spec.bias,
+                seed,
+            )?))
+        }
+        Form::Tied => {
+            if inputs.len() != 1 {
+                return Err(config(what, "a tied layer reads exactly one input"));
+            }
+            let partner = find_partner(&spec, before, &what)?;
+            let w = partner
+                .params()
+                .into_iter()
+                .find(|p| p.shape().len() == 2)
+                .ok_or_else(|| {
+                    config(
+                        what.clone(),
+                        format!("its partner `{}` has no weight matrix", partner.name()),
+                    )
+                })?;
+            Ok(Box::new(Tied::new(
+                &name,
+                inputs[0].clone(),
+                &w,
+                &activation,
+                &spec.bias,
+                seed,
+            )?))
+        }
+        form => {
+            let size = spec
+                .size
+                .ok_or_else(|| config(what.clone(), "needs a size"))?;
+            Ok(Box::new(Combine::new(&name, size, &inputs, form.clone())?))
+        }
+    }
+}
+
+/// `"hid1"` or `"hid1:out"` (or another output of an earlier layer) → its full name and width.
+fn resolve_input(s: &str, before: &[Box<dyn Layer>], what: &str) -> Result<(String, usize)> {
+    let (layer, output) = s.split_once(':').unwrap_or((s, "out"));
+    before
+        .iter()
+        .find(|l| l.name() == layer)
+        .map(|l| (format!("{layer}:{output}"), l.size()))
+        .ok_or_else(|| {
+            config(
+                what.to_string(),
+                format!(
+                    "input `{s}` names no earlier layer; earlier layers: {}",
+                    before
+                        .iter()
+                        .map(|l| l.name())
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                ),
+            )
+        })
+}
+
+/// The partner of a tied layer: named, or found as theanets does — walking back over the earlier
+/// layers counting +1 for each tied layer and −1 for each other, the first to bring the count to
+/// zero (this pairs the layers of a mirrored autoencoder from the middle out).
+fn find_partner<'a>(
+    spec: &LayerSpec,
+    before: &'a [Box<dyn Layer>],
+    what: &str,
+) -> Result<&'a dyn Layer> {
+    if let Some(p) = &spec.partner {
+        return before
+            .iter()
+            .find(|l| l.name() == p)
+            .map(|l| l.as_ref())
+            .ok_or_else(|| {
+                config(
+                    what.to_string(),
+                    format!("its partner `{p}` is not an earlier layer"),
+                )
+            });
+    }
+    let mut count = 1i32;
+    for l in before.iter().rev() {
+        if l.describe().contains(": tied ") {
+            count += 1;
+        } else {
+            count -= 1;
+        }
+        if count == 0 {
+            if l.params().is_empty() {
+                break;
+            }
+            return Ok(l.as_ref());
+        }
+    }
+    Err(config(
+        what.to_string(),
+        "no earlier layer to tie to; name one with .partner(…)",
+    ))
+}
+
+macro_rules! model {
+    ($name:ident, $kind:expr, $doc:literal) => {
+        #[doc = $doc]
+        pub struct $name(pub Network);
+
+        impl $name {
+            /// A model from layer sizes, input first: `[64, 100, 10]`.
+            pub fn new(sizes: &[usize]) -> Result<$name> {
+                $name::build(
+                    sizes.iter().map(|&s| LayerSpec::from(s)).collect(),
+                    ModelOptions::default(),
+                )
+            }
+
+            /// A model from layer specs and options.
+            pub fn build(specs: Vec<LayerSpec>, options: ModelOptions) -> Result<$name> {
+                Ok($name(Network::new($kind, specs, options)?))
+            }
+        }
+
+        impl std::ops::Deref for $name {
+            type Target = Network;
+            fn deref(&self) -> &Network {
+                &self.0
+            }
+        }
+    };
+}
+
+model!(
+    Regressor,
+    Kind::Regressor,
+    "A network that predicts real-valued targets (mean squared error by default)."
+);
+model!(
+    Classifier,
+    Kind::Classifier,
+    "A network that predicts class labels (softmax output, cross-entropy by default)."
+);
+model!(
+    Autoencoder,
+    Kind::Autoencoder,
+    "A network trained to reproduce its input (mean squared error by default)."
+);
+
+/// R² = 1 − Σ w(y − ŷ)² / Σ w(y − ȳ)², with ȳ the (weighted) mean of all target values.
+fn r_squared(y: &[f32], yhat: &[f32], w: Option<&[f32]>) -> f32 {
+    let weight = |i: usize| w.map_or(1.0, |w| f64::from(w[i]));
+    let total: f64 = (0..y.len()).map(weight).sum();
+    let mean = (0..y.len())
+        .map(|i| weight(i) * f64::from(y[i]))
+        .sum::<f64>()
+        / total;
+    let (mut res, mut tot) = (0.0f64, 0.0f64);
+    for i in 0..y.len() {
+        res += weight(i) * (f64::from(y[i]) - f64::from(yhat[i])).powi(2);
+        tot += weight(i) * (f64::from(y[i]) - mean).powi(2);
+    }
+    (1.0 - res / tot) as f32
+}
+
+fn check_weights(w: Option<&Tensor>, want: &[usize]) -> Result<()> {
+    match w {
+        Some(w) if w.shape() != want => Err(Error::Data {
+            what: "weights".into(),
+            problem: format!("expected shape {want:?}, got {:?}", w.shape()),
+        }),
+        _ => Ok(()),
+    }
+}
+
+impl Regressor {
+    /// Predictions for `x`.
+    pub fn predict(&self, x: &Tensor) -> Result<Tensor> {
+        self.predict_raw(x)
+    }
+
+    /// R² of the predictions for `x` against `y` (optionally weighted).
+    pub fn score(&self, x: &Tensor, y: &Tensor, w: Option<&Tensor>) -> Result<f32> {
+        let yhat = self.predict(x)?;
+        if y.shape() != yhat.shape() {
+            return Err(Error::Data {
+                what: "targets".into(),
+                problem: format!("expected shape {:?}, got {:?}", yhat.shape(), y.shape()),
+            });
+        }
+        check_weights(w, y.shape())?;
+        Ok(r_squared(y.data(), yhat.data(), w.map(Tensor::data)))
+    }
+}
+
+impl Autoencoder {
+    /// Reconstructions of `x`.
+    pub fn predict(&self, x: &Tensor) -> Result<Tensor> {
+        self.predict_raw(x)
+    }
+
+    /// R² of the reconstruction of `x` (optionally weighted).
+    pub fn score(&self, x: &Tensor, w: Option<&Tensor>) -> Result<f32> {
+        let yhat = self.predict(x)?;
+        check_weights(w, x.shape())?;
+        Ok(r_squared(x.data(), yhat.data(), w.map(Tensor::data)))
+    }
+
+    fn middle(&self, layer: Option<&str>) -> String {
+        layer
+            .map(str::to_string)
+            .unwrap_or_else(|| self.layers()[self.layers().len() / 2].name().to_string())
+    }
+
+    /// The code for `x`: the output of `layer` (default: the middle layer).
+    pub fn encode(&self, x: &Tensor, layer: Option<&str>) -> Result<Tensor> {
+        let l = self.middle(layer);
+        self.output(x, &l, &Regularizers::default())
+    }
+
+    /// Reconstructions from codes `z` of `layer` (default: the middle layer).
+    pub fn decode(&self, z: &Tensor, layer: Option<&str>) -> Result<Tensor> {
+        let l = self.middle(layer);
+        self.decode_from(&l, z)
+    }
+}
+
+impl Classifier {
+    /// The most probable class of each row, as labels.
+    pub fn predict(&self, x: &Tensor) -> Result<Tensor> {
+        let p = self.predict_proba(x)?;
+        let k = p.shape()[1];
+        let labels: Vec<f32> = p
+            .data()
+            .chunks(k)
+            .map(|row| {
+                row.iter()
+                    .enumerate()
+                    .fold(
+                        (0, f32::NEG_INFINITY),
+                        |b, (i, &v)| if v > b.1 { (i, v) } else { b },
+                    )
+                    .0 as f32
+            })
+            .collect();
+        Ok(Tensor::vector(&labels))
+    }
+
+    /// Class probabilities (the softmax output), one row per sample.
+    pub fn predict_proba(&self, x: &Tensor) -> Result<Tensor> {
+        self.predict_raw(x)
+    }
+
+    /// The output layer's values before its activation (the logits).
+    pub fn predict_logit(&self, x: &Tensor) -> Result<Tensor> {
+        let last = format!("{}:pre", self.layers()[self.layers().len() - 1].name());
+        self.output(x, &last, &Regularizers::default())
+    }
+
+    /// Accuracy (a fraction, weighted if `w` is given) of the predictions for `x` against `y`.
+    pub fn score(&self, x: &Tensor, y: &Tensor, w: Option<&Tensor>) -> Result<f32> {
+        self.check_x(x)?;
+        self.check_labels(x, y)?;
+        check_weights(w, y.shape())?;
+        let p = self.predict(x)?;
+        let (mut right, mut total) = (0.0f64, 0.0f64);
+        for i in 0..y.len() {
+            let wi = w.map_or(1.0, |w| f64::from(w.data()[i]));
+            total += wi;
+            if p.data()[i] == y.data()[i] {
+                right += wi;
+            }
+        }
+        Ok((right / total) as f32)
+    }
+
+    /// The confusion matrix of the predictions for `x`: entry `[true][predicted]` counts rows.
+    pub fn confusion(&self, x: &Tensor, y: &Tensor) -> Result<Vec<Vec<usize>>> {
+        self.check_labels(x, y)?;
+        let p = self.predict(x)?;
+        let k = self.output_size();
+        let mut m = vec![vec![0usize; k]; k];
+        for (t, q) in y.data().iter().zip(p.data()) {
+            m[*t as usize][*q as usize] += 1;
+        }
+        Ok(m)
+    }
+}
+
+/// Wraps borrowed views for training functions.
+pub fn views(ts: &[Tensor]) -> Vec<TensorView<'_>> {
+    ts.iter().map(Tensor::view).collect()
+}

@@ -1,0 +1,273 @@
+//! Regularizers: penalties added to the loss (`weight_l2`, `weight_l1`, `hidden_l1`,
+//! `contractive`) and graph rewrites that corrupt outputs during training (`input_noise`,
+//! `hidden_noise`, `input_dropout`, `hidden_dropout`, and noise or dropout on any outputs matched
+//! by a glob pattern). Rewrites are applied only when a graph is built for training, unless a
+//! prediction explicitly asks for them.
+
+use crate::error::{config, Result};
+use tape::Expr;
+
+/// The regularizers of one training run (all off by default).
+///
+/// ```
+/// use nets::Regularizers;
+/// let mut r = Regularizers::default();
+/// r.set("weight_l2", "1e-4")?;
+/// r.set("dropout", "hid*:out=0.3")?;
+/// assert_eq!(r.weight_l2, 1e-4);
+/// assert!(r.set("wieght_l2", "1").unwrap_err().to_string().contains("weight_l2"));
+/// # Ok::<(), nets::Error>(())
+/// ```
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Regularizers {
+    /// `λ · mean over weight matrices of mean(W²)` (biases excluded).
+    pub weight_l2: f32,
+    /// `λ · mean over weight matrices of mean(|W|)`.
+    pub weight_l1: f32,
+    /// `λ · mean over hidden outputs of mean(|h|)`.
+    pub hidden_l1: f32,
+    /// `λ · mean over hidden outputs of the squared Frobenius norm of ∂h/∂x per sample`.
+    pub contractive: f32,
+    /// Standard deviation of Gaussian noise added to the input.
+    pub input_noise: f32,
+    /// Standard deviation of Gaussian noise added to each hidden layer's output.
+    pub hidden_noise: f32,
+    /// Fraction of input values dropped (the rest scaled by `1/(1−p)`).
+    pub input_dropout: f32,
+    /// Fraction of each hidden layer's output values dropped.
+    pub hidden_dropout: f32,
+    /// Gaussian noise by glob over output names, e.g. `("hid*:out", 0.1)`.
+    pub noise: Vec<(String, f32)>,
+    /// Dropout by glob over output names.
+    pub dropout: Vec<(String, f32)>,
+}
+
+impl Regularizers {
+    /// The keys [`Regularizers::set`] accepts.
+    pub const KEYS: [&'static str; 10] = [
+        "weight_l2",
+        "weight_l1",
+        "hidden_l1",
+        "contractive",
+        "input_noise",
+        "hidden_noise",
+        "input_dropout",
+        "hidden_dropout",
+        "noise",
+        "dropout",
+    ];
+
+    /// Sets one regularizer from text; `noise` and `dropout` take `pattern=value`.
+    pub fn set(&mut self, key: &str, value: &str) -> Result<()> {
+        let what = format!("regularizer `{key}`");
+        let number = |v: &str| -> Result<f32> {
+            let x: f32 = v
+                .trim()
+                .parse()
+                .map_err(|_| config(what.clone(), format!("`{v}` is not a number")))?;
+            if !(x.is_finite() && x >= 0.0) {
+                return Err(config(
+                    what.clone(),
+                    format!("{x} must be a finite number ≥ 0"),
+                ));
+            }
+            Ok(x)
+        };
+        let fraction = |v: &str| -> Result<f32> {
+            let p = number(v)?;
+            if p >= 1.0 {
+                return Err(config(
+                    what.clone(),
+                    format!("{p} must be a fraction below 1"),
+                ));
+            }
+            Ok(p)
+        };
+        match key {
+            "weight_l2" => self.weight_l2 = number(value)?,
+            "weight_l1" => self.weight_l1 = number(value)?,
+            "hidden_l1" => self.hidden_l1 = number(value)?,
+            "contractive" => self.contractive = number(value)?,
+            "input_noise" => self.input_noise = number(value)?,
+            "hidden_noise" => self.hidden_noise = number(value)?,
+            "input_dropout" => self.input_dropout = fraction(value)?,
+            "hidden_dropout" => self.hidden_dropout = fraction(value)?,
+            "noise" | "dropout" => {
+                let (pattern, v) = value.rsplit_once('=').ok_or_else(|| {
+                    config(
+                        what.clone(),
+                        format!("expected pattern=value, got `{value}`"),
+                    )
+                })?;
+                if key == "noise" {
+                    self.noise.push((pattern.trim().to_string(), number(v)?));
+                } else {
+                    self.dropout
+                        .push((pattern.trim().to_string(), fraction(v)?));
+                }
+            }
+            _ => return Err(crate::error::unknown_key(key, &Self::KEYS)),
+        }
+        Ok(())
+    }
+
+    /// Whether any graph rewrite (noise or dropout) is on.
+    pub fn rewrites(&self) -> bool {
+        self.input_noise > 0.0
+            || self.hidden_noise > 0.0
+            || self.input_dropout > 0.0
+            || self.hidden_dropout > 0.0
+            || !self.noise.is_empty()
+            || !self.dropout.is_empty()
+    }
+
+    /// Applies dropout then noise to the output `name` (`"hid1:out"`), given whether it is the
+    /// input layer's or a hidden layer's default output. `seed` is the model's master seed.
+    pub(crate) fn corrupt(&self, name: &str, x: Expr, role: Role, seed: u64) -> Expr {
+        let mut p = match role {
+            Role::Input => self.input_dropout,
+            Role::Hidden => self.hidden_dropout,
+            Role::Other => 0.0,
+        };
+        for (pattern, q) in &self.dropout {
+            if glob(pattern, name) {
+                p = *q;
+            }
+        }
+        let mut std = match role {
+            Role::Input => self.input_noise,
+            Role::Hidden => self.hidden_noise,
+            Role::Other => 0.0,
+        };
+        for (pattern, s) in &self.noise {
+            if glob(pattern, name) {
+                std = *s;
+            }
+        }
+        let mut out = x;
+        if p > 0.0 {
+            out = out.dropout(p, tape::rng::stream_seed(seed, &format!("dropout.{name}")));
+        }
+        if std > 0.0 {
+            out = out.add_noise(std, tape::rng::stream_seed(seed, &format!("noise.{name}")));
+        }
+        out
+    }
+
+    /// The penalty terms (already weighted), given the weight matrices, the hidden outputs and the
+    /// input expression.
+    pub(crate) fn penalty(
+        &self,
+        weights: &[Expr],
+        hidden: &[Expr],
+        input: &Expr,
+    ) -> Result<Option<Expr>> {
+        let mut terms: Vec<Expr> = Vec::new();
+        let mean_of = |xs: Vec<Expr>| -> Option<Expr> {
+            let n = xs.len() as f32;
+            xs.into_iter().reduce(|a, b| a + b).map(|s| s * (1.0 / n))
+        };
+        if self.weight_l2 > 0.0 {
+            if let Some(t) = mean_of(weights.iter().map(|w| w.square().mean()).collect()) {
+                terms.push(t * self.weight_l2);
+            }
+        }
+        if self.weight_l1 > 0.0 {
+            if let Some(t) = mean_of(weights.iter().map(|w| w.abs().mean()).collect()) {
+                terms.push(t * self.weight_l1);
+            }
+        }
+        if self.hidden_l1 > 0.0 {
+            if let Some(t) = mean_of(hidden.iter().map(|h| h.abs().mean()).collect()) {
+                terms.push(t * self.hidden_l1);
+            }
+        }
+        if self.contractive > 0.0 {
+            let mut norms = Vec::new();
+            for h in hidden {
+                norms.push(jacobian_norm(h, input)?);
+            }
+            if let Some(t) = mean_of(norms) {
+                terms.push(t * self.contractive);
+            }
+        }
+        Ok(terms.into_iter().reduce(|a, b| a + b))
+    }
+}
+
+/// The mean over samples of ‖∂h/∂x‖²_F, exactly: for each unit j, the gradient of the batch sum
+/// of h[:, j] with respect to x holds ∂h_bj/∂x_b in row b (samples do not interact), so summing
+/// the squares of those gradients over units gives every sample's squared Frobenius norm. It costs
+/// one backward pass per unit of h.
+fn jacobian_norm(h: &Expr, x: &Expr) -> Result<Expr> {
+    let width = h.dims().last().copied().flatten().ok_or_else(|| {
+        config(
+            "regularizer `contractive`",
+            "needs hidden layers whose width is known when the graph is built",
+        )
+    })?;
+    let mut total: Option<Expr> = None;
+    for j in 0..width {
+        let unit = h.slice(h.rank() - 1, j, 1).sum();
+        let g = tape::grad(&unit, std::slice::from_ref(x))?.remove(0);
+        let sq = g.square().sum_axis(-1, false);
+        total = Some(match total {
+            Some(t) => t + sq,
+            None => sq,
+        });
+    }
+    Ok(total.map(|t| t.mean()).unwrap_or_else(|| Expr::scalar(0.0)))
+}
+
+/// Which part of the network an output belongs to, for `input_*` and `hidden_*` rewrites.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Role {
+    Input,
+    Hidden,
+    Other,
+}
+
+/// Shell-style glob: `*` any run of characters, `?` one character.
+pub fn glob(pattern: &str, name: &str) -> bool {
+    let p: Vec<char> = pattern.chars().collect();
+    let n: Vec<char> = name.chars().collect();
+    let (mut pi, mut ni) = (0, 0);
+    let (mut star, mut mark) = (None, 0);
+    while ni < n.len() {
+        if pi < p.len() && (p[pi] == '?' || p[pi] == n[ni]) {
+            pi += 1;
+            ni += 1;
+        } else if pi < p.len() && p[pi] == '*' {
+            star = Some(pi);
+            mark = ni;
+            pi += 1;
+        } else if let Some(s) = star {
+            pi = s + 1;
+            mark += 1;
+            ni = mark;
+        } else {
+            return false;
+        }
+    }
+    while pi < p.len() && p[pi] == '*' {
+        pi += 1;
+    }
+    pi == p.len()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::glob;
+
+    #[test]
+    fn glob_matches_like_a_shell() {
+        assert!(glob("*", "hid1:out"));
+        assert!(glob("hid*:out", "hid12:out"));
+        assert!(glob("*.w", "out.w"));
+        assert!(glob("o*.?", "out.b"));
+        assert!(!glob("*.w", "out.b"));
+        assert!(!glob("hid?:out", "hid12:out"));
+        assert!(glob("", ""));
+        assert!(!glob("", "a"));
+    }
+}
