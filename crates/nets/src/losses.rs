@@ -141,6 +141,10 @@ pub struct Loss {
     pub covar_eps: f32,
     /// Bandwidth of the Gaussian kernel `exp(−‖a−b‖²/bandwidth)` of mmd (default 1).
     pub bandwidth: f32,
+    /// The model output this loss reads (`"mean"` or `"mean:out"`); default: the output layer.
+    pub output: Option<String>,
+    /// The output holding gll's covariance (`"covar"`); gll needs it.
+    pub covar: Option<String>,
 }
 
 impl Loss {
@@ -154,6 +158,8 @@ impl Loss {
             margin: 1.0,
             covar_eps: 1e-3,
             bandwidth: 1.0,
+            output: None,
+            covar: None,
         }
     }
 

@@ -27,19 +27,24 @@ pub struct ModelOptions {
     /// Master seed: every layer's initialisation stream and every dropout/noise stream derive
     /// from it and a stable name.
     pub seed: u64,
-    /// The loss (default: cross-entropy for classifiers, mean squared error otherwise).
-    pub loss: Option<Loss>,
+    /// The losses, summed with their weights (default: cross-entropy for classifiers, mean
+    /// squared error otherwise). The first is also reported as the `err` monitor.
+    pub losses: Vec<Loss>,
     /// Whether training data carries per-sample weights (`[x, y, w]`, or `[x, w]` for
     /// autoencoders).
     pub weighted: bool,
+    /// Monitors by glob over output and parameter names with thresholds: `("hid1:out", [0.1])`
+    /// reports `hid1:out<0.1`, the fraction of values below 0.1.
+    pub monitors: Vec<(String, Vec<f32>)>,
 }
 
 impl Default for ModelOptions {
     fn default() -> Self {
         ModelOptions {
             seed: 13,
-            loss: None,
+            losses: Vec::new(),
             weighted: false,
+            monitors: Vec::new(),
         }
     }
 }
@@ -75,7 +80,7 @@ impl Graph {
 pub struct Network {
     kind: Kind,
     layers: Vec<Box<dyn Layer>>,
-    loss: Loss,
+    losses: Vec<Loss>,
     options: ModelOptions,
     compiled: Mutex<Vec<(String, Function)>>,
 }
@@ -92,14 +97,17 @@ impl Network {
                 ),
             ));
         }
-        let mut loss = options.loss.clone().unwrap_or_else(|| {
-            Loss::new(if kind == Kind::Classifier {
+        let mut losses = options.losses.clone();
+        if losses.is_empty() {
+            losses.push(Loss::new(if kind == Kind::Classifier {
                 LossKind::CrossEntropy
             } else {
                 LossKind::Mse
-            })
-        });
-        loss.weighted = options.weighted;
+            }));
+        }
+        for loss in &mut losses {
+            loss.weighted = options.weighted;
+        }
         let mut layers: Vec<Box<dyn Layer>> = Vec::with_capacity(specs.len());
         let last = specs.len() - 1;
         for (i, spec) in specs.into_iter().enumerate() {
@@ -122,16 +130,18 @@ impl Network {
                 ),
             ));
         }
-        if loss.takes_labels() != (kind == Kind::Classifier) {
-            return Err(config(
-                "loss",
-                format!("{:?} does not fit a {kind:?}", loss.kind),
-            ));
+        for loss in &losses {
+            if loss.takes_labels() != (kind == Kind::Classifier) {
+                return Err(config(
+                    format!("loss {}", loss.kind),
+                    format!("does not fit a {kind:?}"),
+                ));
+            }
         }
         Ok(Network {
             kind,
             layers,
-            loss,
+            losses,
             options,
             compiled: Mutex::new(Vec::new()),
         })
@@ -147,9 +157,9 @@ impl Network {
         &self.layers
     }
 
-    /// The loss.
-    pub fn loss_config(&self) -> &Loss {
-        &self.loss
+    /// The losses.
+    pub fn losses(&self) -> &[Loss] {
+        &self.losses
     }
 
     /// Every parameter, layer by layer.
@@ -230,18 +240,62 @@ impl Network {
             _ => Expr::input_with_dims("weights", &[None, Some(k)]),
         });
         let t = target.clone().unwrap_or_else(|| x.clone());
-        // With a softmax classifier layer, cross-entropy is computed from its logits, stably.
-        let last_pre = find(&format!(
-            "{}:pre",
-            self.layers[self.layers.len() - 1].name()
-        ));
-        let err = match (&self.loss.kind, &last_pre, self.is_softmax_output()) {
-            (LossKind::CrossEntropy, Some(pre), true) => {
-                Loss::cross_entropy_from_logits(pre, &t, weights.as_ref())?
+        let named = |name: &Option<String>, what: &str| -> Result<Expr> {
+            match name {
+                None => Ok(out.clone()),
+                Some(n) => {
+                    let full = if n.contains(':') {
+                        n.clone()
+                    } else {
+                        format!("{n}:out")
+                    };
+                    find(&full).ok_or_else(|| Error::NotFound {
+                        what: format!("{what} `{n}`"),
+                        available: outputs
+                            .iter()
+                            .map(|(n, _)| n.as_str())
+                            .collect::<Vec<_>>()
+                            .join(", "),
+                    })
+                }
             }
-            _ => self.loss.build(&out, &t, weights.as_ref(), None)?,
         };
-        let mut loss = &err * self.loss.weight;
+        let mut terms = Vec::with_capacity(self.losses.len());
+        for loss in &self.losses {
+            let y = named(&loss.output, "loss output")?;
+            // With a softmax classifier layer, cross-entropy is computed from its logits, stably.
+            let logits = find(&format!(
+                "{}:pre",
+                self.layers[self.layers.len() - 1].name()
+            ));
+            let term = match (
+                &loss.kind,
+                &logits,
+                loss.output.is_none() && self.is_softmax_output(),
+            ) {
+                (LossKind::CrossEntropy, Some(pre), true) => {
+                    Loss::cross_entropy_from_logits(pre, &t, weights.as_ref())?
+                }
+                (LossKind::Gll, _, _) => {
+                    let covar = named(&loss.covar, "gll covariance output")?;
+                    if loss.covar.is_none() {
+                        return Err(config(
+                            "loss gll",
+                            "needs `covar` naming the output that holds the covariance",
+                        ));
+                    }
+                    loss.build(&y, &t, weights.as_ref(), Some(&covar))?
+                }
+                _ => loss.build(&y, &t, weights.as_ref(), None)?,
+            };
+            terms.push((term, loss.weight));
+        }
+        let err = terms[0].0.clone();
+        let mut loss = terms
+            .iter()
+            .map(|(e, w)| e * *w)
+            .reduce(|a, b| a + b)
+            .expect("at least one loss");
         let weight_matrices: Vec<Expr> = self
             .params()
             .iter()
@@ -256,6 +310,33 @@ impl Network {
             loss = loss + p;
         }
         let mut monitors = vec![("err".to_string(), err)];
+        for (pattern, levels) in &self.options.monitors {
+            let params = self.params();
+            let candidates = outputs
+                .iter()
+                .map(|(n, e)| (n.clone(), e.clone()))
+                .chain(params.iter().map(|p| (p.name().to_string(), p.expr())));
+            let mut matched = false;
+            for (name, e) in candidates.filter(|(n, _)| crate::regularizers::glob(pattern, n)) {
+                matched = true;
+                for level in levels {
+                    monitors.push((
+                        format!("{name}<{level}"),
+                        e.lt(&Expr::scalar(*level)).mean(),
+                    ));
+                }
+            }
+            if !matched {
+                return Err(Error::NotFound {
+                    what: format!("output or parameter matching monitor pattern `{pattern}`"),
+                    available: outputs
+                        .iter()
+                        .map(|(n, _)| n.as_str())
+                        .collect::<Vec<_>>()
+                        .join(", "),
+                });
+            }
+        }
         if let (Kind::Classifier, Some(labels)) = (self.kind, &target) {
             monitors.push((
                 "acc".to_string(),

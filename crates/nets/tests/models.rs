@@ -2,7 +2,9 @@
 //! their meaning kept: names, shapes and parameter counts as listed, errors where theanets raised
 //! them, and training progress for every model kind.
 
-use nets::{Autoencoder, Classifier, Error, LayerSpec, ModelOptions, Network, Regressor};
+use nets::{
+    Autoencoder, Classifier, Error, LayerSpec, Loss, LossKind, ModelOptions, Network, Regressor,
+};
 use optim::{Dataset, DatasetOptions};
 use tape::{Rng, Tensor};
 
@@ -360,4 +362,141 @@ fn layers_draw_from_their_own_streams_and_seeds_reproduce() {
         c.find("hid1", "w").unwrap().value(),
         a.find("hid1", "w").unwrap().value()
     );
+}
+
+#[test]
+fn gll_reads_mean_and_covariance_outputs_by_name() {
+    // theanets' gll test: `covar` (relu) and `mean` (linear) both read `hid1`.
+    let specs = vec![
+        LayerSpec::input(INPUTS),
+        LayerSpec::dense(13),
+        LayerSpec::dense(OUTPUTS)
+            .name("covar")
+            .activation("relu")
+            .inputs(&["hid1"]),
+        LayerSpec::dense(OUTPUTS)
+            .name("mean")
+            .activation("linear")
+            .inputs(&["hid1"]),
+    ];
+    let mut gll = Loss::new(LossKind::Gll);
+    gll.output = Some("mean".into());
+    gll.covar = Some("covar".into());
+    let net = Regressor::build(
+        specs.clone(),
+        ModelOptions {
+            losses: vec![gll.clone()],
+            ..Default::default()
+        },
+    )
+    .unwrap();
+    assert_progress(&net, vec![inputs(), targets()]);
+    gll.covar = None;
+    let e = Regressor::build(
+        specs,
+        ModelOptions {
+            losses: vec![gll],
+            ..Default::default()
+        },
+    )
+    .unwrap()
+    .build(&Default::default())
+    .err()
+    .unwrap();
+    assert!(e.to_string().contains("covar"), "{e}");
+}
+
+#[test]
+fn several_weighted_losses_are_summed() {
+    let mut mae = Loss::new(LossKind::Mae);
+    mae.weight = 0.5;
+    let opts = ModelOptions {
+        losses: vec![Loss::new(LossKind::Mse), mae],
+        ..Default::default()
+    };
+    let net = Regressor::build(
+        [INPUTS, 13, OUTPUTS]
+            .iter()
+            .map(|&s| LayerSpec::from(s))
+            .collect(),
+        opts,
+    )
+    .unwrap();
+    let g = net.build(&Default::default()).unwrap();
+    let mut f =
+        tape::Function::compile(&g.inputs, &[g.loss.clone(), g.monitors[0].1.clone()]).unwrap();
+    let out = f.call(&[&inputs(), &targets()]).unwrap();
+    let y = net.predict(&inputs()).unwrap();
+    let t = targets();
+    let n = y.len() as f64;
+    let mse: f64 = y
+        .data()
+        .iter()
+        .zip(t.data())
+        .map(|(a, b)| f64::from(a - b).powi(2))
+        .sum::<f64>()
+        / n;
+    let mae: f64 = y
+        .data()
+        .iter()
+        .zip(t.data())
+        .map(|(a, b)| f64::from((a - b).abs()))
+        .sum::<f64>()
+        / n;
+    assert!((f64::from(out[0].data()[0]) - (mse + 0.5 * mae)).abs() < 1e-4);
+    assert!(
+        (f64::from(out[1].data()[0]) - mse).abs() < 1e-4,
+        "err is the first loss alone"
+    );
+    assert_progress(&net, vec![inputs(), targets()]);
+}
+
+#[test]
+fn user_monitors_by_glob_with_thresholds() {
+    let monitors = vec![
+        ("hid1:out".to_string(), vec![0.1, 0.9]),
+        ("*.w".to_string(), vec![1.0]),
+    ];
+    let opts = ModelOptions {
+        monitors,
+        ..Default::default()
+    };
+    let net = Regressor::build(
+        [10, 15, 14, 13]
+            .iter()
+            .map(|&s| LayerSpec::from(s))
+            .collect(),
+        opts,
+    )
+    .unwrap();
+    let g = net.build(&Default::default()).unwrap();
+    let names: Vec<&str> = g.monitors.iter().map(|(n, _)| n.as_str()).collect();
+    assert_eq!(
+        names,
+        [
+            "err",
+            "hid1:out<0.1",
+            "hid1:out<0.9",
+            "hid1.w<1",
+            "hid2.w<1",
+            "out.w<1"
+        ]
+    );
+    // Fractions: a relu output is 0 (so below 0.1) for about half its values.
+    let mut f = tape::Function::compile(&g.inputs[..1], &[g.monitors[1].1.clone()]).unwrap();
+    let frac = f.call(&[&normal(&[N, 10], 4)]).unwrap()[0].data()[0];
+    assert!((0.2..0.9).contains(&frac), "{frac}");
+    let bad = ModelOptions {
+        monitors: vec![("nothing*".into(), vec![1.0])],
+        ..Default::default()
+    };
+    let net = Regressor::build(
+        [10, 15, 13].iter().map(|&s| LayerSpec::from(s)).collect(),
+        bad,
+    )
+    .unwrap();
+    assert!(matches!(
+        net.build(&Default::default()),
+        Err(Error::NotFound { .. })
+    ));
 }
