@@ -2,3 +2,8 @@
 //! benchmarks of this workspace.
 
 pub mod digits;
+
+/// The training guide (`docs/guide.md`), included so that its code blocks run as doctests.
+#[doc = include_str!("../docs/guide.md")]
+#[cfg(doctest)]
+pub struct Guide;
