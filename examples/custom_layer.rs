@@ -92,13 +92,6 @@ impl Layer for Highway {
     }
 }
 
-fn rows(t: &Tensor, from: usize, to: usize) -> Tensor {
-    let width: usize = t.shape()[1..].iter().product();
-    let mut shape = t.shape().to_vec();
-    shape[0] = to - from;
-    Tensor::new(&shape, t.data()[from * width..to * width].to_vec()).expect("rows of a tensor")
-}
-
 /// Trains 64-64(dense)-64(highway)-10 on digits; returns the test accuracy.
 pub fn main() -> Result<(), Box<dyn std::error::Error>> {
     let specs = vec![
@@ -116,8 +109,8 @@ pub fn main() -> Result<(), Box<dyn std::error::Error>> {
     let data = digits::train();
     let graph = net.build(&nets::Regularizers::default())?;
     let inputs = vec![
-        (graph.inputs[0].clone(), rows(&data.x, 0, 8)),
-        (graph.inputs[1].clone(), rows(&data.y, 0, 8)),
+        (graph.inputs[0].clone(), data.x.rows(0, 8)?),
+        (graph.inputs[1].clone(), data.y.rows(0, 8)?),
     ];
     let wrt: Vec<Expr> = ["w", "bt"]
         .iter()
@@ -136,12 +129,12 @@ pub fn main() -> Result<(), Box<dyn std::error::Error>> {
     };
     let mut train = Dataset::new(
         "train",
-        vec![rows(&data.x, 0, 1200), rows(&data.y, 0, 1200)],
+        vec![data.x.rows(0, 1200)?, data.y.rows(0, 1200)?],
         options.clone(),
     )?;
     let mut valid = Dataset::new(
         "valid",
-        vec![rows(&data.x, 1200, 1437), rows(&data.y, 1200, 1437)],
+        vec![data.x.rows(1200, 1437)?, data.y.rows(1200, 1437)?],
         options,
     )?;
     let settings = [

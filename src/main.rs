@@ -5,16 +5,7 @@
 use nets::{Classifier, LayerSpec, ModelOptions};
 use optim::{Dataset, DatasetOptions};
 use std::time::Instant;
-use tape::Tensor;
 use theanets_rs::digits;
-
-fn rows(t: &Tensor, from: usize, to: usize) -> Tensor {
-    let width: usize = t.shape()[1..].iter().product();
-    let mut shape = t.shape().to_vec();
-    shape[0] = to - from;
-    Tensor::new(&shape, t.data()[from * width..to * width].to_vec())
-        .expect("a slice of rows keeps its shape")
-}
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let start = Instant::now();
@@ -31,12 +22,12 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     };
     let mut train = Dataset::new(
         "train",
-        vec![rows(&train_all.x, 0, split), rows(&train_all.y, 0, split)],
+        vec![train_all.x.rows(0, split)?, train_all.y.rows(0, split)?],
         options.clone(),
     )?;
     let mut valid = Dataset::new(
         "valid",
-        vec![rows(&train_all.x, split, n), rows(&train_all.y, split, n)],
+        vec![train_all.x.rows(split, n)?, train_all.y.rows(split, n)?],
         options,
     )?;
 

@@ -11,13 +11,6 @@ fn glorot(rng: &mut Rng, rows: usize, cols: usize) -> Tensor {
     t
 }
 
-fn rows(t: &Tensor, from: usize, to: usize) -> Tensor {
-    let width: usize = t.shape()[1..].iter().product();
-    let mut shape = t.shape().to_vec();
-    shape[0] = to - from;
-    Tensor::new(&shape, t.data()[from * width..to * width].to_vec()).unwrap()
-}
-
 fn train_with(alg: Algorithm, settings: &[&str]) -> f32 {
     let data = digits::train();
     let test = digits::test();
@@ -44,13 +37,16 @@ fn train_with(alg: Algorithm, settings: &[&str]) -> f32 {
     };
     let mut train = Dataset::new(
         "train",
-        vec![rows(&data.x, 0, 1200), rows(&data.y, 0, 1200)],
+        vec![data.x.rows(0, 1200).unwrap(), data.y.rows(0, 1200).unwrap()],
         options.clone(),
     )
     .unwrap();
     let mut valid = Dataset::new(
         "valid",
-        vec![rows(&data.x, 1200, 1437), rows(&data.y, 1200, 1437)],
+        vec![
+            data.x.rows(1200, 1437).unwrap(),
+            data.y.rows(1200, 1437).unwrap(),
+        ],
         options,
     )
     .unwrap();

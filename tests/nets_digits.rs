@@ -7,13 +7,6 @@ use optim::{Dataset, DatasetOptions};
 use tape::Tensor;
 use theanets_rs::digits;
 
-fn rows(t: &Tensor, from: usize, to: usize) -> Tensor {
-    let width: usize = t.shape()[1..].iter().product();
-    let mut shape = t.shape().to_vec();
-    shape[0] = to - from;
-    Tensor::new(&shape, t.data()[from * width..to * width].to_vec()).unwrap()
-}
-
 fn datasets(arrays: &[&Tensor]) -> (Dataset, Dataset) {
     let options = DatasetOptions {
         batch_size: 32,
@@ -22,13 +15,13 @@ fn datasets(arrays: &[&Tensor]) -> (Dataset, Dataset) {
     };
     let train = Dataset::new(
         "train",
-        arrays.iter().map(|a| rows(a, 0, 1200)).collect(),
+        arrays.iter().map(|a| a.rows(0, 1200).unwrap()).collect(),
         options.clone(),
     )
     .unwrap();
     let valid = Dataset::new(
         "valid",
-        arrays.iter().map(|a| rows(a, 1200, 1437)).collect(),
+        arrays.iter().map(|a| a.rows(1200, 1437).unwrap()).collect(),
         options,
     )
     .unwrap();

@@ -172,13 +172,13 @@ impl Network {
         self.params().iter().map(|p| p.read().len()).sum()
     }
 
-    /// A parameter by layer (name, or index with 0 the input layer) and parameter (short name
-    /// like `"w"`, or index within the layer).
-    pub fn find(&self, layer: &str, param: &str) -> Result<Param> {
-        let l = match layer.parse::<usize>() {
+    /// A layer by name, or by index with 0 the input layer.
+    pub fn layer(&self, layer: &str) -> Result<&dyn Layer> {
+        match layer.parse::<usize>() {
             Ok(i) => self.layers.get(i),
             Err(_) => self.layers.iter().find(|l| l.name() == layer),
         }
+        .map(|l| l.as_ref())
         .ok_or_else(|| Error::NotFound {
             what: format!("layer `{layer}`"),
             available: self
@@ -187,7 +187,13 @@ impl Network {
                 .map(|l| l.name())
                 .collect::<Vec<_>>()
                 .join(", "),
-        })?;
+        })
+    }
+
+    /// A parameter by layer (name, or index with 0 the input layer) and parameter (short name
+    /// like `"w"`, or index within the layer).
+    pub fn find(&self, layer: &str, param: &str) -> Result<Param> {
+        let l = self.layer(layer)?;
         let params = l.params();
         let found = match param.parse::<usize>() {
             Ok(i) => params.get(i).cloned(),
@@ -546,19 +552,7 @@ impl Network {
 
     /// The network's values from a hidden layer's output `z` onwards (decoding).
     pub fn decode_from(&self, layer: &str, z: &Tensor) -> Result<Tensor> {
-        let l = self
-            .layers
-            .iter()
-            .find(|l| l.name() == layer)
-            .ok_or_else(|| Error::NotFound {
-                what: format!("layer `{layer}`"),
-                available: self
-                    .layers
-                    .iter()
-                    .map(|l| l.name())
-                    .collect::<Vec<_>>()
-                    .join(", "),
-            })?;
+        let l = self.layer(layer)?;
         if z.rank() != 2 || z.shape()[1] != l.size() {
             return Err(Error::Data {
                 what: format!("layer `{layer}`"),

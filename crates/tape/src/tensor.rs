@@ -161,6 +161,32 @@ impl Tensor {
         Tensor::new(shape, self.data)
     }
 
+    /// Rows `start..end` of the first axis, copied (the other axes kept).
+    ///
+    /// ```
+    /// let t = tape::Tensor::from_fn(&[4, 2], |i| i[0] as f32);
+    /// assert_eq!(t.rows(1, 3)?.data(), &[1., 1., 2., 2.]);
+    /// assert!(t.rows(3, 5).is_err());
+    /// # Ok::<(), tape::Error>(())
+    /// ```
+    pub fn rows(&self, start: usize, end: usize) -> Result<Tensor> {
+        let n = self.shape.first().copied().unwrap_or(0);
+        if self.rank() == 0 || start > end || end > n {
+            return Err(Error::Data {
+                what: "Tensor::rows",
+                shape: self.shape.to_vec(),
+                len: end.saturating_sub(start),
+            });
+        }
+        let width: usize = self.shape[1..].iter().product();
+        let mut shape = self.shape.clone();
+        shape[0] = end - start;
+        Ok(Tensor {
+            shape,
+            data: self.data[start * width..end * width].to_vec(),
+        })
+    }
+
     /// A borrowed view.
     pub fn view(&self) -> TensorView<'_> {
         TensorView {
