@@ -31,6 +31,16 @@ pub trait Layer: Send + Sync {
     fn describe(&self) -> String {
         format!("{} {}", self.name(), self.size())
     }
+    /// The name of the activation applied to the default output, if the layer has one
+    /// (`"softmax"` lets a classifier compute cross-entropy from the `pre` logits).
+    fn activation(&self) -> Option<&str> {
+        None
+    }
+    /// Whether the layer borrows its weights from a partner (tied layers count when partners
+    /// are found by position).
+    fn is_tied(&self) -> bool {
+        false
+    }
 }
 
 /// The kinds of built-in layer.
@@ -374,6 +384,9 @@ impl Layer for Feedforward {
         let out = self.activation.apply(&pre);
         Ok(vec![("out".into(), out), ("pre".into(), pre)])
     }
+    fn activation(&self) -> Option<&str> {
+        Some(self.activation.name())
+    }
     fn describe(&self) -> String {
         let ins: Vec<&str> = self.inputs.iter().map(|(n, _)| n.as_str()).collect();
         format!(
@@ -459,6 +472,12 @@ impl Layer for Tied {
             ("out".into(), self.activation.apply(&pre)),
             ("pre".into(), pre),
         ])
+    }
+    fn activation(&self) -> Option<&str> {
+        Some(self.activation.name())
+    }
+    fn is_tied(&self) -> bool {
+        true
     }
     fn describe(&self) -> String {
         format!(

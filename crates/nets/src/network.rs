@@ -361,9 +361,7 @@ impl Network {
     }
 
     fn is_softmax_output(&self) -> bool {
-        self.layers[self.layers.len() - 1]
-            .describe()
-            .contains("softmax")
+        self.layers[self.layers.len() - 1].activation() == Some("softmax")
     }
 
     /// Connects every layer; `feeds` replaces named default outputs (for decoding from a hidden
@@ -786,7 +784,7 @@ fn find_partner<'a>(
     }
     let mut count = 1i32;
     for l in before.iter().rev() {
-        if l.describe().contains(": tied ") {
+        if l.is_tied() {
             count += 1;
         } else {
             count -= 1;
