@@ -7,6 +7,8 @@
 //!   (`Function::compile_with_updates`): a full training step.
 //! * `digits/fwd_bwd` and `digits/sgd_step`: the digits MLP 64-100-10 at batch 32 on real rows of
 //!   the embedded digits training split (cycling over its 44 full batches).
+//! * `digits/adam_step`: the same network trained by `optim::Trainer::step` with Adam (lr 1e-3),
+//!   the workload `torch_digits.py` measures.
 //!
 //! Before criterion runs, a plain-text pass prints the compiled plan of the big step, times every
 //! GEMM of that plan on its own through `tape::kernels::gemm` (same shapes, same transposes) and
@@ -349,6 +351,29 @@ fn bench_digits(c: &mut Criterion) {
             })
         });
     }
+    // The workload of `torch_digits.py`: an Adam step (lr 1e-3) through optim's trainer, i.e. the
+    // compiled forward+backward plus the native Adam update of every parameter.
+    let mut rule = optim::RuleOptions::new(optim::Algorithm::Adam);
+    rule.learning_rate = 1e-3;
+    let mut trainer = optim::Trainer::new(
+        &net.loss,
+        &net.params,
+        &[net.x.clone(), net.y.clone()],
+        &[],
+        rule,
+        optim::LoopOptions::default(),
+    )
+    .expect("trainer");
+    let mut i = 0;
+    group.bench_function("adam_step", |b| {
+        b.iter(|| {
+            let (x, y) = &batches[i % batches.len()];
+            i += 1;
+            trainer
+                .step(black_box(&[x.view(), y.view()]))
+                .expect("step")
+        })
+    });
     group.finish();
 }
 

@@ -195,7 +195,7 @@ impl Rule {
                         for $i in 0..n {
                             let $g = (g[$i] * scale).clamp(-c, c);
                             let d = $delta;
-                            v[$i] = mu * v[$i] - d;
+                            v[$i] = flush(mu * v[$i] - d);
                             p[$i] += v[$i];
                         }
                     }
@@ -204,7 +204,7 @@ impl Rule {
                             let $g = (g[$i] * scale).clamp(-c, c);
                             let d = $delta;
                             let before = v[$i];
-                            v[$i] = mu * before - d;
+                            v[$i] = flush(mu * before - d);
                             p[$i] += mu * mu * before - (1.0 + mu) * d;
                         }
                     }
@@ -255,8 +255,8 @@ impl Rule {
                 };
                 let (f, m) = (&mut f[..n], &mut m[..n]);
                 each!(|i, gi| {
-                    f[i] = gamma * f[i] + (1.0 - gamma) * gi;
-                    m[i] = gamma * m[i] + (1.0 - gamma) * gi * gi;
+                    f[i] = flush(gamma * f[i] + (1.0 - gamma) * gi);
+                    m[i] = flush(gamma * m[i] + (1.0 - gamma) * gi * gi);
                     // m − f² is a variance, ≥ 0 in exact arithmetic; rounding can push it below
                     // zero for a steady gradient, which would make the root NaN.
                     alpha * gi / ((m[i] - f[i] * f[i]).max(0.0) + eps).sqrt()
@@ -279,9 +279,9 @@ impl Rule {
                 };
                 let (m, x) = (&mut m[..n], &mut x[..n]);
                 each!(|i, gi| {
-                    m[i] = gamma * m[i] + (1.0 - gamma) * gi * gi;
+                    m[i] = flush(gamma * m[i] + (1.0 - gamma) * gi * gi);
                     let d = gi * (x[i] + eps).sqrt() / (m[i] + eps).sqrt();
-                    x[i] = gamma * x[i] + (1.0 - gamma) * d * d;
+                    x[i] = flush(gamma * x[i] + (1.0 - gamma) * d * d);
                     d
                 })
             }
@@ -295,7 +295,7 @@ impl Rule {
                 let dsq = &mut dsq[..n];
                 let hv = &hv.expect("ESGD is given Hessian-vector products")[..n];
                 each!(|i, gi| {
-                    dsq[i] = gamma * dsq[i] + (1.0 - gamma) * hv[i] * hv[i];
+                    dsq[i] = flush(gamma * dsq[i] + (1.0 - gamma) * hv[i] * hv[i]);
                     alpha * gi / ((dsq[i] * inv_correction).sqrt() + eps)
                 })
             }
@@ -308,12 +308,25 @@ impl Rule {
                 };
                 let (m, v) = (&mut m[..n], &mut v[..n]);
                 each!(|i, gi| {
-                    m[i] = b1 * m[i] + (1.0 - b1) * gi;
-                    v[i] = b2 * v[i] + (1.0 - b2) * gi * gi;
+                    m[i] = flush(b1 * m[i] + (1.0 - b1) * gi);
+                    v[i] = flush(b2 * v[i] + (1.0 - b2) * gi * gi);
                     alpha * (m[i] * inv_c1) / ((v[i] * inv_c2).sqrt() + eps)
                 })
             }
         }
+    }
+}
+
+/// Subnormal values become zero. Running averages of a parameter whose gradient stays zero (a dead
+/// unit) decay geometrically into the subnormal range, where x86 arithmetic is around a hundred
+/// times slower; a value that small has no effect on any update, so it is dropped. The test is a
+/// compare and a select, which vectorises, and is exact and deterministic.
+#[inline(always)]
+fn flush(x: f32) -> f32 {
+    if x.abs() < f32::MIN_POSITIVE {
+        0.0
+    } else {
+        x
     }
 }
 

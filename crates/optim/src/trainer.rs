@@ -200,6 +200,7 @@ impl Trainer {
     /// One minibatch: computes loss, monitors and gradients, then updates every parameter.
     /// Returns the loss computed before the update.
     pub fn step(&mut self, batch: &[TensorView<'_>]) -> Result<f32> {
+        let _flush = tape::fpenv::FlushDenormals::new();
         let np = self.params.len();
         if self.rule.needs_hv() {
             for probe in &mut self.probes {

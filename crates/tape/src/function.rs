@@ -603,6 +603,7 @@ impl Function {
     }
 
     fn execute(&mut self, p: usize, args: &[TensorView<'_>]) -> Result<()> {
+        let _flush = crate::fpenv::FlushDenormals::new();
         let plan = &mut self.plans[p];
         {
             let guards: SmallVec<[RwLockReadGuard<'_, Tensor>; 16]> =

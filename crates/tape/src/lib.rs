@@ -29,6 +29,7 @@ pub mod check;
 pub mod custom;
 pub mod error;
 pub mod expr;
+pub mod fpenv;
 pub mod function;
 mod grad;
 mod graph;
