@@ -7,7 +7,7 @@ use crate::losses::{Loss, LossKind};
 use crate::regularizers::{Regularizers, Role};
 use optim::{Algorithm, LoopOptions, RuleOptions, Trainer};
 use std::sync::Mutex;
-use tape::{Expr, Function, Param, Rng, Tensor, TensorView};
+use tape::{Expr, Function, Param, Rng, Tensor};
 
 /// What a network is trained to do; decides the default loss, the output activation and what
 /// `predict` and `score` mean.
@@ -503,19 +503,10 @@ impl Network {
 
     /// Every named output for the data `x` (no regularizers).
     pub fn feed_forward(&self, x: &Tensor) -> Result<Vec<(String, Tensor)>> {
-        let names: Vec<String> = self
-            .build(&Regularizers::default())?
-            .outputs
-            .into_iter()
-            .map(|(n, _)| n)
-            .collect();
-        let values = self.run_outputs("feed_forward", x, |net| {
-            let g = net.build(&Regularizers::default())?;
-            Ok((
-                vec![g.inputs[0].clone()],
-                g.outputs.into_iter().map(|(_, e)| e).collect(),
-            ))
-        })?;
+        let g = self.build(&Regularizers::default())?;
+        let input = g.inputs[0].clone();
+        let (names, exprs): (Vec<String>, Vec<Expr>) = g.outputs.into_iter().unzip();
+        let values = self.run_outputs("feed_forward", x, move |_| Ok((vec![input], exprs)))?;
         Ok(names.into_iter().zip(values).collect())
     }
 
@@ -985,9 +976,4 @@ impl Classifier {
         }
         Ok(m)
     }
-}
-
-/// Wraps borrowed views for training functions.
-pub fn views(ts: &[Tensor]) -> Vec<TensorView<'_>> {
-    ts.iter().map(Tensor::view).collect()
 }
