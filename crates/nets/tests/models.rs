@@ -500,3 +500,88 @@ fn user_monitors_by_glob_with_thresholds() {
         Err(Error::NotFound { .. })
     ));
 }
+
+#[test]
+fn every_loss_trains_a_model() {
+    // theanets' loss tests: kl and mmd on a softmax regressor against normalised targets, hinge
+    // on a classifier, mae on a one-layer autoencoder, and a weighted autoencoder.
+    let probs = {
+        let t = weights(&[N, OUTPUTS]);
+        let rows: Vec<f32> = t
+            .data()
+            .chunks(OUTPUTS)
+            .flat_map(|r| {
+                let s: f32 = r.iter().sum();
+                r.iter().map(move |v| v / s).collect::<Vec<_>>()
+            })
+            .collect();
+        Tensor::new(&[N, OUTPUTS], rows).unwrap()
+    };
+    for kind in [LossKind::Kl, LossKind::Mmd] {
+        let specs = vec![
+            LayerSpec::input(INPUTS),
+            LayerSpec::dense(13),
+            LayerSpec::dense(OUTPUTS).activation("softmax"),
+        ];
+        let net = Regressor::build(
+            specs,
+            ModelOptions {
+                losses: vec![Loss::new(kind)],
+                ..Default::default()
+            },
+        )
+        .unwrap();
+        assert_progress(&net, vec![inputs(), probs.clone()]);
+    }
+    let opts = ModelOptions {
+        losses: vec![Loss::new(LossKind::Hinge)],
+        ..Default::default()
+    };
+    let net = Classifier::build(
+        [INPUTS, 13, CLASSES]
+            .iter()
+            .map(|&s| LayerSpec::from(s))
+            .collect(),
+        opts,
+    )
+    .unwrap();
+    assert_progress(&net, vec![inputs(), classes()]);
+    let opts = ModelOptions {
+        losses: vec![Loss::new(LossKind::Mae)],
+        ..Default::default()
+    };
+    let net = Autoencoder::build(
+        vec![LayerSpec::input(INPUTS), LayerSpec::dense(INPUTS)],
+        opts,
+    )
+    .unwrap();
+    assert_progress(&net, vec![inputs()]);
+    let opts = ModelOptions {
+        weighted: true,
+        ..Default::default()
+    };
+    let net = Autoencoder::build(
+        [INPUTS, 5, INPUTS]
+            .iter()
+            .map(|&s| LayerSpec::from(s))
+            .collect(),
+        opts,
+    )
+    .unwrap();
+    let w = weights(&[N, INPUTS]);
+    assert!(net.score(&inputs(), Some(&w)).unwrap().is_finite());
+    assert_progress(&net, vec![inputs(), w]);
+    // A classifier's loss must take labels, a regressor's must not.
+    let wrong = ModelOptions {
+        losses: vec![Loss::new(LossKind::Mse)],
+        ..Default::default()
+    };
+    assert!(Classifier::build(
+        [INPUTS, CLASSES]
+            .iter()
+            .map(|&s| LayerSpec::from(s))
+            .collect(),
+        wrong
+    )
+    .is_err());
+}
