@@ -145,6 +145,25 @@ fn gflops_pass() {
     println!();
 }
 
+/// Our gemm on every thread the machine offers (column blocks split across helper threads).
+fn threaded_pass() {
+    tape::kernels::set_num_threads(0);
+    let threads = tape::kernels::num_threads();
+    println!("# sgemm GFLOP/s, {threads} threads (tape::kernels::gemm), median (best) of 7 rounds");
+    for &(m, k, n) in &SHAPES {
+        let mut ops = Operands::new(m, k, n);
+        let flop = ops.flop() as f64;
+        let (med, best) = time_it(|| ops.tape(), Duration::from_millis(100), 7);
+        println!(
+            "GFLOP/s {threads} threads m={m} k={k} n={n}: tape::kernels::gemm {:.1} (best {:.1})",
+            flop / med / 1e9,
+            flop / best / 1e9
+        );
+    }
+    println!();
+    tape::kernels::set_num_threads(1);
+}
+
 fn bench_gemm(c: &mut Criterion) {
     let mut group = c.benchmark_group("sgemm");
     for &(m, k, n) in &SHAPES {
@@ -164,8 +183,11 @@ fn bench_gemm(c: &mut Criterion) {
 fn main() {
     // Skip the custom pass when cargo runs the bench binary as a test (`cargo test --benches`):
     // criterion then only checks that each benchmark runs once.
+    // Everything is measured on one thread (as raw matrixmultiply runs), except threaded_pass.
+    tape::kernels::set_num_threads(1);
     if std::env::args().any(|a| a == "--bench") {
         gflops_pass();
+        threaded_pass();
     }
     let mut c = Criterion::default()
         .warm_up_time(Duration::from_secs(1))

@@ -319,6 +319,26 @@ fn gemm_share_pass() {
     println!();
 }
 
+/// The big step with GEMMs split across every core (helper threads), for comparison with
+/// torch_mlp.py's two-thread numbers.
+fn threaded_step_pass() {
+    tape::kernels::set_num_threads(0);
+    let threads = tape::kernels::num_threads();
+    let net = mlp(&[784, 512, 512, 10], SEED);
+    let (x, y) = random_batch(128, 784, 10, SEED);
+    for (name, mut f) in [("fwd_bwd", net.fwd_bwd()), ("sgd_step", net.sgd_step(LR))] {
+        let mut run = || f.run(black_box(&[x.view(), y.view()])).expect("run");
+        let reps = reps_for(&mut run, Duration::from_millis(200));
+        let (med, min) = median_and_min((0..7).map(|_| round_of(&mut run, reps)).collect());
+        println!(
+            "step {name} on {threads} threads: {:.1} us/step median (min {:.1})",
+            med * 1e6,
+            min * 1e6
+        );
+    }
+    tape::kernels::set_num_threads(1);
+}
+
 fn bench_mlp784(c: &mut Criterion) {
     let net = mlp(&[784, 512, 512, 10], SEED);
     let (x, y) = random_batch(128, 784, 10, SEED);
@@ -379,8 +399,11 @@ fn bench_digits(c: &mut Criterion) {
 
 fn main() {
     // Skip the plain-text pass when the binary runs as a test (`cargo test --benches`).
+    // Single-threaded throughout, except the two-thread line of the big step below.
+    tape::kernels::set_num_threads(1);
     if std::env::args().any(|a| a == "--bench") {
         gemm_share_pass();
+        threaded_step_pass();
     }
     let mut c = Criterion::default()
         .warm_up_time(Duration::from_secs(1))

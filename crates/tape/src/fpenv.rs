@@ -45,6 +45,53 @@ impl Drop for FlushDenormals {
     }
 }
 
+/// The current thread's floating-point mode word (MXCSR on x86-64, 0 elsewhere), so helper
+/// threads can compute in the same mode as the thread that handed them work.
+pub(crate) fn current_mode() -> u32 {
+    #[cfg(target_arch = "x86_64")]
+    {
+        read_mxcsr()
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        0
+    }
+}
+
+/// Sets a mode word from [`current_mode`] while alive, restoring the previous one after.
+pub(crate) struct ModeGuard {
+    #[cfg(target_arch = "x86_64")]
+    saved: u32,
+}
+
+impl ModeGuard {
+    /// Switches the current thread to `mode`.
+    pub(crate) fn set(mode: u32) -> ModeGuard {
+        #[cfg(target_arch = "x86_64")]
+        {
+            let saved = read_mxcsr();
+            if saved != mode {
+                write_mxcsr(mode);
+            }
+            ModeGuard { saved }
+        }
+        #[cfg(not(target_arch = "x86_64"))]
+        {
+            let _ = mode;
+            ModeGuard {}
+        }
+    }
+}
+
+impl Drop for ModeGuard {
+    fn drop(&mut self) {
+        #[cfg(target_arch = "x86_64")]
+        if read_mxcsr() != self.saved {
+            write_mxcsr(self.saved);
+        }
+    }
+}
+
 #[cfg(target_arch = "x86_64")]
 fn read_mxcsr() -> u32 {
     let mut word: u32 = 0;

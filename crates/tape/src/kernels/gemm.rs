@@ -1,5 +1,18 @@
 //! General matrix multiply `C = alpha * op(A) * op(B) + beta * C` on row-major `f32` slices.
 
+/// Limits the threads one large product may use: 1 makes every product single-threaded, 0 (the
+/// default) uses them all. Helper threads are started on first use: `TAPE_NUM_THREADS` (read
+/// once) or the number of cores. Products below about 8 million multiply-adds always run on the
+/// calling thread. Results are bit-identical whatever the setting: threads split C by columns.
+pub fn set_num_threads(threads: usize) {
+    super::gemm_kernels::set_gemm_threads(threads);
+}
+
+/// The threads a large product uses with the current setting.
+pub fn num_threads() -> usize {
+    super::gemm_kernels::gemm_threads()
+}
+
 /// C = alpha * op(A) * op(B) + beta * C, through our packed, cache-blocked SIMD SGEMM.
 ///
 /// op(A) is m×k: A is stored row-major as m×k when `!ta`, or as k×m when `ta` (then op(A)=Aᵀ).
@@ -12,6 +25,7 @@
 /// buffers are thread-local and only grow, so repeated calls with the same (or smaller) shapes
 /// on a thread perform no heap allocation. The microkernel (AVX-512F, AVX2+FMA or portable) is
 /// picked once per process from the CPU's features; results depend only on the inputs and it.
+/// Large products are split across threads (see [`set_num_threads`]) with identical results.
 #[allow(clippy::too_many_arguments)] // the BLAS-style signature is a contract shared with callers
 pub fn gemm(
     m: usize,
@@ -51,6 +65,34 @@ pub fn gemm(
 mod tests {
     use super::*;
     use proptest::prelude::*;
+
+    #[test]
+    fn large_products_split_across_threads_give_the_same_bits() {
+        let mut rng = crate::Rng::new(9);
+        for &(m, k, n) in &[
+            (128usize, 784usize, 512usize),
+            (200, 300, 333),
+            (96, 1024, 130),
+        ] {
+            for (ta, tb) in [(false, false), (true, false), (false, true), (true, true)] {
+                let mut a = vec![0.0f32; m * k];
+                let mut b = vec![0.0f32; k * n];
+                rng.fill_normal(&mut a, 0.0, 1.0);
+                rng.fill_normal(&mut b, 0.0, 1.0);
+                let mut split = vec![f32::NAN; m * n];
+                let mut single = vec![f32::NAN; m * n];
+                gemm(m, k, n, 1.0, &a, ta, &b, tb, 0.0, &mut split);
+                super::super::gemm_kernels::sgemm_single(m, k, n, &a, ta, &b, tb, &mut single);
+                assert!(
+                    split
+                        .iter()
+                        .zip(&single)
+                        .all(|(x, y)| x.to_bits() == y.to_bits()),
+                    "{m}x{k}x{n} ta={ta} tb={tb}"
+                );
+            }
+        }
+    }
 
     /// Textbook triple loop in f64; also returns, per element, the magnitude bound used for the
     /// rounding tolerance.

@@ -1,4 +1,5 @@
-//! Packed, cache-blocked single-threaded SGEMM (BLIS loop structure) behind [`super::gemm()`].
+//! Packed, cache-blocked SGEMM (BLIS loop structure) behind [`super::gemm()`]; large products
+//! are split across helper threads by column blocks (see `mod parallel`).
 //!
 //! Loop nest (row-major C, all blocks clipped at the matrix edges):
 //!
@@ -231,41 +232,337 @@ pub(crate) fn sgemm_with(
         b,
         tb,
         beta,
+        lda: if ta { m } else { k },
+        ldb: if tb { k } else { n },
+        ldc: n,
+        full_n: n,
     };
+    assert!(c.len() >= m * n, "sgemm: C too short");
+    // SAFETY: C holds the m×n block at row stride n, exclusively borrowed for this call.
+    unsafe { parallel::run_split(isa, &ops, c.as_mut_ptr()) }
+}
+
+/// Runs one block on this thread with its packing buffer.
+///
+/// # Safety
+/// As for [`drive`].
+unsafe fn run_local(isa: Isa, ops: &Ops<'_>, c: *mut f32) {
     // `try_with` fails only while the thread is being torn down, and the buffer is never
     // borrowed re-entrantly; either way a temporary buffer is still correct.
-    let mut c = Some(c);
+    let mut pending = true;
     let _ = PACK.try_with(|p| {
         if let Ok(mut buf) = p.try_borrow_mut() {
-            if let Some(c) = c.take() {
-                run(isa, &ops, c, &mut buf);
-            }
+            // SAFETY: forwarded from the caller.
+            unsafe { run(isa, ops, c, &mut buf) };
+            pending = false;
         }
     });
-    if let Some(c) = c {
-        run(isa, &ops, c, &mut Vec::new());
+    if pending {
+        // SAFETY: forwarded from the caller.
+        unsafe { run(isa, ops, c, &mut Vec::new()) };
+    }
+}
+
+pub(crate) use parallel::{effective as gemm_threads, set_limit as set_gemm_threads};
+
+/// The product computed on the calling thread only (to compare with the split one in tests).
+#[cfg(test)]
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn sgemm_single(
+    m: usize,
+    k: usize,
+    n: usize,
+    a: &[f32],
+    ta: bool,
+    b: &[f32],
+    tb: bool,
+    c: &mut [f32],
+) {
+    let ops = Ops {
+        m,
+        k,
+        n,
+        alpha: 1.0,
+        a,
+        ta,
+        b,
+        tb,
+        beta: 0.0,
+        lda: if ta { m } else { k },
+        ldb: if tb { k } else { n },
+        ldc: n,
+        full_n: n,
+    };
+    assert!(c.len() >= m * n);
+    // SAFETY: C holds the m×n block, exclusively borrowed.
+    unsafe { run_local(detect(), &ops, c.as_mut_ptr()) }
+}
+
+/// Splitting large products across threads by blocks of C's columns. Every element of C is
+/// computed by one thread with exactly the arithmetic of the single-threaded loop (the kernel
+/// shape and depth blocking depend only on the full call), so results are bit-identical for any
+/// number of threads. Helper threads are started once and wait on a condition variable; handing
+/// them work allocates nothing.
+mod parallel {
+    use super::{run_local, Isa, Ops};
+    use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+    use std::sync::{Condvar, Mutex, OnceLock};
+
+    /// Products smaller than this many multiply-adds stay on the calling thread: waking a helper
+    /// costs tens of microseconds.
+    const MIN_WORK: usize = 1 << 23;
+    /// Column blocks are multiples of the widest micro-panel, so kernels see whole panels.
+    const ALIGN_COLS: usize = 32;
+
+    /// One column block of one product, as raw parts (the caller waits for it to finish).
+    #[derive(Clone, Copy)]
+    struct Job {
+        isa: Isa,
+        m: usize,
+        k: usize,
+        n: usize,
+        alpha: f32,
+        beta: f32,
+        a: *const f32,
+        a_len: usize,
+        ta: bool,
+        b: *const f32,
+        b_len: usize,
+        tb: bool,
+        lda: usize,
+        ldb: usize,
+        ldc: usize,
+        full_n: usize,
+        c: *mut f32,
+        fp_mode: u32,
+    }
+
+    // SAFETY: a job's pointers refer to buffers the submitting thread keeps alive and does not
+    // touch (C's block) until every job of the product has finished.
+    unsafe impl Send for Job {}
+
+    struct Worker {
+        slot: Mutex<Option<Job>>,
+        ready: Condvar,
+    }
+
+    struct Pool {
+        workers: Vec<Worker>,
+        busy: AtomicBool,
+        pending: AtomicUsize,
+        done_lock: Mutex<()>,
+        done: Condvar,
+    }
+
+    static POOL: OnceLock<Option<&'static Pool>> = OnceLock::new();
+
+    /// The most threads a product may use (0: as many as the pool has).
+    static LIMIT: AtomicUsize = AtomicUsize::new(0);
+
+    /// Limits the threads large products use (1 = single-threaded; 0 = all available).
+    pub(crate) fn set_limit(threads: usize) {
+        LIMIT.store(threads, Ordering::Relaxed);
+    }
+
+    /// The threads a large product would use now.
+    pub(crate) fn effective() -> usize {
+        let available = pool().map_or(1, |p| p.workers.len() + 1);
+        match LIMIT.load(Ordering::Relaxed) {
+            0 => available,
+            l => l.min(available),
+        }
+    }
+
+    /// Threads used for large products: `TAPE_NUM_THREADS` if set, else the available cores.
+    pub(super) fn threads() -> usize {
+        std::env::var("TAPE_NUM_THREADS")
+            .ok()
+            .and_then(|v| v.parse::<usize>().ok())
+            .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()))
+            .clamp(1, 16)
+    }
+
+    fn pool() -> Option<&'static Pool> {
+        *POOL.get_or_init(|| {
+            let helpers = threads() - 1;
+            if helpers == 0 {
+                return None;
+            }
+            let workers = (0..helpers)
+                .map(|_| Worker {
+                    slot: Mutex::new(None),
+                    ready: Condvar::new(),
+                })
+                .collect();
+            let pool: &'static Pool = Box::leak(Box::new(Pool {
+                workers,
+                busy: AtomicBool::new(false),
+                pending: AtomicUsize::new(0),
+                done_lock: Mutex::new(()),
+                done: Condvar::new(),
+            }));
+            for i in 0..helpers {
+                let spawned = std::thread::Builder::new()
+                    .name(format!("tape-gemm-{i}"))
+                    .spawn(move || serve(pool, i));
+                if spawned.is_err() {
+                    return None;
+                }
+            }
+            Some(pool)
+        })
+    }
+
+    fn serve(pool: &'static Pool, i: usize) {
+        let w = &pool.workers[i];
+        loop {
+            let job = {
+                let mut slot = w.slot.lock().unwrap_or_else(|e| e.into_inner());
+                loop {
+                    if let Some(job) = slot.take() {
+                        break job;
+                    }
+                    slot = w.ready.wait(slot).unwrap_or_else(|e| e.into_inner());
+                }
+            };
+            // A panic must not leave the submitter waiting forever.
+            let _ = std::panic::catch_unwind(|| {
+                let _mode = crate::fpenv::ModeGuard::set(job.fp_mode);
+                // SAFETY: the submitter built these parts from live slices and keeps them alive,
+                // and this block of C is touched by no other thread until `pending` drops.
+                unsafe {
+                    let ops = Ops {
+                        m: job.m,
+                        k: job.k,
+                        n: job.n,
+                        alpha: job.alpha,
+                        a: std::slice::from_raw_parts(job.a, job.a_len),
+                        ta: job.ta,
+                        b: std::slice::from_raw_parts(job.b, job.b_len),
+                        tb: job.tb,
+                        beta: job.beta,
+                        lda: job.lda,
+                        ldb: job.ldb,
+                        ldc: job.ldc,
+                        full_n: job.full_n,
+                    };
+                    run_local(job.isa, &ops, job.c);
+                }
+            });
+            let _guard = pool.done_lock.lock().unwrap_or_else(|e| e.into_inner());
+            pool.pending.fetch_sub(1, Ordering::AcqRel);
+            pool.done.notify_all();
+        }
+    }
+
+    /// The columns `start..end` of the product, as its own operands.
+    fn block<'a>(o: &Ops<'a>, start: usize, end: usize) -> Ops<'a> {
+        let b = if o.tb {
+            &o.b[start * o.ldb..]
+        } else {
+            &o.b[start..]
+        };
+        Ops {
+            n: end - start,
+            b,
+            ..*o
+        }
+    }
+
+    /// Computes the product, split across the pool when it is large and the pool is free.
+    ///
+    /// # Safety
+    /// As for [`super::drive`].
+    pub(super) unsafe fn run_split(isa: Isa, o: &Ops<'_>, c: *mut f32) {
+        let limit = LIMIT.load(Ordering::Relaxed);
+        let wanted = o.m * o.k * o.n >= MIN_WORK && o.n >= 2 * ALIGN_COLS && limit != 1;
+        let pool = if wanted { pool() } else { None };
+        let Some(pool) = pool.filter(|p| {
+            p.busy
+                .compare_exchange(false, true, Ordering::Acquire, Ordering::Relaxed)
+                .is_ok()
+        }) else {
+            // SAFETY: forwarded.
+            return unsafe { run_local(isa, o, c) };
+        };
+        let cap = if limit == 0 { usize::MAX } else { limit };
+        let parts = (pool.workers.len() + 1).min(o.n / ALIGN_COLS).min(cap);
+        let width = o.n.div_ceil(parts).div_ceil(ALIGN_COLS) * ALIGN_COLS;
+        let fp_mode = crate::fpenv::current_mode();
+        let mut handed = 0;
+        pool.pending.store(0, Ordering::Release);
+        for (w, worker) in pool.workers.iter().enumerate() {
+            let start = (w + 1) * width;
+            if start >= o.n {
+                break;
+            }
+            let end = (start + width).min(o.n);
+            let part = block(o, start, end);
+            let job = Job {
+                isa,
+                m: part.m,
+                k: part.k,
+                n: part.n,
+                alpha: part.alpha,
+                beta: part.beta,
+                a: part.a.as_ptr(),
+                a_len: part.a.len(),
+                ta: part.ta,
+                b: part.b.as_ptr(),
+                b_len: part.b.len(),
+                tb: part.tb,
+                lda: part.lda,
+                ldb: part.ldb,
+                ldc: part.ldc,
+                full_n: part.full_n,
+                // SAFETY: column `start` of row 0 lies inside C.
+                c: unsafe { c.add(start) },
+                fp_mode,
+            };
+            pool.pending.fetch_add(1, Ordering::AcqRel);
+            *worker.slot.lock().unwrap_or_else(|e| e.into_inner()) = Some(job);
+            worker.ready.notify_one();
+            handed += 1;
+        }
+        let own = block(o, 0, width.min(o.n));
+        // SAFETY: columns 0..width are this thread's alone; the helpers own the others.
+        unsafe { run_local(isa, &own, c) };
+        if handed > 0 {
+            let mut guard = pool.done_lock.lock().unwrap_or_else(|e| e.into_inner());
+            while pool.pending.load(Ordering::Acquire) != 0 {
+                guard = pool.done.wait(guard).unwrap_or_else(|e| e.into_inner());
+            }
+        }
+        pool.busy.store(false, Ordering::Release);
     }
 }
 
 /// Runs the blocked loop nest with the kernel for `isa` (which must be supported).
-fn run(isa: Isa, ops: &Ops<'_>, c: &mut [f32], buf: &mut Vec<f32>) {
-    match isa {
-        #[cfg(target_arch = "x86_64")]
-        Isa::Avx512 => {
-            // One zmm per row when two would pad the columns by more than ~10% extra.
-            if ops.n.div_ceil(16) * 16 * 10 < ops.n.div_ceil(32) * 32 * 9 {
-                drive::<x86::Avx512<16, 1>>(ops, c, buf)
-            } else {
-                drive::<x86::Avx512<12, 2>>(ops, c, buf)
+///
+/// # Safety
+/// As for [`drive`].
+unsafe fn run(isa: Isa, ops: &Ops<'_>, c: *mut f32, buf: &mut Vec<f32>) {
+    // SAFETY (all arms): forwarded from the caller.
+    unsafe {
+        match isa {
+            #[cfg(target_arch = "x86_64")]
+            Isa::Avx512 => {
+                // One zmm per row when two would pad the columns by more than ~10% extra.
+                let n = ops.full_n;
+                if n.div_ceil(16) * 16 * 10 < n.div_ceil(32) * 32 * 9 {
+                    drive::<x86::Avx512<16, 1>>(ops, c, buf)
+                } else {
+                    drive::<x86::Avx512<12, 2>>(ops, c, buf)
+                }
             }
+            #[cfg(target_arch = "x86_64")]
+            Isa::Avx2 => drive::<x86::Avx2<6>>(ops, c, buf),
+            _ => drive::<Generic<4, 16>>(ops, c, buf),
         }
-        #[cfg(target_arch = "x86_64")]
-        Isa::Avx2 => drive::<x86::Avx2<6>>(ops, c, buf),
-        _ => drive::<Generic<4, 16>>(ops, c, buf),
     }
 }
 
-/// The operands of one call.
+/// The operands of one call (or of one column block of a call split across threads).
 struct Ops<'a> {
     m: usize,
     k: usize,
@@ -276,6 +573,14 @@ struct Ops<'a> {
     b: &'a [f32],
     tb: bool,
     beta: f32,
+    /// Row stride of A as stored (m when `ta`, else k).
+    lda: usize,
+    /// Row stride of B as stored (k when `tb`, else the full n).
+    ldb: usize,
+    /// Row stride of C (the full n).
+    ldc: usize,
+    /// The full n of the call, which picks the kernel shape (the same for every block).
+    full_n: usize,
 }
 
 fn round_up(x: usize, to: usize) -> usize {
@@ -283,7 +588,11 @@ fn round_up(x: usize, to: usize) -> usize {
 }
 
 /// The blocked loop nest for kernel `K`, packing into `buf` (grown if too small).
-fn drive<K: Kernel>(o: &Ops<'_>, c: &mut [f32], buf: &mut Vec<f32>) {
+///
+/// # Safety
+/// `c` must be valid for reads and writes of every `i·ldc + j` (`i < m`, `j < n`), and no other
+/// thread may touch those elements during the call.
+unsafe fn drive<K: Kernel>(o: &Ops<'_>, c: *mut f32, buf: &mut Vec<f32>) {
     let (m, k, n) = (o.m, o.k, o.n);
     debug_assert!(K::MR * K::NR <= TILE_MAX);
     debug_assert!(K::MC % K::MR == 0 && K::NC % K::NR == 0);
@@ -323,9 +632,9 @@ fn drive<K: Kernel>(o: &Ops<'_>, c: &mut [f32], buf: &mut Vec<f32>) {
                         } else if mr == K::MR {
                             // Read the full micro-panel of A in place through its strides.
                             let (start, rsa, csa) = if o.ta {
-                                (pc * m + ic + ir, 1, m)
+                                (pc * o.lda + ic + ir, 1, o.lda)
                             } else {
-                                ((ic + ir) * k + pc, k, 1)
+                                ((ic + ir) * o.lda + pc, o.lda, 1)
                             };
                             (
                                 &o.a[start..=start + (K::MR - 1) * rsa + (kc - 1) * csa],
@@ -337,14 +646,14 @@ fn drive<K: Kernel>(o: &Ops<'_>, c: &mut [f32], buf: &mut Vec<f32>) {
                             pack_a_panel::<K>(o, ic + ir, mr, pc, kc, panel);
                             (&*panel, 1, K::MR)
                         };
-                        let c0 = (ic + ir) * n + jc + jr;
+                        let c0 = (ic + ir) * o.ldc + jc + jr;
+                        // SAFETY: rows ic+ir.. and columns jc+jr.. lie inside the m×n block the
+                        // caller guarantees valid and exclusive (see # Safety).
+                        let tile = unsafe { c.add(c0) };
                         if mr == K::MR && nr == K::NR {
-                            // The full tile spans rows ic+ir .. +MR and columns jc+jr .. +NR.
-                            let tile = &mut c[c0..c0 + (K::MR - 1) * n + K::NR];
                             // SAFETY: `pa` holds every i·rsa + p·csa (i < MR, p < kc) and `pb`
-                            // kc·NR elements (both sliced above),
-                            // `tile` covers every C element of the MR×NR tile at row stride n,
-                            // it is a unique borrow disjoint from the packed inputs, and
+                            // kc·NR elements (both sliced above), `tile` starts the MR×NR tile
+                            // at row stride ldc inside C, disjoint from the packed inputs, and
                             // `sgemm_with` only selects kernels the CPU supports.
                             unsafe {
                                 K::ukr(
@@ -353,16 +662,14 @@ fn drive<K: Kernel>(o: &Ops<'_>, c: &mut [f32], buf: &mut Vec<f32>) {
                                     rsa,
                                     csa,
                                     pb.as_ptr(),
-                                    tile.as_mut_ptr(),
-                                    n,
+                                    tile,
+                                    o.ldc,
                                     o.alpha,
                                     beta,
                                 )
                             };
                         } else {
-                            // The partial tile spans rows ic+ir .. +mr, columns jc+jr .. +nr.
-                            let tile = &mut c[c0..c0 + (mr - 1) * n + nr];
-                            // SAFETY: as above, with `tile` covering the mr×nr corner.
+                            // SAFETY: as above, for the mr×nr corner.
                             unsafe {
                                 K::ukr_edge(
                                     kc,
@@ -370,8 +677,8 @@ fn drive<K: Kernel>(o: &Ops<'_>, c: &mut [f32], buf: &mut Vec<f32>) {
                                     rsa,
                                     csa,
                                     pb.as_ptr(),
-                                    tile.as_mut_ptr(),
-                                    n,
+                                    tile,
+                                    o.ldc,
                                     mr,
                                     nr,
                                     o.alpha,
@@ -410,7 +717,7 @@ fn pack_a_panel<K: Kernel>(
     if o.ta {
         // A is stored k×m: the MR values of one depth are contiguous.
         for (p, d) in panel[..kc * K::MR].chunks_exact_mut(K::MR).enumerate() {
-            let src = &o.a[(pc + p) * o.m + r0..];
+            let src = &o.a[(pc + p) * o.lda + r0..];
             if rows == K::MR {
                 d.copy_from_slice(&src[..K::MR]);
             } else {
@@ -420,7 +727,7 @@ fn pack_a_panel<K: Kernel>(
         }
     } else {
         // A is stored m×k: each row is contiguous along the depth.
-        pack_transposed(o.a, o.k, r0, rows, pc, kc, K::MR, panel);
+        pack_transposed(o.a, o.lda, r0, rows, pc, kc, K::MR, panel);
     }
 }
 
@@ -436,11 +743,11 @@ fn pack_b<K: Kernel>(o: &Ops<'_>, pc: usize, kc: usize, jc: usize, nc: usize, ds
         let cols = nr_.min(jc + nc - c0);
         if o.tb {
             // B is stored n×k: each column of op(B) is contiguous along the depth.
-            pack_transposed(o.b, o.k, c0, cols, pc, kc, nr_, panel);
+            pack_transposed(o.b, o.ldb, c0, cols, pc, kc, nr_, panel);
         } else {
             // B is stored k×n: the NR values of one depth are contiguous.
             for (p, d) in panel.chunks_exact_mut(nr_).enumerate() {
-                let src = &o.b[(pc + p) * o.n + c0..];
+                let src = &o.b[(pc + p) * o.ldb + c0..];
                 if cols == K::NR {
                     d.copy_from_slice(&src[..K::NR]);
                 } else {
