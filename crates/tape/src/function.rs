@@ -691,15 +691,27 @@ impl<'a> Ctx<'a> {
     }
 }
 
-fn label_error(ctx: &Ctx<'_>, node: usize, (row, value): (usize, f32), classes: usize) -> Error {
-    let n = &ctx.ir[node];
-    Error::Label {
-        op: n.op.name(),
-        row,
-        value,
-        classes,
-        at: n.at,
-    }
+/// The first `rows` labels, checked to be integers in `0..classes`; the error names the node's
+/// op, its source line and the first bad row.
+fn checked_labels<'a>(
+    ctx: &Ctx<'_>,
+    labels: &'a [f32],
+    rows: usize,
+    classes: usize,
+    node: usize,
+) -> Result<&'a [f32]> {
+    let l = &labels[..rows];
+    kernels::check_labels(l, classes).map_err(|(row, value)| {
+        let n = &ctx.ir[node];
+        Error::Label {
+            op: n.op.name(),
+            row,
+            value,
+            classes,
+            at: n.at,
+        }
+    })?;
+    Ok(l)
 }
 
 /// Runs one instruction, writing into `out` (taken out of the workspace for the duration, so the
@@ -948,8 +960,7 @@ fn exec(
             node,
             ..
         } => {
-            let l = &get(*labels)[..*rows];
-            kernels::check_labels(l, *cols).map_err(|e| label_error(ctx, *node, e, *cols))?;
+            let l = checked_labels(ctx, get(*labels), *rows, *cols, *node)?;
             kernels::pick(&get(*x)[..rows * cols], *rows, *cols, l, &mut out[..*rows]);
         }
         Instr::Scatter {
@@ -960,8 +971,7 @@ fn exec(
             node,
             ..
         } => {
-            let l = &get(*labels)[..*rows];
-            kernels::check_labels(l, *cols).map_err(|e| label_error(ctx, *node, e, *cols))?;
+            let l = checked_labels(ctx, get(*labels), *rows, *cols, *node)?;
             kernels::scatter(&get(*g)[..*rows], *rows, *cols, l, &mut out[..rows * cols]);
         }
         Instr::OneHot {
@@ -971,8 +981,7 @@ fn exec(
             node,
             ..
         } => {
-            let l = &get(*labels)[..*rows];
-            kernels::check_labels(l, *classes).map_err(|e| label_error(ctx, *node, e, *classes))?;
+            let l = checked_labels(ctx, get(*labels), *rows, *classes, *node)?;
             kernels::one_hot(l, *rows, *classes, &mut out[..rows * classes]);
         }
         Instr::Dropout { rng, p, n, .. } => {

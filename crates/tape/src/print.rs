@@ -129,7 +129,7 @@ pub(crate) fn plan(f: &Function, p: &Plan) -> String {
         };
         let _ = writeln!(s, "{what}   # %{node} {}", f.ir[node].op.name());
     }
-    let sizes: Vec<usize> = p_workspace_sizes(p);
+    let sizes = p.workspace_sizes();
     let _ = writeln!(
         s,
         "workspace: {} buffers, {} floats",
@@ -137,8 +137,4 @@ pub(crate) fn plan(f: &Function, p: &Plan) -> String {
         sizes.iter().sum::<usize>()
     );
     s
-}
-
-fn p_workspace_sizes(p: &Plan) -> Vec<usize> {
-    p.workspace_sizes()
 }
