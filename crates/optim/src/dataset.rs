@@ -46,7 +46,8 @@ pub struct DatasetState {
     /// The random stream's four words.
     pub rng: [u64; 4],
     /// For arrays: how many batches of the current pass have been handed out (equal to the number
-    /// of batches just before a wrap). For a callable: how many times it has been called.
+    /// of batches just before a wrap). For a callable: how many of its batches have been handed
+    /// out (for training or validation).
     pub cursor: usize,
     /// The current pass's order of batches, as indices into the contiguous row ranges
     /// `[i*B, min(L, (i+1)*B))`. Empty for a callable.
@@ -236,6 +237,11 @@ impl Callable {
 
     fn views(&self) -> SmallVec<[TensorView<'_>; 4]> {
         self.current.iter().map(Tensor::view).collect()
+    }
+
+    /// Batches handed out so far: every call's batch except a probe batch still pending.
+    fn handed_out(&self) -> usize {
+        self.calls - usize::from(self.pending.is_some())
     }
 }
 
@@ -511,7 +517,7 @@ impl Dataset {
     }
 
     /// The random stream, cursor and orders, enough to resume the batch sequence exactly. For a
-    /// callable only the call count is recorded: the function's own state is its own business.
+    /// callable only the number of batches handed out is recorded: see [`Dataset::set_state`].
     pub fn state(&self) -> DatasetState {
         match &self.source {
             Source::Arrays(a) => DatasetState {
@@ -522,7 +528,7 @@ impl Dataset {
             },
             Source::Callable(c) => DatasetState {
                 rng: self.rng.state(),
-                cursor: c.calls,
+                cursor: c.handed_out(),
                 batch_order: Vec::new(),
                 sample_order: None,
             },
@@ -533,6 +539,13 @@ impl Dataset {
     /// cannot belong to a dataset built like this one (wrong number of batches or rows, a
     /// sample order present or missing against `shuffle_samples`, a cursor past the end, or the
     /// all-zero random state, which would make the stream constant).
+    ///
+    /// A callable is resumed by replaying it: the function is called, and its batches dropped,
+    /// until it has produced as many batches as the saved dataset had handed out (the probe
+    /// batch from [`Dataset::from_fn`] counts as the first). So a function that is deterministic
+    /// from its construction (e.g. seeded) continues exactly where the saved run was; replaying
+    /// costs one call per batch skipped. A state further back than the batches this dataset has
+    /// already handed out is refused, since a function cannot be rewound.
     pub fn set_state(&mut self, s: DatasetState) -> Result<()> {
         let bad = |why: String| {
             Err(data_error(
@@ -582,7 +595,22 @@ impl Dataset {
                         "it has a batch or sample order, but this dataset is a callable".into(),
                     );
                 }
-                c.calls = s.cursor;
+                let done = c.handed_out();
+                if s.cursor < done {
+                    return bad(format!(
+                        "it resumes after {} batches, but this dataset has already handed out {done} \
+                         and a batch function cannot be rewound",
+                        s.cursor
+                    ));
+                }
+                if s.cursor > done {
+                    // The pending probe batch (if any) lies within the batches being skipped.
+                    c.pending = None;
+                    while c.calls < s.cursor {
+                        (c.f)();
+                        c.calls += 1;
+                    }
+                }
             }
         }
         self.rng = Rng::from_state(s.rng);

@@ -23,4 +23,4 @@ pub use error::{Error, Result};
 pub use options::{Algorithm, LoopOptions, RuleOptions};
 pub use rules::{Rule, RuleState};
 pub use tape;
-pub use trainer::{Iterate, Monitors, Trainer};
+pub use trainer::{Best, Iterate, Monitors, Trainer};

@@ -178,11 +178,7 @@ impl RuleOptions {
             problem,
         };
         if key == "nesterov" {
-            self.nesterov = match value.trim().to_lowercase().as_str() {
-                "true" | "1" | "yes" => true,
-                "false" | "0" | "no" => false,
-                _ => return Err(bad(format!("`{value}` is not true or false"))),
-            };
+            self.nesterov = parse_bool(value).ok_or_else(|| bad(not_a_bool(value)))?;
             if self.algorithm == Algorithm::Nag && !self.nesterov {
                 return Err(bad("NAG always uses Nesterov momentum".into()));
             }
@@ -309,6 +305,28 @@ impl RuleOptions {
     }
 }
 
+/// Reads a boolean option the one way every option does: `true`/`false`, `1`/`0`, `yes`/`no` or
+/// `on`/`off`, in any case, surrounding spaces ignored. Anything else is `None`.
+///
+/// ```
+/// use optim::options::parse_bool;
+/// assert_eq!(parse_bool(" On "), Some(true));
+/// assert_eq!(parse_bool("FALSE"), Some(false));
+/// assert_eq!(parse_bool("enabled"), None);
+/// ```
+pub fn parse_bool(value: &str) -> Option<bool> {
+    match value.trim().to_ascii_lowercase().as_str() {
+        "true" | "1" | "yes" | "on" => Some(true),
+        "false" | "0" | "no" | "off" => Some(false),
+        _ => None,
+    }
+}
+
+/// The complaint about a value that [`parse_bool`] refused.
+pub(crate) fn not_a_bool(value: &str) -> String {
+    format!("`{value}` is not a boolean (true/false, 1/0, yes/no, on/off)")
+}
+
 /// Splits `key=value`.
 pub(crate) fn split_pair(pair: &str) -> Result<(&str, &str)> {
     pair.split_once('=')
@@ -365,7 +383,9 @@ pub struct LoopOptions {
     pub patience: usize,
     /// Relative improvement of the validation loss that counts as one. Default 0.
     pub min_improvement: f32,
-    /// Stop after this many iterations (None: no limit). Default None.
+    /// Stop after this many iterations (None: no limit). Default None. As text: a whole number
+    /// ≥ 1, or `none` / `unlimited` for no limit; `0` is refused because downhill read it as
+    /// "no limit" while the number says "no updates".
     pub max_updates: Option<usize>,
     /// Add `grad(name)` monitors: the squared norm of each parameter's raw gradient. Default false.
     pub monitor_gradients: bool,
@@ -397,8 +417,15 @@ impl LoopOptions {
         "seed",
     ];
 
-    /// Sets one option from text.
+    /// Sets one option from text. On error nothing changes.
     pub fn set(&mut self, key: &str, value: &str) -> Result<()> {
+        let mut next = self.clone();
+        next.assign(key, value)?;
+        *self = next;
+        Ok(())
+    }
+
+    fn assign(&mut self, key: &str, value: &str) -> Result<()> {
         let bad = |problem: &str| Error::Config {
             what: format!("option `{key}`"),
             problem: format!("`{value}` {problem}"),
@@ -419,12 +446,26 @@ impl LoopOptions {
                 }
             }
             "max_updates" => {
-                self.max_updates = match v {
-                    "" | "none" | "0" => None,
-                    _ => Some(v.parse().map_err(|_| bad("is not a whole number"))?),
+                self.max_updates = match v.to_ascii_lowercase().as_str() {
+                    "none" | "unlimited" => None,
+                    "0" => {
+                        return Err(bad(
+                            "is ambiguous (downhill read 0 as no limit): write max_updates=none \
+                             for no limit, or a number ≥ 1",
+                        ))
+                    }
+                    _ => Some(
+                        v.parse()
+                            .map_err(|_| bad("is not a whole number ≥ 1 or `none` (no limit)"))?,
+                    ),
                 }
             }
-            "monitor_gradients" => self.monitor_gradients = matches!(v, "true" | "1" | "yes"),
+            "monitor_gradients" => {
+                self.monitor_gradients = parse_bool(v).ok_or_else(|| Error::Config {
+                    what: format!("option `{key}`"),
+                    problem: not_a_bool(value),
+                })?
+            }
             "seed" => self.seed = v.parse().map_err(|_| bad("is not a whole number"))?,
             _ => return Err(unknown_key(key, &Self::KEYS)),
         }

@@ -86,15 +86,34 @@ pub struct Trainer {
     num_monitors: usize,
     rng: Rng,
     probes: Vec<Tensor>,
+    /// Row-weighted sums of the loss, the monitors and the gradient norms over an iteration.
     sums: Vec<f64>,
+    /// Rows seen by `sums`.
+    rows: usize,
     // Loop state.
     iteration: usize,
     validations: usize,
     best_loss: f32,
     best_validation: usize,
     best_params: Vec<Tensor>,
+    best: Option<Best>,
+    last_train: Monitors,
     last_valid: Monitors,
+    /// The iteration at which the most recent validation ran.
+    validated_at: Option<usize>,
     done: bool,
+}
+
+/// The validation that was best so far in a run of the loop, and the training monitors of the
+/// iteration just before it (empty when it is the validation before the first step).
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Best {
+    /// Iterations completed when this validation ran (0: before any update).
+    pub iteration: usize,
+    /// Training monitors of the iteration that ended at `iteration`.
+    pub train: Monitors,
+    /// The validation monitors.
+    pub valid: Monitors,
 }
 
 impl Trainer {
@@ -167,14 +186,47 @@ impl Trainer {
             num_monitors: monitors.len(),
             probes,
             sums,
+            rows: 0,
             iteration: 0,
             validations: 0,
             best_loss: f32::INFINITY,
             best_validation: 0,
             best_params: Vec::new(),
+            best: None,
+            last_train: Monitors::default(),
             last_valid: Monitors::default(),
-            done: false,
+            validated_at: None,
+            done: true,
         })
+    }
+
+    /// Validates with a graph of its own instead of the training loss: `inputs` (in dataset
+    /// order), `loss` and `monitors` (the same names, in the same order, as the trainer's
+    /// monitors). A network trained with noise or dropout passes its clean graph here, so that
+    /// early stopping reads the model as it will predict rather than a random corruption of it.
+    pub fn validate_with(
+        &mut self,
+        inputs: &[Expr],
+        loss: &Expr,
+        monitors: &[(String, Expr)],
+    ) -> Result<()> {
+        let names: Vec<&str> = monitors.iter().map(|(n, _)| n.as_str()).collect();
+        let expected: Vec<&str> = self.names[1..1 + self.num_monitors]
+            .iter()
+            .map(String::as_str)
+            .collect();
+        if names != expected {
+            return Err(Error::Config {
+                what: "validation graph".into(),
+                problem: format!(
+                    "its monitors are {names:?} but the training graph's are {expected:?}"
+                ),
+            });
+        }
+        let mut outputs = vec![loss.clone()];
+        outputs.extend(monitors.iter().map(|(_, e)| e.clone()));
+        self.eval_fn = Function::compile(inputs, &outputs)?;
+        Ok(())
     }
 
     /// The update rule (with its state).
@@ -216,15 +268,20 @@ impl Trainer {
         if !loss.is_finite() {
             return Ok(loss);
         }
+        // Monitors are means over rows, so each batch counts by its size: a short last batch
+        // must not weigh as much as a full one.
+        let rows = batch_rows(batch);
+        let weight = rows as f64;
+        self.rows += rows;
         let first_grad = 1 + self.num_monitors;
         for k in 0..1 + self.num_monitors {
-            self.sums[k] += f64::from(self.step_fn.output(k).data()[0]);
+            self.sums[k] += weight * f64::from(self.step_fn.output(k).data()[0]);
         }
         if self.options.monitor_gradients {
             for k in 0..np {
                 let g = self.step_fn.output(first_grad + k).data();
                 self.sums[first_grad + k] +=
-                    g.iter().map(|&v| f64::from(v) * f64::from(v)).sum::<f64>();
+                    weight * g.iter().map(|&v| f64::from(v) * f64::from(v)).sum::<f64>();
             }
         }
         self.rule.begin_step();
@@ -262,21 +319,24 @@ impl Trainer {
             .collect())
     }
 
-    /// Mean loss and monitors over one pass of `data` (no update).
+    /// Loss and monitors over one pass of `data` (no update): each batch's values weighted by
+    /// its number of rows, so the result is the mean over rows whatever the batch size.
+    /// Uses the validation graph (see [`Trainer::validate_with`]).
     pub fn evaluate(&mut self, data: &mut Dataset) -> Result<Monitors> {
         let n_out = 1 + self.num_monitors;
         let mut sums = vec![0.0f64; n_out];
-        let mut batches = 0usize;
+        let mut rows = 0usize;
         let f = &mut self.eval_fn;
         data.for_each_batch(|batch| {
             f.run(batch)?;
+            let n = batch_rows(batch);
             for (k, s) in sums.iter_mut().enumerate() {
-                *s += f64::from(f.output(k).data()[0]);
+                *s += n as f64 * f64::from(f.output(k).data()[0]);
             }
-            batches += 1;
+            rows += n;
             Ok(())
         })?;
-        let denom = batches.max(1) as f64;
+        let denom = rows.max(1) as f64;
         Ok(Monitors(
             self.names[..n_out]
                 .iter()
@@ -286,22 +346,36 @@ impl Trainer {
         ))
     }
 
-    /// Runs the loop to its end and returns the last `(train, valid)` monitors.
+    /// Runs the loop to its end, leaves the best parameters in place and returns the
+    /// `(train, valid)` monitors of the best validation (see [`Best`]).
     pub fn train(
         &mut self,
         train: &mut Dataset,
         valid: Option<&mut Dataset>,
     ) -> Result<(Monitors, Monitors)> {
-        let mut last = (Monitors::default(), Monitors::default());
         for step in self.iterate(train, valid) {
-            last = step?;
+            step?;
         }
-        Ok(last)
+        let best = self.best.clone().unwrap_or_default();
+        Ok((best.train, best.valid))
+    }
+
+    /// The best validation of the current (or last) run of the loop, `None` before the first
+    /// validation.
+    pub fn best(&self) -> Option<&Best> {
+        self.best.as_ref()
     }
 
     /// The loop as an iterator of `(train, valid)` monitors, one item per iteration
-    /// (`iteration_size` minibatches). Validation uses `valid`, or the training set when `None`.
-    /// It ends when patience runs out or `max_updates` is reached, restoring the best parameters.
+    /// (`iteration_size` minibatches); `valid` is the most recent validation. Validation uses
+    /// `valid`, or the training set when `None`, before the first iteration and every
+    /// `validate_every` iterations.
+    ///
+    /// The loop ends when patience runs out, or when `max_updates` iterations have run (then it
+    /// validates once more, unless it just did, so that the last iterations can be the best).
+    /// Either way, and also on an error or when the iterator is dropped early (a `break`), the
+    /// parameters of the best validation are put back. Dropping does not validate the
+    /// iterations since the last validation; [`Iterate::finish`] does.
     pub fn iterate<'a>(
         &'a mut self,
         train: &'a mut Dataset,
@@ -313,6 +387,10 @@ impl Trainer {
         self.best_loss = f32::INFINITY;
         self.best_validation = 0;
         self.best_params.clear();
+        self.best = None;
+        self.last_train = Monitors::default();
+        self.last_valid = Monitors::default();
+        self.validated_at = None;
         Iterate {
             trainer: self,
             train,
@@ -333,6 +411,52 @@ impl Trainer {
         result
     }
 
+    /// Validates now and records the best. Returns whether patience has run out.
+    fn validate(&mut self, train: &mut Dataset, valid: Option<&mut Dataset>) -> Result<bool> {
+        let v = match valid {
+            Some(v) => self.evaluate(v),
+            None => self.evaluate(train),
+        }?;
+        self.validations += 1;
+        self.validated_at = Some(self.iteration);
+        let loss = v.loss();
+        if !loss.is_finite() {
+            return Err(Error::Diverged {
+                iteration: self.iteration,
+                loss,
+            });
+        }
+        // Relative improvement, measured against |best| so negative losses behave.
+        let improved = self.best_params.is_empty()
+            || self.best_loss - loss > self.options.min_improvement * self.best_loss.abs();
+        if improved {
+            self.best_loss = loss;
+            self.best_validation = self.validations;
+            self.best_params = self.params.iter().map(Param::value).collect();
+            self.best = Some(Best {
+                iteration: self.iteration,
+                train: self.last_train.clone(),
+                valid: v.clone(),
+            });
+        }
+        self.last_valid = v;
+        Ok(self.validations - self.best_validation > self.options.patience)
+    }
+
+    /// Ends a run early: validates the iterations since the last validation (if any ran) and
+    /// restores the best parameters.
+    fn finish_early(&mut self, train: &mut Dataset, valid: Option<&mut Dataset>) -> Result<()> {
+        if self.done {
+            return Ok(());
+        }
+        let result = if self.validated_at == Some(self.iteration) {
+            Ok(())
+        } else {
+            self.validate(train, valid).map(|_| ())
+        };
+        self.finish(Some(result)).unwrap_or(Ok(()))
+    }
+
     fn next_item(
         &mut self,
         train: &mut Dataset,
@@ -346,39 +470,20 @@ impl Trainer {
             .max_updates
             .is_some_and(|m| self.iteration >= m)
         {
-            return self.finish(None);
+            return match self.finish_early(train, valid) {
+                Ok(()) => None,
+                Err(e) => Some(Err(e)),
+            };
         }
         if self.iteration.is_multiple_of(self.options.validate_every) {
-            let v = match valid {
-                Some(v) => self.evaluate(v),
-                None => self.evaluate(train),
-            };
-            let v = match v {
-                Ok(v) => v,
+            match self.validate(train, valid) {
+                Ok(false) => {}
+                Ok(true) => return self.finish(None),
                 Err(e) => return self.finish(Some(Err(e))),
-            };
-            self.validations += 1;
-            let loss = v.loss();
-            if !loss.is_finite() {
-                return self.finish(Some(Err(Error::Diverged {
-                    iteration: self.iteration,
-                    loss,
-                })));
-            }
-            // Relative improvement, measured against |best| so negative losses behave.
-            let improved = self.best_params.is_empty()
-                || self.best_loss - loss > self.options.min_improvement * self.best_loss.abs();
-            if improved {
-                self.best_loss = loss;
-                self.best_validation = self.validations;
-                self.best_params = self.params.iter().map(Param::value).collect();
-            }
-            self.last_valid = v;
-            if self.validations - self.best_validation > self.options.patience {
-                return self.finish(None);
             }
         }
         self.sums.iter_mut().for_each(|s| *s = 0.0);
+        self.rows = 0;
         let batches = train.iteration_size();
         for _ in 0..batches {
             let loss = match train.next_batch().and_then(|b| self.step(&b)) {
@@ -391,7 +496,7 @@ impl Trainer {
             }
         }
         self.iteration += 1;
-        let n = batches.max(1) as f64;
+        let n = self.rows.max(1) as f64;
         let t = Monitors(
             self.names
                 .iter()
@@ -399,15 +504,37 @@ impl Trainer {
                 .zip(self.sums.iter().map(|s| (s / n) as f32))
                 .collect(),
         );
+        self.last_train = t.clone();
         Some(Ok((t, self.last_valid.clone())))
     }
 }
 
-/// The training loop in progress; see [`Trainer::iterate`].
+/// The rows of a batch: the length of its first array's first axis.
+fn batch_rows(batch: &[TensorView<'_>]) -> usize {
+    batch
+        .first()
+        .and_then(|b| b.shape().first())
+        .copied()
+        .unwrap_or(1)
+}
+
+/// The training loop in progress; see [`Trainer::iterate`]. Dropping it before the end puts the
+/// best parameters back.
 pub struct Iterate<'a> {
     trainer: &'a mut Trainer,
     train: &'a mut Dataset,
     valid: Option<&'a mut Dataset>,
+}
+
+impl Iterate<'_> {
+    /// Ends the loop here: validates the iterations run since the last validation, so that they
+    /// can become the best, restores the best parameters and returns the best validation.
+    /// Errors (and still restores the best) if that validation fails or diverges.
+    pub fn finish(mut self) -> Result<Option<Best>> {
+        let valid = self.valid.as_deref_mut();
+        self.trainer.finish_early(self.train, valid)?;
+        Ok(self.trainer.best.clone())
+    }
 }
 
 impl Iterator for Iterate<'_> {
@@ -416,5 +543,14 @@ impl Iterator for Iterate<'_> {
     fn next(&mut self) -> Option<Self::Item> {
         let valid = self.valid.as_deref_mut();
         self.trainer.next_item(self.train, valid)
+    }
+}
+
+impl Drop for Iterate<'_> {
+    fn drop(&mut self) {
+        if !self.trainer.done {
+            self.trainer.restore_best();
+            self.trainer.done = true;
+        }
     }
 }

@@ -352,3 +352,193 @@ fn monitor_gradients_reports_squared_norms() {
     let (train, _) = trainer.train(&mut data, None).unwrap();
     assert_eq!(train.get("grad(w)"), Some(5.0)); // g = w, Σ g² = 1 + 4
 }
+
+/// w is pulled towards 5 by the training set and the validation set agrees, so every iteration
+/// improves the validation loss.
+fn downhill_all_the_way(lp: LoopOptions) -> (Trainer, Param, Dataset, Dataset) {
+    let (trainer, w, train, _) = tug_of_war(lp);
+    let valid = one_batch("valid", vec![Tensor::vector(&[5.0; 4])]);
+    (trainer, w, train, valid)
+}
+
+/// w after `n` SGD steps of rate 0.1 on (w − 5)² from 0: w ← w + 0.2·(5 − w).
+fn w_after(n: usize) -> f32 {
+    (0..n).fold(0.0f64, |w, _| w + 0.2 * (5.0 - w)) as f32
+}
+
+#[test]
+fn max_updates_validates_the_last_iterations() {
+    let lp = LoopOptions {
+        validate_every: 3,
+        patience: 100,
+        max_updates: Some(4),
+        ..Default::default()
+    };
+    let (mut trainer, w, mut train, mut valid) = downhill_all_the_way(lp);
+    let (t, v) = trainer.train(&mut train, Some(&mut valid)).unwrap();
+    // Validations ran at iterations 0 and 3, and once more at 4 when max_updates ended the loop:
+    // iteration 4 is the best, so its parameters stay.
+    let best = trainer.best().unwrap();
+    assert_eq!(best.iteration, 4);
+    assert!(
+        (w.value().data()[0] - w_after(4)).abs() < 1e-6,
+        "{:?}",
+        w.value()
+    );
+    assert!((v.loss() - (5.0 - w_after(4)).powi(2)).abs() < 1e-4, "{v}");
+    // The training monitors returned are those of the iteration that ended at the best
+    // validation: the mean loss of the 4th step, taken before its update.
+    assert!((t.loss() - (5.0 - w_after(3)).powi(2)).abs() < 1e-4, "{t}");
+}
+
+#[test]
+fn breaking_out_early_leaves_the_best_parameters() {
+    // The validation set wants 0, so the initial w is the best; training moves w away.
+    let lp = LoopOptions {
+        validate_every: 1,
+        patience: 100,
+        ..Default::default()
+    };
+    let (mut trainer, w, mut train, mut valid) = tug_of_war(lp);
+    for (i, step) in trainer.iterate(&mut train, Some(&mut valid)).enumerate() {
+        step.unwrap();
+        if i == 2 {
+            assert!(w.value().data()[0] > 1.0);
+            break;
+        }
+    }
+    assert_eq!(w.value().data(), &[0.0]);
+
+    // `finish` validates the iterations since the last validation before restoring.
+    let lp = LoopOptions {
+        validate_every: 10,
+        patience: 100,
+        ..Default::default()
+    };
+    let (mut trainer, w, mut train, mut valid) = downhill_all_the_way(lp);
+    let mut it = trainer.iterate(&mut train, Some(&mut valid));
+    for _ in 0..3 {
+        it.next().unwrap().unwrap();
+    }
+    let best = it.finish().unwrap().unwrap();
+    assert_eq!(best.iteration, 3);
+    assert!((w.value().data()[0] - w_after(3)).abs() < 1e-6);
+}
+
+#[test]
+fn train_returns_the_best_validation() {
+    let lp = LoopOptions {
+        validate_every: 2,
+        patience: 2,
+        ..Default::default()
+    };
+    let (mut trainer, w, mut train, mut valid) = tug_of_war(lp);
+    let (t, v) = trainer.train(&mut train, Some(&mut valid)).unwrap();
+    // The best validation is the first (w = 0, before any update): loss 0, no training yet.
+    assert_eq!(v.loss(), 0.0);
+    assert_eq!(v.get("w"), Some(0.0));
+    assert!(t.0.is_empty());
+    assert_eq!(trainer.best().unwrap().iteration, 0);
+    assert_eq!(w.value().data(), &[0.0]);
+}
+
+#[test]
+fn monitors_are_means_over_rows_not_over_batches() {
+    // Five rows cut into batches of 4 and 1; the loss of w = 0 is 0 on the first four rows and
+    // 100 on the last, so the mean over rows is 20 (a mean of batch means would say 50).
+    let w = Param::new("w", Tensor::vector(&[0.0]));
+    let y = Expr::input("y", 1);
+    let loss = (&w.expr() - &y).square().mean();
+    let mut rule = RuleOptions::new(Algorithm::Sgd);
+    rule.learning_rate = 0.0;
+    let lp = LoopOptions {
+        max_updates: Some(1),
+        ..Default::default()
+    };
+    let mut trainer = Trainer::new(&loss, &[w], &[y], &[], rule, lp).unwrap();
+    let options = DatasetOptions {
+        batch_size: 4,
+        ..Default::default()
+    };
+    let mut data = Dataset::new(
+        "five",
+        vec![Tensor::vector(&[0., 0., 0., 0., 10.])],
+        options,
+    )
+    .unwrap();
+    assert_eq!(trainer.evaluate(&mut data).unwrap().loss(), 20.0);
+    let (t, _) = trainer.iterate(&mut data, None).next().unwrap().unwrap();
+    assert_eq!(t.loss(), 20.0);
+}
+
+#[test]
+fn validation_can_use_its_own_graph() {
+    let lp = LoopOptions {
+        validate_every: 1,
+        max_updates: Some(2),
+        ..Default::default()
+    };
+    let (mut trainer, w, mut train, mut valid) = tug_of_war(lp);
+    // A validation graph that reads the same parameter but scores it twice as hard.
+    let y = Expr::input("y", 1);
+    let double = (&w.expr() - &y).square().mean() * 2.0;
+    let monitor = ("w".to_string(), w.expr().sum());
+    trainer
+        .validate_with(
+            std::slice::from_ref(&y),
+            &double,
+            std::slice::from_ref(&monitor),
+        )
+        .unwrap();
+    let train_set = one_batch("t", vec![Tensor::vector(&[5.0; 4])]);
+    let mut check = train_set;
+    assert_eq!(trainer.evaluate(&mut check).unwrap().loss(), 50.0);
+    trainer.train(&mut train, Some(&mut valid)).unwrap();
+    // Monitors must line up with the training graph's.
+    let err = trainer
+        .validate_with(&[y], &double, &[("v".to_string(), w.expr().sum())])
+        .unwrap_err();
+    assert!(err.to_string().contains("monitors"), "{err}");
+}
+
+#[test]
+fn booleans_and_limits_parse_one_way() {
+    let mut lp = LoopOptions::default();
+    for (text, want) in [
+        ("on", true),
+        ("True", true),
+        ("YES", true),
+        ("1", true),
+        ("off", false),
+        ("False", false),
+        ("no", false),
+        ("0", false),
+    ] {
+        lp.set("monitor_gradients", text).unwrap();
+        assert_eq!(lp.monitor_gradients, want, "{text}");
+        let mut rule = RuleOptions::new(Algorithm::Sgd);
+        rule.set("nesterov", text).unwrap();
+        assert_eq!(rule.nesterov, want, "{text}");
+    }
+    for bad in ["maybe", "", "tru"] {
+        let e = lp.set("monitor_gradients", bad).unwrap_err().to_string();
+        assert!(e.contains("not a boolean"), "{bad}: {e}");
+        let mut rule = RuleOptions::new(Algorithm::Sgd);
+        assert!(rule.set("nesterov", bad).is_err(), "{bad}");
+    }
+    lp.set("max_updates", "12").unwrap();
+    assert_eq!(lp.max_updates, Some(12));
+    for unlimited in ["none", "Unlimited"] {
+        lp.set("max_updates", "12").unwrap();
+        lp.set("max_updates", unlimited).unwrap();
+        assert_eq!(lp.max_updates, None, "{unlimited}");
+    }
+    lp.set("max_updates", "12").unwrap();
+    let e = lp.set("max_updates", "0").unwrap_err().to_string();
+    assert!(e.contains("max_updates=none"), "{e}");
+    assert!(lp.set("max_updates", "").is_err());
+    // A refused value leaves the option as it was.
+    assert_eq!(lp.max_updates, Some(12));
+    assert!(lp.set("validate_every", "0").is_err());
+    assert_eq!(lp.validate_every, 10);
+}
