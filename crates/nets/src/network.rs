@@ -5,9 +5,9 @@ use crate::error::{config, Error, Result};
 use crate::layers::{Combine, Feedforward, Form, Input, Layer, LayerContext, LayerSpec, Tied};
 use crate::losses::{Loss, LossKind};
 use crate::regularizers::{Regularizers, Role};
-use optim::{Algorithm, LoopOptions, RuleOptions, Trainer};
+use optim::{Algorithm, LoopOptions, Monitors, RuleOptions, Trainer};
 use std::sync::Mutex;
-use tape::{Expr, Function, Param, Rng, Tensor};
+use tape::{Expr, Function, Param, Rng, Tensor, TensorView};
 
 /// What a network is trained to do; decides the default loss, the output activation and what
 /// `predict` and `score` mean.
@@ -83,6 +83,16 @@ pub struct Network {
     losses: Vec<Loss>,
     options: ModelOptions,
     compiled: Mutex<Vec<(String, Function)>>,
+    evaluators: Mutex<Vec<Evaluator>>,
+}
+
+/// A compiled loss-and-monitors function for [`Network::evaluate`], per set of regularizers.
+struct Evaluator {
+    /// The regularizers it was built for, printed.
+    key: String,
+    /// `loss`, then the monitors' names, in output order.
+    names: Vec<String>,
+    f: Function,
 }
 
 impl Network {
@@ -144,6 +154,7 @@ impl Network {
             losses,
             options,
             compiled: Mutex::new(Vec::new()),
+            evaluators: Mutex::new(Vec::new()),
         })
     }
 
@@ -606,16 +617,139 @@ impl Network {
         regs: &Regularizers,
     ) -> Result<Trainer> {
         let g = self.build(regs)?;
-        Ok(Trainer::new(
-            &g.loss,
-            &self.params(),
-            &g.inputs,
-            &g.monitors,
-            rule,
-            lp,
-        )?)
+        let mut trainer = Trainer::new(&g.loss, &self.params(), &g.inputs, &g.monitors, rule, lp)?;
+        if regs.rewrites() && !regs.noisy_validation {
+            // Validate the model as it will predict: penalties kept, noise and dropout off.
+            let clean = self.build(&regs.without_rewrites())?;
+            trainer.validate_with(&clean.inputs, &clean.loss, &clean.monitors)?;
+        }
+        Ok(trainer)
+    }
+
+    /// The loss and monitors (`loss`, `err`, `acc` for classifiers, and the model's own
+    /// monitors) on a data set given as arrays in training order (`[x]`, `[x, y]`, `[x, w]`
+    /// or `[x, y, w]`), without training. `loss` includes the penalties of `regs`; pass
+    /// `Regularizers::default()` for the bare loss. Noise and dropout in `regs` are applied, as
+    /// they are during training. Values are means over rows, computed in batches of
+    /// [`EVALUATE_BATCH`] rows by a function compiled once per set of regularizers.
+    ///
+    /// ```
+    /// use nets::{Classifier, Regularizers};
+    /// use nets::tape::Tensor;
+    /// let net = Classifier::new(&[2, 3, 2])?;
+    /// let x = Tensor::new(&[2, 2], vec![0.0, 1.0, 1.0, 0.0])?;
+    /// let y = Tensor::vector(&[0.0, 1.0]);
+    /// let m = net.evaluate(&[x, y], &Regularizers::default())?;
+    /// assert_eq!(m.loss(), m.get("err").unwrap()); // no penalty asked for
+    /// assert!((0.0..=1.0).contains(&m.get("acc").unwrap()));
+    /// # Ok::<(), nets::Error>(())
+    /// ```
+    pub fn evaluate(&self, data: &[Tensor], regs: &Regularizers) -> Result<Monitors> {
+        self.check_data(data)?;
+        let key = format!("{regs:?}");
+        let mut cache = self.evaluators.lock().unwrap_or_else(|e| e.into_inner());
+        let pos = match cache.iter().position(|e| e.key == key) {
+            Some(p) => p,
+            None => {
+                let g = self.build(regs)?;
+                let mut outputs = vec![g.loss.clone()];
+                outputs.extend(g.monitors.iter().map(|(_, e)| e.clone()));
+                let names = std::iter::once("loss".to_string())
+                    .chain(g.monitors.iter().map(|(n, _)| n.clone()))
+                    .collect();
+                let f = Function::compile(&g.inputs, &outputs)?;
+                cache.push(Evaluator { key, names, f });
+                cache.len() - 1
+            }
+        };
+        let Evaluator { names, f, .. } = &mut cache[pos];
+        let rows = data[0].shape()[0];
+        let mut sums = vec![0.0f64; names.len()];
+        let mut start = 0;
+        while start < rows {
+            let end = rows.min(start + EVALUATE_BATCH);
+            let shapes: Vec<Vec<usize>> = data
+                .iter()
+                .map(|t| {
+                    let mut s = t.shape().to_vec();
+                    s[0] = end - start;
+                    s
+                })
+                .collect();
+            let views = data
+                .iter()
+                .zip(&shapes)
+                .map(|(t, shape)| {
+                    let width: usize = t.shape()[1..].iter().product();
+                    TensorView::new(shape, &t.data()[start * width..end * width])
+                })
+                .collect::<std::result::Result<Vec<_>, _>>()?;
+            f.run(&views).map_err(|e| self.data_error(e))?;
+            for (k, s) in sums.iter_mut().enumerate() {
+                *s += (end - start) as f64 * f64::from(f.output(k).data()[0]);
+            }
+            start = end;
+        }
+        Ok(Monitors(
+            names
+                .iter()
+                .cloned()
+                .zip(sums.iter().map(|s| (s / rows as f64) as f32))
+                .collect(),
+        ))
+    }
+
+    /// The loss (with the penalties of `regs`) on `data`; see [`Network::evaluate`].
+    pub fn loss(&self, data: &[Tensor], regs: &Regularizers) -> Result<f32> {
+        Ok(self.evaluate(data, regs)?.loss())
+    }
+
+    /// Checks training-ordered arrays: how many, the input's width, one row count for all, and
+    /// the labels of a classifier.
+    fn check_data(&self, data: &[Tensor]) -> Result<()> {
+        let expected =
+            1 + usize::from(self.kind != Kind::Autoencoder) + usize::from(self.options.weighted);
+        let order = match (self.kind, self.options.weighted) {
+            (Kind::Autoencoder, false) => "[x]",
+            (Kind::Autoencoder, true) => "[x, weights]",
+            (Kind::Classifier, false) => "[x, labels]",
+            (Kind::Classifier, true) => "[x, labels, weights]",
+            (Kind::Regressor, false) => "[x, targets]",
+            (Kind::Regressor, true) => "[x, targets, weights]",
+        };
+        if data.len() != expected {
+            return Err(Error::Data {
+                what: "data".into(),
+                problem: format!(
+                    "this model takes {expected} arrays, {order}, but {} were given",
+                    data.len()
+                ),
+            });
+        }
+        self.check_x(&data[0])?;
+        let rows = data[0].shape()[0];
+        if let Some(k) = data
+            .iter()
+            .position(|t| t.rank() == 0 || t.shape()[0] != rows)
+        {
+            return Err(Error::Data {
+                what: "data".into(),
+                problem: format!(
+                    "array {k} of {order} has shape {:?}, but x has {rows} rows",
+                    data[k].shape()
+                ),
+            });
+        }
+        if self.kind == Kind::Classifier {
+            self.check_labels(&data[0], &data[1])?;
+        }
+        Ok(())
     }
 }
+
+/// Rows per batch in [`Network::evaluate`]: large enough to keep the products efficient, small
+/// enough that the intermediate values of a wide network stay modest.
+pub const EVALUATE_BATCH: usize = 1024;
 
 /// Turns the spec at position `i` (of `0..=last`) into a layer, given the layers before it.
 fn resolve(

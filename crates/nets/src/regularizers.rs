@@ -40,11 +40,15 @@ pub struct Regularizers {
     pub noise: Vec<(String, f32)>,
     /// Dropout by glob over output names.
     pub dropout: Vec<(String, f32)>,
+    /// Validate on the corrupted graph, as theanets does, instead of on the clean one. Off by
+    /// default: with noise or dropout on, early stopping then reads the model as it will
+    /// predict (as PyTorch's `eval()` mode does), not one random corruption of it.
+    pub noisy_validation: bool,
 }
 
 impl Regularizers {
     /// The keys [`Regularizers::set`] accepts.
-    pub const KEYS: [&'static str; 10] = [
+    pub const KEYS: [&'static str; 11] = [
         "weight_l2",
         "weight_l1",
         "hidden_l1",
@@ -55,6 +59,7 @@ impl Regularizers {
         "hidden_dropout",
         "noise",
         "dropout",
+        "noisy_validation",
     ];
 
     /// Sets one regularizer from text; `noise` and `dropout` take `pattern=value`.
@@ -92,6 +97,14 @@ impl Regularizers {
             "hidden_noise" => self.hidden_noise = number(value)?,
             "input_dropout" => self.input_dropout = fraction(value)?,
             "hidden_dropout" => self.hidden_dropout = fraction(value)?,
+            "noisy_validation" => {
+                self.noisy_validation = optim::options::parse_bool(value).ok_or_else(|| {
+                    config(
+                        what.clone(),
+                        format!("`{value}` is not a boolean (true/false, 1/0, yes/no, on/off)"),
+                    )
+                })?
+            }
             "noise" | "dropout" => {
                 let (pattern, v) = value.rsplit_once('=').ok_or_else(|| {
                     config(
@@ -119,6 +132,17 @@ impl Regularizers {
             || self.hidden_dropout > 0.0
             || !self.noise.is_empty()
             || !self.dropout.is_empty()
+    }
+
+    /// The same regularizers with every rewrite (noise, dropout) off: the penalties only.
+    pub fn without_rewrites(&self) -> Regularizers {
+        Regularizers {
+            weight_l2: self.weight_l2,
+            weight_l1: self.weight_l1,
+            hidden_l1: self.hidden_l1,
+            contractive: self.contractive,
+            ..Regularizers::default()
+        }
     }
 
     /// Applies dropout then noise to the output `name` (`"hid1:out"`), given whether it is the
