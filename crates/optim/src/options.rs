@@ -87,8 +87,10 @@ impl FromStr for Algorithm {
     }
 }
 
-/// The options of an update rule. Defaults are downhill's (v0.3.2), except that NAG turns on
-/// Nesterov momentum and Adam uses the paper's bias correction.
+/// The options of an update rule. Defaults are downhill's (v0.3.2): NAG turns on Nesterov
+/// momentum, as there. Where the rules themselves differ from downhill's (Adam's and ESGD's bias
+/// corrections, ESGD's exact Hessian-vector products, RMSProp's clamp) is listed in the crate
+/// documentation.
 #[derive(Clone, Debug, PartialEq)]
 pub struct RuleOptions {
     /// Which rule.
