@@ -491,12 +491,6 @@ impl Expr {
     pub fn add_noise(&self, std: f32, seed: u64) -> Expr {
         self + &self.noise(std, seed)
     }
-
-    /// A readable listing of the graph below this node, one node per line in evaluation order
-    /// (in the spirit of Theano's `debugprint`).
-    pub fn debug_print(&self) -> String {
-        crate::print::graph(std::slice::from_ref(self))
-    }
 }
 
 impl fmt::Debug for Expr {

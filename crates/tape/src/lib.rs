@@ -28,11 +28,14 @@
 pub mod check;
 pub mod custom;
 pub mod error;
+mod exec;
 pub mod expr;
 pub mod fpenv;
 pub mod function;
 mod grad;
 mod graph;
+mod instr;
+mod ir;
 pub mod kernels;
 pub mod op;
 mod plan;

@@ -4,7 +4,8 @@
 //! resolved kernel instruction per node.
 
 use crate::error::{fmt_dims, Error, Result};
-use crate::function::{Function, Instr, Plan, Side, Src};
+use crate::instr::{Instr, Plan, Side, Src};
+use crate::ir::Program;
 use crate::kernels::{Layout, Shape};
 use crate::op::{Op, SoftmaxKind, Type};
 
@@ -58,16 +59,16 @@ impl Pool {
 }
 
 /// Builds the plan of `f` for arguments of the given shapes.
-pub(crate) fn build(f: &Function, arg_shapes: Vec<Shape>) -> Result<Plan> {
-    let ir = &f.ir;
+pub(crate) fn build(f: &Program, arg_shapes: Vec<Shape>) -> Result<Plan> {
+    let ir = &f.nodes;
     let n = ir.len();
 
     // 1. Concrete shapes, checked by the same rules as at build time.
     let mut shape: Vec<Shape> = Vec::with_capacity(n);
     for (i, node) in ir.iter().enumerate() {
         let s: Shape = match &node.op {
-            Op::Input(_) => arg_shapes[f.leaf_slot(i)].clone(),
-            Op::Param(_) => f.params[f.leaf_slot(i)].shape(),
+            Op::Input(_) => arg_shapes[f.leaf_slot[i]].clone(),
+            Op::Param(_) => f.params[f.leaf_slot[i]].shape(),
             Op::Constant(t) => Shape::from_slice(t.shape()),
             op => {
                 let tys: Vec<Type> = node
@@ -98,10 +99,10 @@ pub(crate) fn build(f: &Function, arg_shapes: Vec<Shape>) -> Result<Plan> {
             last_use[j] = i;
         }
     }
-    for &o in f.outputs_ids() {
+    for &o in &f.outputs {
         last_use[o] = usize::MAX;
     }
-    for &(_, u) in f.update_ids() {
+    for &(_, u) in &f.updates {
         last_use[u] = usize::MAX;
     }
 
@@ -129,15 +130,15 @@ pub(crate) fn build(f: &Function, arg_shapes: Vec<Shape>) -> Result<Plan> {
     for (i, node) in ir.iter().enumerate() {
         match &node.op {
             Op::Input(_) => {
-                src[i] = Src::Arg(f.leaf_slot(i));
+                src[i] = Src::Arg(f.leaf_slot[i]);
                 continue;
             }
             Op::Param(_) => {
-                src[i] = Src::Param(f.leaf_slot(i));
+                src[i] = Src::Param(f.leaf_slot[i]);
                 continue;
             }
             Op::Constant(_) => {
-                src[i] = Src::Const(f.leaf_slot(i));
+                src[i] = Src::Const(f.leaf_slot[i]);
                 continue;
             }
             _ => {}
@@ -218,7 +219,7 @@ pub(crate) fn build(f: &Function, arg_shapes: Vec<Shape>) -> Result<Plan> {
         out
     };
     let mut outputs = Vec::new();
-    for &o in f.outputs_ids() {
+    for &o in &f.outputs {
         let b = match src[o] {
             Src::Work(b) => b,
             other => copy_to_work(other, &shape[o], &mut instrs, &mut nodes, o),
@@ -226,7 +227,7 @@ pub(crate) fn build(f: &Function, arg_shapes: Vec<Shape>) -> Result<Plan> {
         outputs.push((b, shape[o].clone()));
     }
     let mut updates = Vec::new();
-    for &(slot, u) in f.update_ids() {
+    for &(slot, u) in &f.updates {
         let want = f.params[slot].shape();
         if shape[u] != want {
             return Err(Error::Input {
@@ -253,7 +254,7 @@ pub(crate) fn build(f: &Function, arg_shapes: Vec<Shape>) -> Result<Plan> {
         }
     }
     let workspace = pool.sizes.iter().map(|&s| vec![0.0f32; s]).collect();
-    Ok(Function::new_plan(
+    Ok(Plan::new(
         arg_shapes, instrs, nodes, workspace, outputs, updates,
     ))
 }
@@ -279,7 +280,7 @@ fn inplace_candidates(op: &Op) -> &'static [usize] {
 
 #[allow(clippy::too_many_arguments)]
 fn emit(
-    f: &Function,
+    f: &Program,
     node: usize,
     op: &Op,
     ins: &[Src],
@@ -497,13 +498,13 @@ fn emit(
             out,
         },
         Op::Dropout { p, .. } => Instr::Dropout {
-            rng: f.rng_slot(node),
+            rng: f.rng_slot[node],
             p: *p,
             n: len,
             out,
         },
         Op::Noise { std, .. } => Instr::Noise {
-            rng: f.rng_slot(node),
+            rng: f.rng_slot[node],
             std: *std,
             n: len,
             out,

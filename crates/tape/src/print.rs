@@ -2,9 +2,18 @@
 //! `debugprint`), for error messages, tests and documentation.
 
 use crate::expr::Expr;
-use crate::function::{Function, INode, Instr, Plan, Src};
 use crate::graph::{key, positions, topo};
+use crate::instr::{Instr, Plan, Src};
+use crate::ir::{INode, Program};
 use std::fmt::Write;
+
+impl Expr {
+    /// A readable listing of the graph below this node, one node per line in evaluation order
+    /// (in the spirit of Theano's `debugprint`).
+    pub fn debug_print(&self) -> String {
+        graph(std::slice::from_ref(self))
+    }
+}
 
 /// Lists the graph below `roots`: `%i = op(%a, %b) : [dims]  @ file:line`.
 pub(crate) fn graph(roots: &[Expr]) -> String {
@@ -53,7 +62,7 @@ pub(crate) fn ir(ir: &[INode], outputs: &[usize]) -> String {
     s
 }
 
-fn src(f: &Function, s: &Src) -> String {
+fn src(f: &Program, s: &Src) -> String {
     match s {
         Src::Arg(i) => format!("arg:{}", f.inputs[*i].0),
         Src::Param(i) => format!("param:{}", f.params[*i].name()),
@@ -63,7 +72,7 @@ fn src(f: &Function, s: &Src) -> String {
 }
 
 /// Lists a plan: `buf3 <- gemm 32x64x100 (arg:x, param:w) + bias param:b   # %5 matmul`.
-pub(crate) fn plan(f: &Function, p: &Plan) -> String {
+pub(crate) fn plan(f: &Program, p: &Plan) -> String {
     let mut s = String::new();
     for (ins, &node) in p.instrs.iter().zip(&p.nodes) {
         let what = match ins {
@@ -127,7 +136,7 @@ pub(crate) fn plan(f: &Function, p: &Plan) -> String {
                 )
             }
         };
-        let _ = writeln!(s, "{what}   # %{node} {}", f.ir[node].op.name());
+        let _ = writeln!(s, "{what}   # %{node} {}", f.nodes[node].op.name());
     }
     let sizes = p.workspace_sizes();
     let _ = writeln!(

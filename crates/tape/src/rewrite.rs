@@ -4,7 +4,7 @@
 //! matrix product that feeds them, and dead nodes dropped. Random nodes are never merged or folded.
 
 use crate::error::Result;
-use crate::function::{Function, INode};
+use crate::ir::{INode, Program};
 use crate::kernels::{Binary, Unary};
 use crate::op::{Op, SoftmaxKind, Type};
 use crate::tensor::Tensor;
@@ -132,9 +132,10 @@ fn fold(node: INode, out: &[INode]) -> Result<INode> {
         inputs: (0..k).collect(),
         ..node.clone()
     });
-    let mut f = Function::assemble(Vec::new(), mini, vec![k], &[])?;
-    f.run(&[])?;
-    let value: Tensor = f.output(0).to_tensor();
+    let program = Program::new(Vec::new(), mini, vec![k], &[])?;
+    let mut plan = crate::plan::build(&program, Vec::new())?;
+    crate::exec::run(&program, &mut plan, &mut program.new_rngs(), &[])?;
+    let value: Tensor = plan.output(0).to_tensor();
     Ok(INode {
         ty: Type::known(value.shape()),
         op: Op::Constant(Arc::new(value)),
