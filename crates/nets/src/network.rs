@@ -838,7 +838,11 @@ model!(
     "A network trained to reproduce its input (mean squared error by default)."
 );
 
-/// R² = 1 − Σ w(y − ŷ)² / Σ w(y − ȳ)², with ȳ the (weighted) mean of all target values.
+/// R² = 1 − Σ w(y − ŷ)² / Σ w(y − ȳ)² over all target values pooled (as theanets), with
+/// ȳ = Σ w·y / Σ w the weighted mean (theanets uses the plain mean). The weighted mean is the
+/// constant that minimises the weighted squared error, so the best constant prediction scores
+/// exactly 0 under any weights; it is also what scikit-learn's `r2_score(sample_weight=…)` uses.
+/// Unit (or constant) weights give the unweighted value.
 fn r_squared(y: &[f32], yhat: &[f32], w: Option<&[f32]>) -> f32 {
     let weight = |i: usize| w.map_or(1.0, |w| f64::from(w[i]));
     let total: f64 = (0..y.len()).map(weight).sum();
@@ -870,7 +874,13 @@ impl Regressor {
         self.predict_raw(x)
     }
 
-    /// R² of the predictions for `x` against `y` (optionally weighted).
+    /// R² of the predictions for `x` against `y`, optionally weighted by `w` (shaped like `y`):
+    /// `1 − Σ w(y − ŷ)² / Σ w(y − ȳ)²`, pooled over all values of `y` (theanets' one global mean,
+    /// not scikit-learn's per-column average). ȳ is the *weighted* mean `Σ w·y / Σ w`, as in
+    /// scikit-learn's `r2_score(sample_weight=…)`, where theanets takes the plain mean: the
+    /// weighted mean is the best constant prediction under the weights, so that constant scores
+    /// exactly 0 and a model scores above 0 only if it beats it. Without weights (or with
+    /// constant ones) both definitions agree.
     pub fn score(&self, x: &Tensor, y: &Tensor, w: Option<&Tensor>) -> Result<f32> {
         let yhat = self.predict(x)?;
         if y.shape() != yhat.shape() {
@@ -890,7 +900,8 @@ impl Autoencoder {
         self.predict_raw(x)
     }
 
-    /// R² of the reconstruction of `x` (optionally weighted).
+    /// R² of the reconstruction of `x`, optionally weighted by `w` (shaped like `x`), defined as
+    /// for [`Regressor::score`] (pooled over all values, weighted mean of `x`).
     pub fn score(&self, x: &Tensor, w: Option<&Tensor>) -> Result<f32> {
         let yhat = self.predict(x)?;
         check_weights(w, x.shape())?;
