@@ -731,3 +731,89 @@ fn every_loss_trains_a_model() {
     )
     .is_err());
 }
+
+/// A `[2, 2]` softmax classifier with the given weights and bias and one loss.
+fn two_class_classifier(loss: Loss, w: [f32; 4], b: [f32; 2]) -> Classifier {
+    let specs = vec![LayerSpec::input(2), LayerSpec::dense(2)];
+    let opts = ModelOptions {
+        losses: vec![loss],
+        ..Default::default()
+    };
+    let net = Classifier::build(specs, opts).unwrap();
+    net.find("out", "w")
+        .unwrap()
+        .set(Tensor::new(&[2, 2], w.to_vec()).unwrap())
+        .unwrap();
+    net.find("out", "b")
+        .unwrap()
+        .set(Tensor::vector(&b))
+        .unwrap();
+    net
+}
+
+/// The `err` monitor of `net` on `x` and labels `y`, from its training graph.
+fn err_of(net: &Network, x: &Tensor, y: &Tensor) -> f32 {
+    let g = net.build(&Default::default()).unwrap();
+    let mut f = tape::Function::compile(&g.inputs, &[g.monitors[0].1.clone()]).unwrap();
+    f.call(&[x, y]).unwrap()[0].data()[0]
+}
+
+#[test]
+fn a_softmax_classifier_gives_the_hinge_its_logits() {
+    // Logits x·[[2, −2], [−1, 3]]: (1, 0) → (2, −2), (0, 1) → (−1, 3), (1, 1) → (1, 1).
+    let x = Tensor::new(&[3, 2], vec![1.0, 0.0, 0.0, 1.0, 1.0, 1.0]).unwrap();
+    let hinge = Loss::new(LossKind::Hinge);
+    let net = two_class_classifier(hinge, [2.0, -2.0, -1.0, 3.0], [0.0, 0.0]);
+    // The first two rows are separated by 4 > margin 1: the hinge is exactly 0 on them, which
+    // it could never be on probabilities (0.982 vs 0.018 here).
+    let separated = Tensor::new(&[2, 2], x.data()[..4].to_vec()).unwrap();
+    assert_eq!(err_of(&net, &separated, &Tensor::vector(&[0.0, 1.0])), 0.0);
+    // With the tie in row 3 (label 0): max(0, 1 + 1 − 1) = 1, so the mean is 1/3.
+    let e = err_of(&net, &x, &Tensor::vector(&[0.0, 1.0, 0.0]));
+    assert!((e - 1.0 / 3.0).abs() < 1e-6, "{e}");
+    // PyTorch's multi-margin form on the same logits: row 3 gives max(0, 1 − 1 + 1) / 2 = 0.5.
+    let mm = Loss {
+        hinge: nets::HingeForm::MultiMargin,
+        ..Loss::new(LossKind::Hinge)
+    };
+    let net = two_class_classifier(mm, [2.0, -2.0, -1.0, 3.0], [0.0, 0.0]);
+    let e = err_of(&net, &x, &Tensor::vector(&[0.0, 1.0, 0.0]));
+    assert!((e - 0.5 / 3.0).abs() < 1e-6, "{e}");
+}
+
+#[test]
+fn corrupting_a_softmax_classifiers_output_is_refused() {
+    let net = Classifier::new(&[INPUTS, 13, CLASSES]).unwrap();
+    for (setting, key) in [
+        ("noise=*:out=0.1", "noise"),
+        ("dropout=out:out=0.2", "dropout"),
+    ] {
+        let e = net.trainer("sgd", &[setting]).err().unwrap();
+        assert!(matches!(e, Error::Config { .. }), "{e:?}");
+        let msg = e.to_string();
+        for part in [key, "out:out", "out:pre", "acc"] {
+            assert!(msg.contains(part), "`{part}` missing from: {msg}");
+        }
+    }
+    // Corrupting the hidden layers is fine, and so is a later pattern that turns it off.
+    assert!(net
+        .trainer("sgd", &["noise=hid*:out=0.1", "dropout=hid1:out=0.2"])
+        .is_ok());
+    assert!(net
+        .trainer("sgd", &["noise=*:out=0.1", "noise=out:out=0"])
+        .is_ok());
+    // The hinge reads the logits too.
+    let hinge = ModelOptions {
+        losses: vec![Loss::new(LossKind::Hinge)],
+        ..Default::default()
+    };
+    let specs = [INPUTS, CLASSES]
+        .iter()
+        .map(|&s| LayerSpec::from(s))
+        .collect();
+    let net = Classifier::build(specs, hinge).unwrap();
+    assert!(net.trainer("sgd", &["dropout=*=0.5"]).is_err());
+    // A regressor's loss reads the corrupted output itself, consistently.
+    let net = Regressor::new(&[INPUTS, 13, OUTPUTS]).unwrap();
+    assert!(net.trainer("sgd", &["noise=*:out=0.1"]).is_ok());
+}
