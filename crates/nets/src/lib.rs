@@ -23,7 +23,7 @@ pub mod regularizers;
 
 pub use error::{Error, Result};
 pub use layers::{Layer, LayerContext, LayerSpec};
-pub use losses::{Loss, LossKind};
+pub use losses::{GllForm, HingeForm, Loss, LossKind};
 pub use network::{Autoencoder, Classifier, Graph, Kind, ModelOptions, Network, Regressor};
 pub use optim;
 pub use regularizers::Regularizers;

@@ -3,11 +3,15 @@
 //!
 //! The values follow theanets' `losses.py`, with its known bugs fixed on purpose:
 //!
-//! - hinge has a margin (theanets had none; `margin = 0` reproduces it);
+//! - hinge has a margin (theanets had none; `margin = 0` reproduces it) and reads scores: a softmax
+//!   classifier hands it its logits, so a well separated sample costs exactly 0 (theanets ran it on
+//!   probabilities, where margin 1 can never be met); PyTorch's `multi_margin_loss` is offered as
+//!   [`HingeForm::MultiMargin`];
 //! - KL is not wrapped in `abs` (which hid negative terms and changed the value), and is summed over
 //!   the class axis as the divergence is defined, then averaged over rows;
 //! - the Gaussian log-likelihood is the correct diagonal-Gaussian negative log-likelihood
-//!   (theanets' log-determinant and quadratic terms were wrong).
+//!   (theanets' log-determinant and quadratic terms were wrong); PyTorch's `gaussian_nll_loss`
+//!   convention is offered as [`GllForm::Torch`].
 //!
 //! ```
 //! use nets::losses::{Loss, LossKind};
@@ -43,11 +47,13 @@ pub enum LossKind {
     Mae,
     /// Cross-entropy of probabilities against integer class labels.
     CrossEntropy,
-    /// Multiclass hinge (Crammer–Singer) against integer class labels, with a margin.
+    /// Multiclass hinge against integer class labels, with a margin, on scores (logits): see
+    /// [`HingeForm`] for the two formulas.
     Hinge,
     /// Kullback–Leibler divergence `KL(target ‖ output)` between rows of probabilities.
     Kl,
-    /// Negative log-likelihood of the target under a diagonal Gaussian (mean and covariance outputs).
+    /// Negative log-likelihood of the target under a diagonal Gaussian (mean and covariance
+    /// outputs): see [`GllForm`] for the two conventions.
     Gll,
     /// Maximum mean discrepancy between the rows of the target and of the output.
     Mmd,
@@ -125,6 +131,48 @@ impl FromStr for LossKind {
     }
 }
 
+/// Which multiclass hinge formula [`LossKind::Hinge`] computes, for scores `x` (logits, not
+/// probabilities), label `y` and [`Loss::margin`] `m`, per sample before the (weighted) mean.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum HingeForm {
+    /// Crammer–Singer (default): `max(0, m + max_{j≠y} x_j − x_y)`, the worst other class only.
+    /// With `m = 0` this is theanets' hinge.
+    #[default]
+    BestOther,
+    /// PyTorch's `multi_margin_loss` with `p = 1`: `Σ_{j≠y} max(0, m − x_y + x_j) / C` over the `C`
+    /// classes (every violating class counts; the true class is left out of the sum but not of
+    /// `C`).
+    MultiMargin,
+}
+
+/// Which Gaussian negative log-likelihood [`LossKind::Gll`] computes, for mean `μ`, covariance
+/// output `c` and target `t`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub enum GllForm {
+    /// The corrected theanets form (default): `½ Σ_k [log(2πσ²) + (t−μ)²/σ²]` with
+    /// `σ² = |c| + covar_eps` ([`Loss::covar_eps`]), summed over the `k` outputs of a row and
+    /// averaged over rows: the true diagonal-Gaussian negative log-likelihood per sample.
+    #[default]
+    Corrected,
+    /// PyTorch's `gaussian_nll_loss(full=False, reduction="mean")`: the mean over *all elements*
+    /// of `½ [log v + (t−μ)²/v]` with `v = max(|c|, eps)`, no `log 2π` constant. `eps` is the
+    /// variance floor (PyTorch's default is 1e-6, see [`GllForm::torch`]) and may be 0, which
+    /// lets a zero variance give an infinite loss. [`Loss::covar_eps`] is not used. PyTorch
+    /// rejects negative variances; here `|c|` is used as in the corrected form. Below the floor
+    /// the gradient with respect to `c` is 0 (PyTorch clamps without tracking the clamp).
+    Torch {
+        /// The variance floor (finite, ≥ 0).
+        eps: f32,
+    },
+}
+
+impl GllForm {
+    /// PyTorch's convention with its default floor, `eps = 1e-6`.
+    pub fn torch() -> GllForm {
+        GllForm::Torch { eps: 1e-6 }
+    }
+}
+
 /// A configured loss term.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Loss {
@@ -134,11 +182,16 @@ pub struct Loss {
     pub weight: f32,
     /// Whether a per-sample weights input is given to [`Loss::build`].
     pub weighted: bool,
-    /// Hinge margin (default 1; 0 reproduces theanets' margin-free hinge).
+    /// Hinge margin (default 1, as PyTorch's `multi_margin_loss`; 0 reproduces theanets'
+    /// margin-free hinge).
     pub margin: f32,
-    /// Added to `|covar|` by the Gaussian log-likelihood so the variance stays positive
+    /// The hinge formula (default [`HingeForm::BestOther`]).
+    pub hinge: HingeForm,
+    /// Added to `|covar|` by the corrected Gaussian log-likelihood so the variance stays positive
     /// (default 1e-3, as in theanets).
     pub covar_eps: f32,
+    /// The Gaussian log-likelihood convention (default [`GllForm::Corrected`]).
+    pub gll: GllForm,
     /// Bandwidth of the Gaussian kernel `exp(−‖a−b‖²/bandwidth)` of mmd (default 1).
     pub bandwidth: f32,
     /// The model output this loss reads (`"mean"` or `"mean:out"`); default: the output layer.
@@ -149,14 +202,16 @@ pub struct Loss {
 
 impl Loss {
     /// A loss of the given kind with the default options: weight 1, unweighted, margin 1,
-    /// `covar_eps` 1e-3, bandwidth 1.
+    /// best-other hinge, `covar_eps` 1e-3, corrected gll, bandwidth 1.
     pub fn new(kind: LossKind) -> Loss {
         Loss {
             kind,
             weight: 1.0,
             weighted: false,
             margin: 1.0,
+            hinge: HingeForm::BestOther,
             covar_eps: 1e-3,
+            gll: GllForm::Corrected,
             bandwidth: 1.0,
             output: None,
             covar: None,
@@ -172,7 +227,8 @@ impl Loss {
     /// The loss expression (a scalar), not multiplied by [`Loss::weight`] (the caller does that).
     ///
     /// - `output`: the model output `(batch, k)`; for cross-entropy it holds probabilities (a
-    ///   softmax output, as in theanets), not logits (see [`Loss::cross_entropy_from_logits`]).
+    ///   softmax output, as in theanets), not logits (see [`Loss::cross_entropy_from_logits`]);
+    ///   for hinge it holds scores, which a softmax classifier gives as its logits (`out:pre`).
     /// - `target`: labels `(batch,)` when [`Loss::takes_labels`], else floats shaped like `output`.
     /// - `weights`: per-sample weights, required exactly when [`Loss::weighted`]: `(batch,)` for
     ///   label targets; `(batch, k)` like the target otherwise (`(batch,)` row weights are accepted
@@ -186,14 +242,17 @@ impl Loss {
     /// - mse `mean((y−t)²)`, weighted `Σ w(y−t)² / Σ w`; mae likewise with `|y−t|`.
     /// - cross-entropy `nll_i = −log clip(y[i, t_i], 1e-8, 1)`, averaged (weighted: `Σ w nll / Σ w`).
     /// - hinge `max(0, margin + max_{k≠t_i} y_ik − y[i, t_i])`, averaged. theanets had no margin
-    ///   term; `margin = 0` reproduces it.
+    ///   term; `margin = 0` reproduces it. With [`HingeForm::MultiMargin`]:
+    ///   `Σ_{k≠t_i} max(0, margin − y[i, t_i] + y_ik) / k`, averaged (PyTorch's convention).
     /// - kl `Σ_k t' log(t'/y')` with `t'`, `y'` clipped into `[1e-8, 1 − 1e-8]` (in f32 the upper
     ///   bound rounds to 1), averaged over rows. It is ≥ 0 only when the rows are distributions.
     ///   theanets took the mean of the elementwise `abs` of the terms, which is not the divergence.
     /// - gll with `σ² = |covar| + covar_eps`: `½ Σ_k [log(2πσ²) + (t−μ)²/σ²]`, averaged over rows.
     ///   theanets' version was wrong (its log-determinant was `log Σλ` instead of `Σ log λ` and its
     ///   quadratic constant used `μ²λ³`); this is the correct diagonal-Gaussian negative
-    ///   log-likelihood.
+    ///   log-likelihood. With [`GllForm::Torch`] `{ eps }`: `v = max(|covar|, eps)` and the mean
+    ///   over all elements of `½ [log v + (t−μ)²/v]` (weighted: `Σ w·term / Σ w` over elements,
+    ///   `(batch,)` weights weighing whole rows).
     /// - mmd `mean K(t,t) − 2 mean K(t,y) + mean K(y,y)` with `K(a,b)_ij = exp(−‖a_i−b_j‖²/bw)`
     ///   (the biased estimator, diagonals included, as in theanets).
     ///
@@ -259,8 +318,17 @@ impl Loss {
             LossKind::Hinge => {
                 let mask = class_mask(output, target);
                 let truth = output.pick(target);
-                let best_other = (output - &(&mask * HINGE_MASK)).max_axis(-1, false);
-                let err = (best_other - truth + self.margin).relu();
+                let err = match self.hinge {
+                    HingeForm::BestOther => {
+                        let best_other = (output - &(&mask * HINGE_MASK)).max_axis(-1, false);
+                        (best_other - truth + self.margin).relu()
+                    }
+                    HingeForm::MultiMargin => {
+                        let terms = (output - &truth.unsqueeze(1) + self.margin).relu();
+                        // The true class's own term is `margin`: drop it from the sum, keep it in C.
+                        (&terms - &(&terms * &mask)).mean_axis(-1, false)
+                    }
+                };
                 mean_or_weighted(&err, weights)
             }
             LossKind::Kl => {
@@ -281,10 +349,19 @@ impl Loss {
                 };
                 covar.ty()?;
                 check_fits(&what, "covariance", covar, "mean", output)?;
-                let var = covar.abs() + self.covar_eps;
-                let log_norm = var.log() + (2.0 * std::f32::consts::PI).ln();
-                let terms = (log_norm + (target - output).square() / &var) * 0.5;
-                row_mean(&terms, weights)
+                match self.gll {
+                    GllForm::Corrected => {
+                        let var = covar.abs() + self.covar_eps;
+                        let log_norm = var.log() + (2.0 * std::f32::consts::PI).ln();
+                        let terms = (log_norm + (target - output).square() / &var) * 0.5;
+                        row_mean(&terms, weights)
+                    }
+                    GllForm::Torch { eps } => {
+                        let var = covar.abs().clip(eps, f32::INFINITY);
+                        let terms = (var.log() + (target - output).square() / &var) * 0.5;
+                        mean_or_weighted(&terms, weights)
+                    }
+                }
             }
             LossKind::Mmd => {
                 let bw = self.bandwidth;
@@ -346,9 +423,15 @@ impl Loss {
         };
         match self.kind {
             LossKind::Hinge if !self.margin.is_finite() => bad("margin", self.margin, "finite"),
-            LossKind::Gll if !(self.covar_eps.is_finite() && self.covar_eps > 0.0) => {
-                bad("covar_eps", self.covar_eps, "finite and positive")
-            }
+            LossKind::Gll => match self.gll {
+                GllForm::Corrected if !(self.covar_eps.is_finite() && self.covar_eps > 0.0) => {
+                    bad("covar_eps", self.covar_eps, "finite and positive")
+                }
+                GllForm::Torch { eps } if !(eps.is_finite() && eps >= 0.0) => {
+                    bad("the torch form's eps", eps, "finite and ≥ 0")
+                }
+                _ => Ok(()),
+            },
             LossKind::Mmd if !(self.bandwidth.is_finite() && self.bandwidth > 0.0) => {
                 bad("bandwidth", self.bandwidth, "finite and positive")
             }

@@ -4,7 +4,7 @@
 use crate::error::{config, Error, Result};
 use crate::layers::{Combine, Feedforward, Form, Input, Layer, LayerContext, LayerSpec, Tied};
 use crate::losses::{Loss, LossKind};
-use crate::regularizers::{Regularizers, Role};
+use crate::regularizers::{glob, Regularizers, Role};
 use optim::{Algorithm, LoopOptions, Monitors, RuleOptions, Trainer};
 use std::sync::Mutex;
 use tape::{Expr, Function, Param, Rng, Tensor, TensorView};
@@ -15,7 +15,9 @@ use tape::{Expr, Function, Param, Rng, Tensor, TensorView};
 pub enum Kind {
     /// Real-valued targets shaped like the output; mean squared error; R² score.
     Regressor,
-    /// Integer class labels; softmax output and cross-entropy; accuracy score.
+    /// Integer class labels; softmax output and cross-entropy; accuracy score. Cross-entropy and
+    /// hinge losses read the softmax layer's logits (`out:pre`), so noise or dropout on its
+    /// output (`out:out`) is refused when the graph is built.
     Classifier,
     /// Reconstructs its input; mean squared error against the input; R² score.
     Autoencoder,
@@ -234,6 +236,11 @@ impl Network {
     }
 
     /// Builds the graph with the given regularizers (noise and dropout included only if set).
+    ///
+    /// On a softmax classifier, cross-entropy and hinge losses without an explicit `output` read
+    /// the logits `out:pre` (cross-entropy for stability, hinge so that its margin can be met);
+    /// a `noise` or `dropout` pattern that corrupts `out:out` is then a configuration error
+    /// naming the regularizer, since it would change `acc` but not the loss.
     pub fn build(&self, regs: &Regularizers) -> Result<Graph> {
         let input = &self.layers[0];
         let x = Expr::input_with_dims(input.name(), &[None, Some(input.size())]);
@@ -280,20 +287,13 @@ impl Network {
         let mut terms = Vec::with_capacity(self.losses.len());
         for loss in &self.losses {
             let y = named(&loss.output, "loss output")?;
-            // With a softmax classifier layer, cross-entropy is computed from its logits, stably.
-            let logits = find(&format!(
-                "{}:pre",
-                self.layers[self.layers.len() - 1].name()
-            ));
-            let term = match (
-                &loss.kind,
-                &logits,
-                loss.output.is_none() && self.is_softmax_output(),
-            ) {
-                (LossKind::CrossEntropy, Some(pre), true) => {
+            let logits = self.loss_logits(loss, regs, &find)?;
+            let term = match (&loss.kind, &logits) {
+                (LossKind::CrossEntropy, Some(pre)) => {
                     Loss::cross_entropy_from_logits(pre, &t, weights.as_ref())?
                 }
-                (LossKind::Gll, _, _) => {
+                (LossKind::Hinge, Some(pre)) => loss.build(pre, &t, weights.as_ref(), None)?,
+                (LossKind::Gll, _) => {
                     let covar = named(&loss.covar, "gll covariance output")?;
                     if loss.covar.is_none() {
                         return Err(config(
@@ -972,7 +972,62 @@ model!(
     "A network trained to reproduce its input (mean squared error by default)."
 );
 
-/// R² = 1 − Σ w(y − ŷ)² / Σ w(y − ȳ)², with ȳ the (weighted) mean of all target values.
+impl Network {
+    /// The logits a label loss reads instead of the output, if it does: with a softmax output
+    /// and no explicit `output`, cross-entropy is computed from `out:pre` (stably) and hinge runs
+    /// on those scores (on probabilities its margin could never be met). The loss then never
+    /// sees noise or dropout on `out:out`, which would still change `acc` and predictions made
+    /// with the regularizers, so such a corruption is refused here rather than silently left
+    /// out of the loss (corrupted probabilities are not a distribution anyway).
+    fn loss_logits(
+        &self,
+        loss: &Loss,
+        regs: &Regularizers,
+        find: &dyn Fn(&str) -> Option<Expr>,
+    ) -> Result<Option<Expr>> {
+        let reads_logits = self.kind == Kind::Classifier
+            && loss.output.is_none()
+            && loss.takes_labels()
+            && self.is_softmax_output();
+        if !reads_logits {
+            return Ok(None);
+        }
+        let last = self.layers[self.layers.len() - 1].name();
+        let out = format!("{last}:out");
+        if let Some((key, pattern)) = corrupting_glob(regs, &out) {
+            return Err(config(
+                format!("regularizer `{key}` (pattern `{pattern}`)"),
+                format!(
+                    "it corrupts `{out}`, the softmax output of the classifier, but the `{}` \
+                     loss reads the logits `{last}:pre`, so it would change `acc` and not the \
+                     loss; use a pattern that leaves the output layer out, e.g. `hid*:out`",
+                    loss.kind
+                ),
+            ));
+        }
+        Ok(find(&format!("{last}:pre")))
+    }
+}
+
+/// The dropout or noise setting `(key, pattern)` that corrupts the output `name`, if any: the
+/// last matching pattern wins, as when the graph is built, and a value of 0 corrupts nothing.
+fn corrupting_glob(regs: &Regularizers, name: &str) -> Option<(&'static str, String)> {
+    [("dropout", &regs.dropout), ("noise", &regs.noise)]
+        .into_iter()
+        .find_map(|(key, list)| {
+            list.iter()
+                .rev()
+                .find(|(pattern, _)| glob(pattern, name))
+                .filter(|(_, v)| *v > 0.0)
+                .map(|(pattern, _)| (key, pattern.clone()))
+        })
+}
+
+/// R² = 1 − Σ w(y − ŷ)² / Σ w(y − ȳ)² over all target values pooled (as theanets), with
+/// ȳ = Σ w·y / Σ w the weighted mean (theanets uses the plain mean). The weighted mean is the
+/// constant that minimises the weighted squared error, so the best constant prediction scores
+/// exactly 0 under any weights; it is also what scikit-learn's `r2_score(sample_weight=…)` uses.
+/// Unit (or constant) weights give the unweighted value.
 fn r_squared(y: &[f32], yhat: &[f32], w: Option<&[f32]>) -> f32 {
     let weight = |i: usize| w.map_or(1.0, |w| f64::from(w[i]));
     let total: f64 = (0..y.len()).map(weight).sum();
@@ -1004,7 +1059,13 @@ impl Regressor {
         self.predict_raw(x)
     }
 
-    /// R² of the predictions for `x` against `y` (optionally weighted).
+    /// R² of the predictions for `x` against `y`, optionally weighted by `w` (shaped like `y`):
+    /// `1 − Σ w(y − ŷ)² / Σ w(y − ȳ)²`, pooled over all values of `y` (theanets' one global mean,
+    /// not scikit-learn's per-column average). ȳ is the *weighted* mean `Σ w·y / Σ w`, as in
+    /// scikit-learn's `r2_score(sample_weight=…)`, where theanets takes the plain mean: the
+    /// weighted mean is the best constant prediction under the weights, so that constant scores
+    /// exactly 0 and a model scores above 0 only if it beats it. Without weights (or with
+    /// constant ones) both definitions agree.
     pub fn score(&self, x: &Tensor, y: &Tensor, w: Option<&Tensor>) -> Result<f32> {
         let yhat = self.predict(x)?;
         if y.shape() != yhat.shape() {
@@ -1024,7 +1085,8 @@ impl Autoencoder {
         self.predict_raw(x)
     }
 
-    /// R² of the reconstruction of `x` (optionally weighted).
+    /// R² of the reconstruction of `x`, optionally weighted by `w` (shaped like `x`), defined as
+    /// for [`Regressor::score`] (pooled over all values, weighted mean of `x`).
     pub fn score(&self, x: &Tensor, w: Option<&Tensor>) -> Result<f32> {
         let yhat = self.predict(x)?;
         check_weights(w, x.shape())?;

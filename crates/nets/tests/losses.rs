@@ -2,7 +2,7 @@
 //! f64, weighted forms, validation errors, finite-difference gradients, a property test, and a
 //! tiny training run per loss.
 
-use nets::losses::{Loss, LossKind};
+use nets::losses::{GllForm, HingeForm, Loss, LossKind};
 use nets::Error;
 use proptest::prelude::*;
 use tape::{check, grad, Expr, Function, Param, Tensor};
@@ -171,6 +171,8 @@ fn defaults_and_label_kinds() {
         (l.weight, l.weighted, l.margin, l.covar_eps, l.bandwidth),
         (1.0, false, 1.0, 1e-3, 1.0)
     );
+    assert_eq!((l.hinge, l.gll), (HingeForm::BestOther, GllForm::Corrected));
+    assert_eq!(GllForm::torch(), GllForm::Torch { eps: 1e-6 });
     for kind in LossKind::ALL {
         let labels = matches!(kind, LossKind::CrossEntropy | LossKind::Hinge);
         assert_eq!(Loss::new(kind).takes_labels(), labels, "{kind}");
@@ -311,6 +313,80 @@ fn hinge_values_with_and_without_margin() {
     assert_close(label_loss(&theanets, &y, &labels, None), 0.5 / 3.0);
 }
 
+/// PyTorch's `multi_margin_loss` (p = 1) per sample, in f64: Σ_{j≠y} max(0, m − x_y + x_j) / C.
+fn multi_margin_ref(x: &[f64], labels: &[f32], cols: usize, margin: f64) -> Vec<f64> {
+    labels
+        .iter()
+        .enumerate()
+        .map(|(i, &l)| {
+            let row = &x[i * cols..(i + 1) * cols];
+            let y = l as usize;
+            let sum: f64 = (0..cols)
+                .filter(|&j| j != y)
+                .map(|j| (margin - row[y] + row[j]).max(0.0))
+                .sum();
+            sum / cols as f64
+        })
+        .collect()
+}
+
+fn multi_margin(margin: f32, weighted: bool) -> Loss {
+    Loss {
+        margin,
+        weighted,
+        hinge: HingeForm::MultiMargin,
+        ..Loss::new(LossKind::Hinge)
+    }
+}
+
+#[test]
+fn multi_margin_hinge_follows_pytorch() {
+    let y = mat(3, 3, &[2.0, 0.5, -1.0, 0.0, 1.0, 1.25, 0.3, 0.8, -0.2]);
+    let labels = [0.0, 2.0, 0.0];
+    // By hand, margin 1: row 0: (max(0, 1−2+0.5) + max(0, 1−2−1)) / 3 = 0; row 1:
+    // (max(0, 1−1.25+0) + max(0, 1−1.25+1)) / 3 = (0 + 0.75) / 3 = 0.25; row 2:
+    // (max(0, 1−0.3+0.8) + max(0, 1−0.3−0.2)) / 3 = (1.5 + 0.5) / 3 = 2/3. Mean: 0.30555…
+    // (from PyTorch's documented formula; torch itself is not available here).
+    assert_close(
+        label_loss(&multi_margin(1.0, false), &y, &labels, None),
+        (0.0 + 0.25 + 2.0 / 3.0) / 3.0,
+    );
+    let yd = f64s(&y);
+    for margin in [0.0, 0.5, 2.0] {
+        let errs = multi_margin_ref(&yd, &labels, 3, margin as f64);
+        assert_close(
+            label_loss(&multi_margin(margin, false), &y, &labels, None),
+            mean(&errs),
+        );
+        let w = [1.0, 2.0, 0.5];
+        assert_close(
+            label_loss(&multi_margin(margin, true), &y, &labels, Some(&w)),
+            weighted_mean(&errs, &[1.0, 2.0, 0.5], 1),
+        );
+    }
+    // It differs from the best-other form when several classes violate the margin.
+    let best_other = label_loss(&Loss::new(LossKind::Hinge), &y, &labels, None);
+    assert!((best_other as f64 - 0.30555).abs() > 0.1, "{best_other}");
+}
+
+#[test]
+fn hinge_reaches_zero_on_separated_scores_in_both_forms() {
+    // Every true score beats every other by more than the margin 1.
+    let y = mat(3, 3, &[3.0, 1.0, -1.0, 0.0, 0.5, 2.0, -2.0, 1.5, 0.4]);
+    let labels = [0.0, 2.0, 1.0];
+    for form in [HingeForm::BestOther, HingeForm::MultiMargin] {
+        let loss = Loss {
+            hinge: form,
+            ..Loss::new(LossKind::Hinge)
+        };
+        assert_eq!(label_loss(&loss, &y, &labels, None), 0.0, "{form:?}");
+    }
+    // Probabilities can never be 1 apart with margin 1 unless they are exactly one-hot: the
+    // reason a softmax classifier hands the hinge its logits.
+    let p = mat(1, 2, &[0.99, 0.01]);
+    assert!(label_loss(&Loss::new(LossKind::Hinge), &p, &[0.0], None) > 0.0);
+}
+
 #[test]
 fn hinge_with_a_known_width_uses_the_same_formula() {
     // A static width takes the one_hot path, an unknown one the scatter path: same values.
@@ -400,6 +476,94 @@ fn gll_value(loss: &Loss, mu: &Tensor, covar: &Tensor, t: &Tensor, w: Option<&Te
     });
     let cost = loss.build(&me, &te, we.as_ref(), Some(&ce)).unwrap();
     eval(&cost, &inputs)
+}
+
+/// PyTorch's `gaussian_nll_loss(full=False)` per element, in f64: ½ [log v + (t−μ)²/v] with
+/// v = max(|c|, eps).
+fn torch_gll_terms(mu: &[f64], covar: &[f64], t: &[f64], eps: f64) -> Vec<f64> {
+    (0..mu.len())
+        .map(|i| {
+            let v = covar[i].abs().max(eps);
+            0.5 * (v.ln() + (t[i] - mu[i]).powi(2) / v)
+        })
+        .collect()
+}
+
+fn torch_gll(eps: f32, weighted: bool) -> Loss {
+    Loss {
+        gll: GllForm::Torch { eps },
+        weighted,
+        ..Loss::new(LossKind::Gll)
+    }
+}
+
+#[test]
+fn gll_torch_form_follows_pytorch() {
+    // By hand, eps 1e-6: ½[log 1 + 0.25/1] = 0.125; ½[log 4 + 0] = 0.6931…; ½[log 0.5 + 1/0.5]
+    // = 0.6534…; mean 0.49052… (PyTorch's documented formula; torch is not available here).
+    let (mu, c, t) = (
+        mat(1, 3, &[0.0, 1.0, -1.0]),
+        mat(1, 3, &[1.0, 4.0, 0.5]),
+        mat(1, 3, &[0.5, 1.0, 0.0]),
+    );
+    let by_hand = (0.125 + 0.5 * 4f64.ln() + 0.5 * (0.5f64.ln() + 2.0)) / 3.0;
+    assert_close(
+        gll_value(&torch_gll(1e-6, false), &mu, &c, &t, None),
+        by_hand,
+    );
+
+    let mu = mat(2, 3, &[0.0, 1.0, -0.5, 2.0, 0.3, 0.0]);
+    // A zero variance is floored at eps (with t = μ there, so the term is ½ log eps).
+    let covar = mat(2, 3, &[1.0, 0.5, -2.0, 0.25, 0.0, 0.1]);
+    let t = mat(2, 3, &[0.5, 1.0, 0.5, 1.0, 0.3, 0.05]);
+    let (md, cd, td) = (f64s(&mu), f64s(&covar), f64s(&t));
+    for eps in [1e-6, 0.3] {
+        let terms = torch_gll_terms(&md, &cd, &td, eps as f64);
+        assert_close(
+            gll_value(&torch_gll(eps, false), &mu, &covar, &t, None),
+            mean(&terms),
+        );
+        let w2 = mat(2, 3, &[1.0, 2.0, 0.5, 0.0, 1.5, 3.0]);
+        assert_close(
+            gll_value(&torch_gll(eps, true), &mu, &covar, &t, Some(&w2)),
+            weighted_mean(&terms, &f64s(&w2), 3),
+        );
+        let w1 = Tensor::vector(&[0.25, 2.0]);
+        assert_close(
+            gll_value(&torch_gll(eps, true), &mu, &covar, &t, Some(&w1)),
+            weighted_mean(&terms, &[0.25, 2.0], 3),
+        );
+    }
+    // eps = 0 is allowed: nonzero variances are used as they are ...
+    let nonzero = mat(2, 3, &[1.0, 0.5, -2.0, 0.25, 1e-7, 0.1]);
+    let terms = torch_gll_terms(&md, &f64s(&nonzero), &td, 0.0);
+    assert_close(
+        gll_value(&torch_gll(0.0, false), &mu, &nonzero, &t, None),
+        mean(&terms),
+    );
+    // ... and a zero one gives log 0.
+    let v = gll_value(&torch_gll(0.0, false), &mu, &covar, &t, None);
+    assert!(v == f32::NEG_INFINITY || v.is_nan(), "{v}");
+    // The corrected form differs: it adds ½ log 2π per element and sums over a row.
+    let corrected = gll_value(&Loss::new(LossKind::Gll), &mu, &nonzero, &t, None);
+    assert!((corrected as f64 - mean(&terms)).abs() > 1.0);
+}
+
+#[test]
+fn gll_torch_form_has_correct_gradients() {
+    let mu = mat(2, 3, &[0.0, 1.0, -0.5, 2.0, 0.3, 0.0]);
+    let covar = mat(2, 3, &[1.0, 0.5, -2.0, 0.75, 1.5, -0.6]);
+    let t = mat(2, 3, &[0.5, 1.0, 0.5, 1.0, -0.2, 0.05]);
+    let (me, ce, te) = (
+        Expr::input("mu", 2),
+        Expr::input("covar", 2),
+        Expr::input("t", 2),
+    );
+    let inputs = vec![(me.clone(), mu), (ce.clone(), covar), (te.clone(), t)];
+    let cost = torch_gll(1e-6, false)
+        .build(&me, &te, None, Some(&ce))
+        .unwrap();
+    assert_gradient(&cost, &inputs, &[me, ce]);
 }
 
 #[test]
@@ -598,6 +762,12 @@ fn weights_must_match_the_weighted_flag_and_options_must_be_valid() {
             margin: f32::NAN,
             ..Loss::new(LossKind::Hinge)
         },
+        Loss {
+            margin: f32::INFINITY,
+            ..multi_margin(1.0, false)
+        },
+        torch_gll(-1e-6, false),
+        torch_gll(f32::NAN, false),
     ];
     let labels = Expr::labels("l");
     for loss in bad {
@@ -663,12 +833,18 @@ fn label_losses_have_correct_gradients() {
     let y = mat(3, 3, &[0.2, 0.7, 0.1, 0.5, 0.3, 0.2, 0.4, 0.45, 0.15]);
     let labels = Tensor::vector(&[1.0, 2.0, 0.0]);
     let w = Tensor::vector(&[1.0, 2.0, 0.5]);
-    for kind in [LossKind::CrossEntropy, LossKind::Hinge] {
+    let kinds = [
+        (LossKind::CrossEntropy, HingeForm::BestOther),
+        (LossKind::Hinge, HingeForm::BestOther),
+        (LossKind::Hinge, HingeForm::MultiMargin),
+    ];
+    for (kind, hinge) in kinds {
         for margin in [0.0, 1.0] {
             for weighted in [false, true] {
                 let loss = Loss {
                     margin,
                     weighted,
+                    hinge,
                     ..Loss::new(kind)
                 };
                 let (ye, le, we) = (Expr::input("y", 2), Expr::labels("l"), Expr::input("w", 1));

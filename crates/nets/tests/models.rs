@@ -75,13 +75,40 @@ fn assert_progress(net: &Network, data: Vec<Tensor>) {
     );
     assert_eq!(v0.loss(), v1.loss());
     assert!(t1.get("err").is_some());
+    // `monitor_gradients` adds `grad(<param>)`, the squared norm of each raw gradient: one per
+    // parameter, and none of them can be zero on these random data.
+    for p in net.params() {
+        let key = format!("grad({})", p.name());
+        let g = t1
+            .get(&key)
+            .unwrap_or_else(|| panic!("no `{key}` monitor in {t1}"));
+        assert!(g.is_finite() && g > 0.0, "{key} = {g}");
+    }
+}
+
+/// R² of `yhat` against `y` with optional per-element weights, computed here in f64: one pooled
+/// mean over all elements, weighted by `w` when given.
+fn r2_ref(y: &[f32], yhat: &[f32], w: Option<&[f32]>) -> f64 {
+    let wt = |i: usize| w.map_or(1.0, |w| f64::from(w[i]));
+    let total: f64 = (0..y.len()).map(wt).sum();
+    let mean = (0..y.len()).map(|i| wt(i) * f64::from(y[i])).sum::<f64>() / total;
+    let res: f64 = (0..y.len())
+        .map(|i| wt(i) * (f64::from(y[i]) - f64::from(yhat[i])).powi(2))
+        .sum();
+    let tot: f64 = (0..y.len())
+        .map(|i| wt(i) * (f64::from(y[i]) - mean).powi(2))
+        .sum();
+    1.0 - res / tot
 }
 
 #[test]
 fn regressor_predicts_scores_and_feeds_forward() {
     let net = Regressor::new(&[INPUTS, 13, 14, OUTPUTS]).unwrap();
     assert_eq!(net.predict(&inputs()).unwrap().shape(), &[N, OUTPUTS]);
-    assert!(net.score(&inputs(), &targets(), None).unwrap() < 0.5);
+    // As in theanets, an untrained model scores below 0: its predictions are unrelated to the
+    // targets, so their own spread adds to the residual (−0.046 with these seeds).
+    let r2 = net.score(&inputs(), &targets(), None).unwrap();
+    assert!(r2 < 0.0, "untrained R² {r2}");
     let outs = net.feed_forward(&inputs()).unwrap();
     let names: Vec<&str> = outs.iter().map(|(n, _)| n.as_str()).collect();
     assert_eq!(
@@ -107,8 +134,57 @@ fn weighted_regressor_trains_and_scores() {
     let net = Regressor::build(specs, opts).unwrap();
     let w = weights(&[N, OUTPUTS]);
     let s = net.score(&inputs(), &targets(), Some(&w)).unwrap();
-    assert!(s.is_finite());
+    let yhat = net.predict(&inputs()).unwrap();
+    let expected = r2_ref(targets().data(), yhat.data(), Some(w.data()));
+    assert!((f64::from(s) - expected).abs() < 1e-5, "{s} vs {expected}");
     assert_progress(&net, vec![inputs(), targets(), w]);
+}
+
+/// A one-layer linear regressor with the given weights and bias, so its predictions are known.
+fn linear_regressor(w: &[f32], b: &[f32], weighted: bool) -> Regressor {
+    let (n_in, n_out) = (w.len() / b.len(), b.len());
+    let specs = vec![LayerSpec::input(n_in), LayerSpec::dense(n_out)];
+    let net = Regressor::build(
+        specs,
+        ModelOptions {
+            weighted,
+            ..Default::default()
+        },
+    )
+    .unwrap();
+    net.find("out", "w")
+        .unwrap()
+        .set(Tensor::new(&[n_in, n_out], w.to_vec()).unwrap())
+        .unwrap();
+    net.find("out", "b")
+        .unwrap()
+        .set(Tensor::vector(b))
+        .unwrap();
+    net
+}
+
+#[test]
+fn weighted_r_squared_uses_the_weighted_mean_of_all_targets() {
+    // ŷ = x·[1, −1] + 0.5 by hand: rows (1, 0) → 1.5, (0, 2) → −1.5, (2, 1) → 1.5, (1, 1) → 0.5.
+    let net = linear_regressor(&[1.0, -1.0], &[0.5], true);
+    let x = Tensor::new(&[4, 2], vec![1.0, 0.0, 0.0, 2.0, 2.0, 1.0, 1.0, 1.0]).unwrap();
+    let y = Tensor::new(&[4, 1], vec![2.0, -1.0, 0.0, 4.0]).unwrap();
+    let w = Tensor::new(&[4, 1], vec![1.0, 3.0, 0.5, 0.25]).unwrap();
+    let yhat = [1.5, -1.5, 1.5, 0.5];
+    // Σw = 4.75; weighted ȳ = (2 − 3 + 0 + 1) / 4.75 = 0; Σw(y−ŷ)² = 0.25 + 0.75 + 1.125 +
+    // 3.0625 = 5.1875; Σw(y−ȳ)² = 4 + 3 + 0 + 4 = 11; R² = 1 − 5.1875 / 11.
+    let by_hand = 1.0 - 5.1875 / 11.0;
+    assert!((r2_ref(y.data(), &yhat, Some(w.data())) - by_hand).abs() < 1e-12);
+    let s = net.score(&x, &y, Some(&w)).unwrap();
+    assert!((f64::from(s) - by_hand).abs() < 1e-6, "{s} vs {by_hand}");
+    // theanets' unweighted ȳ = 1.25 would give Σw(y−ȳ)² = 18.421875 and R² ≈ 0.718: far off.
+    let unweighted_mean = 1.0 - 5.1875 / 18.421875;
+    assert!((f64::from(s) - unweighted_mean).abs() > 0.15);
+    // Unit weights give the unweighted R².
+    let ones = Tensor::ones(&[4, 1]);
+    let plain = r2_ref(y.data(), &yhat, None);
+    assert!((f64::from(net.score(&x, &y, Some(&ones)).unwrap()) - plain).abs() < 1e-6);
+    assert!((f64::from(net.score(&x, &y, None).unwrap()) - plain).abs() < 1e-6);
 }
 
 #[test]
@@ -159,27 +235,94 @@ fn classifier_predicts_labels_probabilities_and_logits() {
     assert_progress(&net, vec![inputs(), classes()]);
 }
 
-#[test]
-fn weighted_classifier_trains() {
+fn weighted_classifier() -> Classifier {
     let specs = [INPUTS, 13, CLASSES]
         .iter()
         .map(|&s| LayerSpec::from(s))
         .collect();
-    let net = Classifier::build(
+    Classifier::build(
         specs,
         ModelOptions {
             weighted: true,
             ..Default::default()
         },
     )
-    .unwrap();
-    assert_progress(&net, vec![inputs(), classes(), weights(&[N])]);
+    .unwrap()
+}
+
+/// Labels a small network learns quickly: the index of the largest of the first `CLASSES`
+/// input columns.
+fn learnable_classes(x: &Tensor) -> Tensor {
+    let labels: Vec<f32> = x
+        .data()
+        .chunks(INPUTS)
+        .map(|row| (0..CLASSES).fold(0, |best, k| if row[k] > row[best] { k } else { best }) as f32)
+        .collect();
+    Tensor::vector(&labels)
+}
+
+/// Trains a fresh weighted classifier on `x`, `y` with per-row weights `w` and returns how many
+/// rows of class 0 it predicts as 0 and how many rows in all it predicts as 0.
+fn class_zero_after_training(x: &Tensor, y: &Tensor, w: Vec<f32>) -> (usize, usize) {
+    let net = weighted_classifier();
+    let data = vec![x.clone(), y.clone(), Tensor::vector(&w)];
+    let opts = DatasetOptions {
+        batch_size: 16,
+        ..Default::default()
+    };
+    let mut ds = Dataset::new("train", data, opts).unwrap();
+    let settings = ["learning_rate=0.1", "momentum=0.9", "max_updates=40"];
+    net.trainer("sgd", &settings)
+        .unwrap()
+        .train(&mut ds, None)
+        .unwrap();
+    let p = net.predict(x).unwrap();
+    let zero = |v: &f32| *v == 0.0;
+    let hits = p
+        .data()
+        .iter()
+        .zip(y.data())
+        .filter(|(p, t)| zero(p) && zero(t));
+    (hits.count(), p.data().iter().filter(|v| zero(v)).count())
+}
+
+#[test]
+fn weighted_classifier_trains() {
+    assert_progress(
+        &weighted_classifier(),
+        vec![inputs(), classes(), weights(&[N])],
+    );
+}
+
+#[test]
+fn zero_weight_on_a_class_means_it_is_not_learned() {
+    let x = inputs();
+    let y = learnable_classes(&x);
+    let zeros = y.data().iter().filter(|&&c| c == 0.0).count();
+    assert!(zeros >= 8, "only {zeros} rows of class 0");
+    // Unweighted, the class is learned (14 of 14 rows with these seeds) ...
+    let (hits, _) = class_zero_after_training(&x, &y, vec![1.0; N]);
+    assert!(
+        4 * hits >= 3 * zeros,
+        "{hits} of {zeros} rows of class 0 found"
+    );
+    // ... with zero weight on it, nothing ever pulls it up, and it is (almost) never predicted
+    // (0 rows with these seeds); if the weights were ignored this would match the run above.
+    let w: Vec<f32> = y
+        .data()
+        .iter()
+        .map(|&c| if c == 0.0 { 0.0 } else { 1.0 })
+        .collect();
+    let (_, predicted) = class_zero_after_training(&x, &y, w);
+    assert!(predicted <= 1, "class 0 predicted for {predicted} rows");
 }
 
 #[test]
 fn autoencoder_encodes_decodes_and_scores() {
     let net = Autoencoder::new(&[INPUTS, 13, 14, 13, INPUTS]).unwrap();
-    assert!(net.score(&inputs(), None).unwrap() < 0.5);
+    // Untrained, the reconstruction is no better than the mean (−0.029 with these seeds).
+    let r2 = net.score(&inputs(), None).unwrap();
+    assert!(r2 < 0.0, "untrained R² {r2}");
     let code = net.encode(&inputs(), None).unwrap();
     assert_eq!(code.shape(), &[N, 14]);
     assert_eq!(
@@ -569,7 +712,10 @@ fn every_loss_trains_a_model() {
     )
     .unwrap();
     let w = weights(&[N, INPUTS]);
-    assert!(net.score(&inputs(), Some(&w)).unwrap().is_finite());
+    let s = net.score(&inputs(), Some(&w)).unwrap();
+    let yhat = net.predict(&inputs()).unwrap();
+    let expected = r2_ref(inputs().data(), yhat.data(), Some(w.data()));
+    assert!((f64::from(s) - expected).abs() < 1e-5, "{s} vs {expected}");
     assert_progress(&net, vec![inputs(), w]);
     // A classifier's loss must take labels, a regressor's must not.
     let wrong = ModelOptions {
@@ -584,4 +730,90 @@ fn every_loss_trains_a_model() {
         wrong
     )
     .is_err());
+}
+
+/// A `[2, 2]` softmax classifier with the given weights and bias and one loss.
+fn two_class_classifier(loss: Loss, w: [f32; 4], b: [f32; 2]) -> Classifier {
+    let specs = vec![LayerSpec::input(2), LayerSpec::dense(2)];
+    let opts = ModelOptions {
+        losses: vec![loss],
+        ..Default::default()
+    };
+    let net = Classifier::build(specs, opts).unwrap();
+    net.find("out", "w")
+        .unwrap()
+        .set(Tensor::new(&[2, 2], w.to_vec()).unwrap())
+        .unwrap();
+    net.find("out", "b")
+        .unwrap()
+        .set(Tensor::vector(&b))
+        .unwrap();
+    net
+}
+
+/// The `err` monitor of `net` on `x` and labels `y`, from its training graph.
+fn err_of(net: &Network, x: &Tensor, y: &Tensor) -> f32 {
+    let g = net.build(&Default::default()).unwrap();
+    let mut f = tape::Function::compile(&g.inputs, &[g.monitors[0].1.clone()]).unwrap();
+    f.call(&[x, y]).unwrap()[0].data()[0]
+}
+
+#[test]
+fn a_softmax_classifier_gives_the_hinge_its_logits() {
+    // Logits x·[[2, −2], [−1, 3]]: (1, 0) → (2, −2), (0, 1) → (−1, 3), (1, 1) → (1, 1).
+    let x = Tensor::new(&[3, 2], vec![1.0, 0.0, 0.0, 1.0, 1.0, 1.0]).unwrap();
+    let hinge = Loss::new(LossKind::Hinge);
+    let net = two_class_classifier(hinge, [2.0, -2.0, -1.0, 3.0], [0.0, 0.0]);
+    // The first two rows are separated by 4 > margin 1: the hinge is exactly 0 on them, which
+    // it could never be on probabilities (0.982 vs 0.018 here).
+    let separated = Tensor::new(&[2, 2], x.data()[..4].to_vec()).unwrap();
+    assert_eq!(err_of(&net, &separated, &Tensor::vector(&[0.0, 1.0])), 0.0);
+    // With the tie in row 3 (label 0): max(0, 1 + 1 − 1) = 1, so the mean is 1/3.
+    let e = err_of(&net, &x, &Tensor::vector(&[0.0, 1.0, 0.0]));
+    assert!((e - 1.0 / 3.0).abs() < 1e-6, "{e}");
+    // PyTorch's multi-margin form on the same logits: row 3 gives max(0, 1 − 1 + 1) / 2 = 0.5.
+    let mm = Loss {
+        hinge: nets::HingeForm::MultiMargin,
+        ..Loss::new(LossKind::Hinge)
+    };
+    let net = two_class_classifier(mm, [2.0, -2.0, -1.0, 3.0], [0.0, 0.0]);
+    let e = err_of(&net, &x, &Tensor::vector(&[0.0, 1.0, 0.0]));
+    assert!((e - 0.5 / 3.0).abs() < 1e-6, "{e}");
+}
+
+#[test]
+fn corrupting_a_softmax_classifiers_output_is_refused() {
+    let net = Classifier::new(&[INPUTS, 13, CLASSES]).unwrap();
+    for (setting, key) in [
+        ("noise=*:out=0.1", "noise"),
+        ("dropout=out:out=0.2", "dropout"),
+    ] {
+        let e = net.trainer("sgd", &[setting]).err().unwrap();
+        assert!(matches!(e, Error::Config { .. }), "{e:?}");
+        let msg = e.to_string();
+        for part in [key, "out:out", "out:pre", "acc"] {
+            assert!(msg.contains(part), "`{part}` missing from: {msg}");
+        }
+    }
+    // Corrupting the hidden layers is fine, and so is a later pattern that turns it off.
+    assert!(net
+        .trainer("sgd", &["noise=hid*:out=0.1", "dropout=hid1:out=0.2"])
+        .is_ok());
+    assert!(net
+        .trainer("sgd", &["noise=*:out=0.1", "noise=out:out=0"])
+        .is_ok());
+    // The hinge reads the logits too.
+    let hinge = ModelOptions {
+        losses: vec![Loss::new(LossKind::Hinge)],
+        ..Default::default()
+    };
+    let specs = [INPUTS, CLASSES]
+        .iter()
+        .map(|&s| LayerSpec::from(s))
+        .collect();
+    let net = Classifier::build(specs, hinge).unwrap();
+    assert!(net.trainer("sgd", &["dropout=*=0.5"]).is_err());
+    // A regressor's loss reads the corrupted output itself, consistently.
+    let net = Regressor::new(&[INPUTS, 13, OUTPUTS]).unwrap();
+    assert!(net.trainer("sgd", &["noise=*:out=0.1"]).is_ok());
 }
