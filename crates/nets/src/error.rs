@@ -84,12 +84,8 @@ pub(crate) fn config(what: impl Into<String>, problem: impl Into<String>) -> Err
 
 /// The error for an unknown option key, suggesting the closest valid one.
 pub(crate) fn unknown_key(key: &str, valid: &[&str]) -> Error {
-    let closest = optim::options::closest(key, valid);
     config(
         format!("option `{key}`"),
-        format!(
-            "unknown option; did you mean `{closest}`? Valid options: {}",
-            valid.join(", ")
-        ),
+        optim::options::unknown_key_problem(key, valid),
     )
 }

@@ -588,20 +588,18 @@ impl Network {
         };
         let mut regs = Regularizers::default();
         for pair in settings {
-            let (k, v) = pair
-                .split_once('=')
-                .ok_or_else(|| config(format!("option `{pair}`"), "expected key=value"))?;
-            let (k, v) = (k.trim(), v.trim());
+            let (k, v) = optim::options::split_pair(pair)?;
             if Regularizers::KEYS.contains(&k) {
                 regs.set(k, v)?;
-            } else if RuleOptions::KEYS.contains(&k) || LoopOptions::KEYS.contains(&k) {
+            } else if RuleOptions::keys()
+                .chain(LoopOptions::keys())
+                .any(|key| key == k)
+            {
                 optim::options::configure(&mut rule, &mut lp, [*pair])?;
             } else {
-                let all: Vec<&str> = RuleOptions::KEYS
-                    .iter()
-                    .chain(LoopOptions::KEYS.iter())
-                    .chain(Regularizers::KEYS.iter())
-                    .copied()
+                let all: Vec<&str> = RuleOptions::keys()
+                    .chain(LoopOptions::keys())
+                    .chain(Regularizers::KEYS.iter().copied())
                     .collect();
                 return Err(crate::error::unknown_key(k, &all));
             }

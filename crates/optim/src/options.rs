@@ -149,63 +149,115 @@ impl RuleOptions {
         }
     }
 
-    /// The option keys every rule accepts.
-    pub const KEYS: [&'static str; 13] = [
-        "learning_rate",
-        "momentum",
-        "nesterov",
-        "max_gradient_elem",
-        "max_gradient_norm",
-        "rms_halflife",
-        "rms_regularizer",
-        "beta1_halflife",
-        "beta2_halflife",
-        "rprop_increase",
-        "rprop_decrease",
-        "rprop_min_step",
-        "rprop_max_step",
+    /// Every rule option: key, meaning, default and parser (the one list that parsing, the
+    /// "did you mean" message and the reference in `docs/options.md` all come from).
+    pub const TABLE: &'static [OptionSpec<RuleOptions>] = &[
+        OptionSpec {
+            key: "learning_rate",
+            get: |o| o.learning_rate.to_string(),
+            doc: "step size α (Rprop: its first step; not used by ADADELTA)",
+            default: "1e-4",
+            set: |o, v| set_f32(&mut o.learning_rate, v, nonneg),
+        },
+        OptionSpec {
+            key: "momentum",
+            get: |o| o.momentum.to_string(),
+            doc: "momentum μ, applied to every rule's step",
+            default: "0",
+            set: |o, v| set_f32(&mut o.momentum, v, unit_interval),
+        },
+        OptionSpec {
+            key: "nesterov",
+            get: |o| o.nesterov.to_string(),
+            doc: "Nesterov's form of momentum (nag: always true)",
+            default: "false",
+            set: |o, v| set_bool(&mut o.nesterov, v),
+        },
+        OptionSpec {
+            key: "max_gradient_elem",
+            get: |o| o.max_gradient_elem.to_string(),
+            doc: "clip each gradient element to [−c, c] (0: off)",
+            default: "0",
+            set: |o, v| set_f32(&mut o.max_gradient_elem, v, nonneg),
+        },
+        OptionSpec {
+            key: "max_gradient_norm",
+            get: |o| o.max_gradient_norm.to_string(),
+            doc: "rescale each parameter's gradient to at most this L2 norm (0: off)",
+            default: "0",
+            set: |o, v| set_f32(&mut o.max_gradient_norm, v, nonneg),
+        },
+        OptionSpec {
+            key: "rms_halflife",
+            get: |o| o.rms_halflife.to_string(),
+            doc: "half-life in steps of the running averages of rmsprop, adadelta and esgd",
+            default: "14",
+            set: |o, v| set_f32(&mut o.rms_halflife, v, positive),
+        },
+        OptionSpec {
+            key: "rms_regularizer",
+            get: |o| o.rms_regularizer.to_string(),
+            doc: "ε added to denominators",
+            default: "1e-8",
+            set: |o, v| set_f32(&mut o.rms_regularizer, v, positive),
+        },
+        OptionSpec {
+            key: "beta1_halflife",
+            get: |o| o.beta1_halflife.to_string(),
+            doc: "half-life of Adam's first-moment average (β1 ≈ 0.906)",
+            default: "7",
+            set: |o, v| set_f32(&mut o.beta1_halflife, v, positive),
+        },
+        OptionSpec {
+            key: "beta2_halflife",
+            get: |o| o.beta2_halflife.to_string(),
+            doc: "half-life of Adam's second-moment average (β2 ≈ 0.990)",
+            default: "69",
+            set: |o, v| set_f32(&mut o.beta2_halflife, v, positive),
+        },
+        OptionSpec {
+            key: "rprop_increase",
+            get: |o| o.rprop_increase.to_string(),
+            doc: "Rprop's step growth factor",
+            default: "1.01",
+            set: |o, v| set_f32(&mut o.rprop_increase, v, at_least_one),
+        },
+        OptionSpec {
+            key: "rprop_decrease",
+            get: |o| o.rprop_decrease.to_string(),
+            doc: "Rprop's step shrink factor",
+            default: "0.99",
+            set: |o, v| set_f32(&mut o.rprop_decrease, v, shrink_factor),
+        },
+        OptionSpec {
+            key: "rprop_min_step",
+            get: |o| o.rprop_min_step.to_string(),
+            doc: "Rprop's smallest step",
+            default: "0",
+            set: |o, v| set_f32(&mut o.rprop_min_step, v, nonneg),
+        },
+        OptionSpec {
+            key: "rprop_max_step",
+            get: |o| o.rprop_max_step.to_string(),
+            doc: "Rprop's largest step (≥ rprop_min_step)",
+            default: "100",
+            set: |o, v| set_f32(&mut o.rprop_max_step, v, nonneg),
+        },
     ];
 
-    /// Sets one option from text, e.g. `set("momentum", "0.9")`. On error nothing changes.
-    pub fn set(&mut self, key: &str, value: &str) -> Result<()> {
-        let mut next = self.clone();
-        next.assign(key, value)?;
-        *self = next;
-        Ok(())
+    /// The keys of [`RuleOptions::TABLE`], in order.
+    pub fn keys() -> impl Iterator<Item = &'static str> {
+        Self::TABLE.iter().map(|o| o.key)
     }
 
-    fn assign(&mut self, key: &str, value: &str) -> Result<()> {
-        let bad = |problem: String| Error::Config {
-            what: format!("option `{key}`"),
-            problem,
-        };
-        if key == "nesterov" {
-            self.nesterov = parse_bool(value).ok_or_else(|| bad(not_a_bool(value)))?;
-            if self.algorithm == Algorithm::Nag && !self.nesterov {
-                return Err(bad("NAG always uses Nesterov momentum".into()));
-            }
-            return Ok(());
-        }
-        let slot = match key {
-            "learning_rate" => &mut self.learning_rate,
-            "momentum" => &mut self.momentum,
-            "max_gradient_elem" => &mut self.max_gradient_elem,
-            "max_gradient_norm" => &mut self.max_gradient_norm,
-            "rms_halflife" => &mut self.rms_halflife,
-            "rms_regularizer" => &mut self.rms_regularizer,
-            "beta1_halflife" => &mut self.beta1_halflife,
-            "beta2_halflife" => &mut self.beta2_halflife,
-            "rprop_increase" => &mut self.rprop_increase,
-            "rprop_decrease" => &mut self.rprop_decrease,
-            "rprop_min_step" => &mut self.rprop_min_step,
-            "rprop_max_step" => &mut self.rprop_max_step,
-            _ => return Err(unknown_key(key, &Self::KEYS)),
-        };
-        *slot = value
-            .trim()
-            .parse::<f32>()
-            .map_err(|_| bad(format!("`{value}` is not a number")))?;
-        self.validate()
+    /// Sets one option from text, e.g. `set("momentum", "0.9")`, checking the value and the
+    /// options as a whole (e.g. `rprop_max_step ≥ rprop_min_step`). On error nothing changes.
+    pub fn set(&mut self, key: &str, value: &str) -> Result<()> {
+        let mut next = self.clone();
+        set_from_table(Self::TABLE, &mut next, key, value)?;
+        next.validate()?;
+        *self = next;
+        Ok(())
     }
 
     /// Sets several options from `key=value` pairs.
@@ -217,92 +269,24 @@ impl RuleOptions {
         Ok(())
     }
 
-    /// Checks every value is in its valid range.
+    /// Checks every value is in its valid range, and the options together.
     pub fn validate(&self) -> Result<()> {
-        let check = |ok: bool, key: &str, v: f32, need: &str| {
-            if ok {
-                Ok(())
-            } else {
-                Err(Error::Config {
-                    what: format!("option `{key}`"),
-                    problem: format!("{v} is invalid: it must be {need}"),
-                })
-            }
-        };
-        let finite_pos = |v: f32| v.is_finite() && v > 0.0;
-        let finite_nonneg = |v: f32| v.is_finite() && v >= 0.0;
-        check(
-            finite_nonneg(self.learning_rate),
-            "learning_rate",
-            self.learning_rate,
-            "a finite number ≥ 0",
-        )?;
-        check(
-            (0.0..1.0).contains(&self.momentum),
-            "momentum",
-            self.momentum,
-            "in [0, 1)",
-        )?;
-        check(
-            finite_nonneg(self.max_gradient_elem),
-            "max_gradient_elem",
-            self.max_gradient_elem,
-            "≥ 0",
-        )?;
-        check(
-            finite_nonneg(self.max_gradient_norm),
-            "max_gradient_norm",
-            self.max_gradient_norm,
-            "≥ 0",
-        )?;
-        check(
-            finite_pos(self.rms_halflife),
-            "rms_halflife",
-            self.rms_halflife,
-            "> 0",
-        )?;
-        check(
-            finite_pos(self.rms_regularizer),
-            "rms_regularizer",
-            self.rms_regularizer,
-            "> 0",
-        )?;
-        check(
-            finite_pos(self.beta1_halflife),
-            "beta1_halflife",
-            self.beta1_halflife,
-            "> 0",
-        )?;
-        check(
-            finite_pos(self.beta2_halflife),
-            "beta2_halflife",
-            self.beta2_halflife,
-            "> 0",
-        )?;
-        check(
-            self.rprop_increase >= 1.0 && self.rprop_increase.is_finite(),
-            "rprop_increase",
-            self.rprop_increase,
-            "≥ 1",
-        )?;
-        check(
-            self.rprop_decrease > 0.0 && self.rprop_decrease <= 1.0,
-            "rprop_decrease",
-            self.rprop_decrease,
-            "in (0, 1]",
-        )?;
-        check(
-            finite_nonneg(self.rprop_min_step),
-            "rprop_min_step",
-            self.rprop_min_step,
-            "≥ 0",
-        )?;
-        check(
-            self.rprop_max_step >= self.rprop_min_step,
-            "rprop_max_step",
-            self.rprop_max_step,
-            "≥ rprop_min_step",
-        )?;
+        if self.algorithm == Algorithm::Nag && !self.nesterov {
+            return Err(Error::Config {
+                what: "option `nesterov`".into(),
+                problem: "NAG always uses Nesterov momentum".into(),
+            });
+        }
+        check_with_table(Self::TABLE, self)?;
+        if self.rprop_max_step < self.rprop_min_step {
+            return Err(Error::Config {
+                what: "option `rprop_max_step`".into(),
+                problem: format!(
+                    "{} is invalid: it must be ≥ rprop_min_step ({})",
+                    self.rprop_max_step, self.rprop_min_step
+                ),
+            });
+        }
         Ok(())
     }
 }
@@ -324,13 +308,8 @@ pub fn parse_bool(value: &str) -> Option<bool> {
     }
 }
 
-/// The complaint about a value that [`parse_bool`] refused.
-pub(crate) fn not_a_bool(value: &str) -> String {
-    format!("`{value}` is not a boolean (true/false, 1/0, yes/no, on/off)")
-}
-
-/// Splits `key=value`.
-pub(crate) fn split_pair(pair: &str) -> Result<(&str, &str)> {
+/// Splits `key=value` (both sides trimmed).
+pub fn split_pair(pair: &str) -> Result<(&str, &str)> {
     pair.split_once('=')
         .map(|(k, v)| (k.trim(), v.trim()))
         .ok_or_else(|| Error::Config {
@@ -350,14 +329,19 @@ pub fn closest<'a>(key: &str, valid: &[&'a str]) -> &'a str {
 
 /// The error for an unknown key, suggesting the closest valid one.
 pub(crate) fn unknown_key(key: &str, valid: &[&str]) -> Error {
-    let closest = closest(key, valid);
     Error::Config {
         what: format!("option `{key}`"),
-        problem: format!(
-            "unknown option; did you mean `{closest}`? Valid options: {}",
-            valid.join(", ")
-        ),
+        problem: unknown_key_problem(key, valid),
     }
+}
+
+/// What is wrong with an unknown key, in words: the closest valid key and the valid ones.
+pub fn unknown_key_problem(key: &str, valid: &[&str]) -> String {
+    format!(
+        "unknown option; did you mean `{}`? Valid options: {}",
+        closest(key, valid),
+        valid.join(", ")
+    )
 }
 
 /// Levenshtein distance, for suggestions.
@@ -409,70 +393,204 @@ impl Default for LoopOptions {
 }
 
 impl LoopOptions {
-    /// The option keys.
-    pub const KEYS: [&'static str; 6] = [
-        "validate_every",
-        "patience",
-        "min_improvement",
-        "max_updates",
-        "monitor_gradients",
-        "seed",
+    /// Every loop option: key, meaning, default and parser.
+    pub const TABLE: &'static [OptionSpec<LoopOptions>] = &[
+        OptionSpec {
+            key: "validate_every",
+            get: |o| o.validate_every.to_string(),
+            doc: "validate every this many iterations (and before the first)",
+            default: "10",
+            set: |o, v| set_usize(&mut o.validate_every, v, 1),
+        },
+        OptionSpec {
+            key: "patience",
+            get: |o| o.patience.to_string(),
+            doc: "stop after this many validations without improvement",
+            default: "5",
+            set: |o, v| set_usize(&mut o.patience, v, 0),
+        },
+        OptionSpec {
+            key: "min_improvement",
+            get: |o| o.min_improvement.to_string(),
+            doc: "relative improvement of the validation loss that counts as one",
+            default: "0",
+            set: |o, v| set_f32(&mut o.min_improvement, v, nonneg),
+        },
+        OptionSpec {
+            key: "max_updates",
+            get: |o| o.max_updates.map_or("none".into(), |m| m.to_string()),
+            doc: "stop after this many iterations; `none` for no limit (0 is refused: downhill read it as no limit)",
+            default: "none",
+            set: |o, v| {
+                o.max_updates = match v.to_ascii_lowercase().as_str() {
+                    "none" | "unlimited" => None,
+                    "0" => {
+                        return Err("is ambiguous (downhill read 0 as no limit): write \
+                                    max_updates=none for no limit, or a number ≥ 1"
+                            .into())
+                    }
+                    _ => Some(
+                        v.parse()
+                            .map_err(|_| "is not a whole number ≥ 1 or `none` (no limit)")?,
+                    ),
+                };
+                Ok(())
+            },
+        },
+        OptionSpec {
+            key: "monitor_gradients",
+            get: |o| o.monitor_gradients.to_string(),
+            doc: "add `grad(name)` monitors: each parameter's squared gradient norm",
+            default: "false",
+            set: |o, v| set_bool(&mut o.monitor_gradients, v),
+        },
+        OptionSpec {
+            key: "seed",
+            get: |o| o.seed.to_string(),
+            doc: "seed of the loop's own random stream (ESGD's probe vectors, stream `optim.esgd`)",
+            default: "0",
+            set: |o, v| set_u64(&mut o.seed, v),
+        },
     ];
+
+    /// The keys of [`LoopOptions::TABLE`], in order.
+    pub fn keys() -> impl Iterator<Item = &'static str> {
+        Self::TABLE.iter().map(|o| o.key)
+    }
 
     /// Sets one option from text. On error nothing changes.
     pub fn set(&mut self, key: &str, value: &str) -> Result<()> {
         let mut next = self.clone();
-        next.assign(key, value)?;
+        set_from_table(Self::TABLE, &mut next, key, value)?;
         *self = next;
         Ok(())
     }
 
-    fn assign(&mut self, key: &str, value: &str) -> Result<()> {
-        let bad = |problem: &str| Error::Config {
-            what: format!("option `{key}`"),
-            problem: format!("`{value}` {problem}"),
-        };
-        let v = value.trim();
-        match key {
-            "validate_every" => {
-                self.validate_every = v.parse().map_err(|_| bad("is not a whole number"))?;
-                if self.validate_every == 0 {
-                    return Err(bad("must be at least 1"));
-                }
-            }
-            "patience" => self.patience = v.parse().map_err(|_| bad("is not a whole number"))?,
-            "min_improvement" => {
-                self.min_improvement = v.parse().map_err(|_| bad("is not a number"))?;
-                if !(self.min_improvement.is_finite() && self.min_improvement >= 0.0) {
-                    return Err(bad("must be ≥ 0"));
-                }
-            }
-            "max_updates" => {
-                self.max_updates = match v.to_ascii_lowercase().as_str() {
-                    "none" | "unlimited" => None,
-                    "0" => {
-                        return Err(bad(
-                            "is ambiguous (downhill read 0 as no limit): write max_updates=none \
-                             for no limit, or a number ≥ 1",
-                        ))
-                    }
-                    _ => Some(
-                        v.parse()
-                            .map_err(|_| bad("is not a whole number ≥ 1 or `none` (no limit)"))?,
-                    ),
-                }
-            }
-            "monitor_gradients" => {
-                self.monitor_gradients = parse_bool(v).ok_or_else(|| Error::Config {
-                    what: format!("option `{key}`"),
-                    problem: not_a_bool(value),
-                })?
-            }
-            "seed" => self.seed = v.parse().map_err(|_| bad("is not a whole number"))?,
-            _ => return Err(unknown_key(key, &Self::KEYS)),
-        }
-        Ok(())
+    /// Checks every value is in its valid range (the same rules as for text).
+    pub fn validate(&self) -> Result<()> {
+        check_with_table(Self::TABLE, self)
     }
+}
+
+/// One option of a table: its key, what it means, its default as text, and how to set it from
+/// text (the parser checks the value's range and says what is wrong in words).
+pub struct OptionSpec<T: 'static> {
+    /// The key in `key=value`.
+    pub key: &'static str,
+    /// What the option means, for the reference.
+    pub doc: &'static str,
+    /// The default, as text.
+    pub default: &'static str,
+    /// The current value, as text that `set` accepts.
+    pub get: fn(&T) -> String,
+    /// Parses and checks a value into the options; the error completes "`value` …".
+    pub set: fn(&mut T, &str) -> std::result::Result<(), String>,
+}
+
+/// Checks every option's current value with the table's own parser and range check, so typed
+/// fields and text go through the same rules.
+fn check_with_table<T: Clone>(table: &[OptionSpec<T>], options: &T) -> Result<()> {
+    let mut scratch = options.clone();
+    for spec in table {
+        let text = (spec.get)(options);
+        (spec.set)(&mut scratch, &text).map_err(|problem| Error::Config {
+            what: format!("option `{}`", spec.key),
+            problem: format!("{text} {problem}"),
+        })?;
+    }
+    Ok(())
+}
+
+/// Looks `key` up in `table` and sets it on `target` from `value` (trimmed).
+fn set_from_table<T>(
+    table: &[OptionSpec<T>],
+    target: &mut T,
+    key: &str,
+    value: &str,
+) -> Result<()> {
+    let keys: Vec<&str> = table.iter().map(|o| o.key).collect();
+    let spec = table
+        .iter()
+        .find(|o| o.key == key)
+        .ok_or_else(|| unknown_key(key, &keys))?;
+    (spec.set)(target, value.trim()).map_err(|problem| Error::Config {
+        what: format!("option `{key}`"),
+        problem: format!("`{value}` {problem}"),
+    })
+}
+
+fn set_f32(
+    slot: &mut f32,
+    v: &str,
+    check: fn(f32) -> std::result::Result<(), &'static str>,
+) -> std::result::Result<(), String> {
+    let x: f32 = v.parse().map_err(|_| "is not a number")?;
+    check(x).map_err(|need| format!("is invalid: it must be {need}"))?;
+    *slot = x;
+    Ok(())
+}
+
+fn set_usize(slot: &mut usize, v: &str, min: usize) -> std::result::Result<(), String> {
+    let x: usize = v.parse().map_err(|_| "is not a whole number")?;
+    if x < min {
+        return Err(format!("is invalid: it must be at least {min}"));
+    }
+    *slot = x;
+    Ok(())
+}
+
+fn set_u64(slot: &mut u64, v: &str) -> std::result::Result<(), String> {
+    *slot = v.parse().map_err(|_| "is not a whole number")?;
+    Ok(())
+}
+
+fn set_bool(slot: &mut bool, v: &str) -> std::result::Result<(), String> {
+    *slot = parse_bool(v).ok_or("is not a boolean (true/false, 1/0, yes/no, on/off)")?;
+    Ok(())
+}
+
+fn nonneg(x: f32) -> std::result::Result<(), &'static str> {
+    (x.is_finite() && x >= 0.0)
+        .then_some(())
+        .ok_or("a finite number ≥ 0")
+}
+fn positive(x: f32) -> std::result::Result<(), &'static str> {
+    (x.is_finite() && x > 0.0)
+        .then_some(())
+        .ok_or("a finite number > 0")
+}
+fn unit_interval(x: f32) -> std::result::Result<(), &'static str> {
+    (0.0..1.0).contains(&x).then_some(()).ok_or("in [0, 1)")
+}
+fn at_least_one(x: f32) -> std::result::Result<(), &'static str> {
+    (x.is_finite() && x >= 1.0)
+        .then_some(())
+        .ok_or("a finite number ≥ 1")
+}
+fn shrink_factor(x: f32) -> std::result::Result<(), &'static str> {
+    (x > 0.0 && x <= 1.0).then_some(()).ok_or("in (0, 1]")
+}
+
+/// The options reference (a Markdown table per group), generated from the tables; it is what
+/// `docs/options.md` holds, and a test keeps the two equal.
+pub fn reference() -> String {
+    fn table<T>(out: &mut String, title: &str, specs: &[OptionSpec<T>]) {
+        out.push_str(&format!(
+            "## {title}\n\n| key | default | meaning |\n|---|---|---|\n"
+        ));
+        for s in specs {
+            out.push_str(&format!("| `{}` | {} | {} |\n", s.key, s.default, s.doc));
+        }
+        out.push('\n');
+    }
+    let mut out = String::from(
+        "# Training options\n\nGenerated from the option tables in `crates/optim/src/options.rs` \
+         (`optim::options::reference()`); a test keeps this file equal to it. Every option is \
+         given as `key=value`; booleans read true/false, 1/0, yes/no or on/off in any case.\n\n",
+    );
+    table(&mut out, "Update rules (`RuleOptions`)", RuleOptions::TABLE);
+    table(&mut out, "The loop (`LoopOptions`)", LoopOptions::TABLE);
+    out
 }
 
 /// Applies `key=value` pairs to rule and loop options together (one namespace, as in downhill),
@@ -495,16 +613,12 @@ pub fn configure<'a>(
 ) -> Result<()> {
     for pair in pairs {
         let (k, v) = split_pair(pair)?;
-        if RuleOptions::KEYS.contains(&k) {
+        if RuleOptions::keys().any(|key| key == k) {
             rule.set(k, v)?;
-        } else if LoopOptions::KEYS.contains(&k) {
+        } else if LoopOptions::keys().any(|key| key == k) {
             lp.set(k, v)?;
         } else {
-            let all: Vec<&str> = RuleOptions::KEYS
-                .iter()
-                .chain(LoopOptions::KEYS.iter())
-                .copied()
-                .collect();
+            let all: Vec<&str> = RuleOptions::keys().chain(LoopOptions::keys()).collect();
             return Err(unknown_key(k, &all));
         }
     }

@@ -133,12 +133,7 @@ impl Trainer {
                 problem: "no parameters to train".into(),
             });
         }
-        if options.validate_every == 0 {
-            return Err(Error::Config {
-                what: "option `validate_every`".into(),
-                problem: "must be at least 1".into(),
-            });
-        }
+        options.validate()?;
         let exprs: Vec<Expr> = params.iter().map(Param::expr).collect();
         let grads = grad(loss, &exprs)?;
         let mut outputs = vec![loss.clone()];

@@ -542,3 +542,113 @@ fn booleans_and_limits_parse_one_way() {
     assert!(lp.set("validate_every", "0").is_err());
     assert_eq!(lp.validate_every, 10);
 }
+
+#[test]
+fn every_option_refuses_a_bad_value_and_changes_nothing() {
+    for alg in Algorithm::ALL {
+        let mut rule = RuleOptions::new(alg);
+        rule.set("learning_rate", "0.25").unwrap();
+        let before = rule.clone();
+        for spec in RuleOptions::TABLE {
+            for bad in ["garbage", "-1", "NaN", "inf", ""] {
+                // Some keys take some of these (e.g. -1 is no boolean, but inf is no rate).
+                let mut probe = rule.clone();
+                if probe.set(spec.key, bad).is_ok() {
+                    continue;
+                }
+                let e = rule.set(spec.key, bad).unwrap_err().to_string();
+                assert!(e.contains(spec.key), "{}={bad}: {e}", spec.key);
+                assert_eq!(rule, before, "{}={bad} changed the options", spec.key);
+            }
+            // What `get` prints, `set` reads back unchanged.
+            let text = (spec.get)(&rule);
+            rule.set(spec.key, &text).unwrap();
+            assert_eq!(
+                rule, before,
+                "{} does not round-trip through `{text}`",
+                spec.key
+            );
+        }
+        // The garbage value is refused by every key.
+        for spec in RuleOptions::TABLE {
+            assert!(
+                rule.clone().set(spec.key, "garbage").is_err(),
+                "{}",
+                spec.key
+            );
+        }
+    }
+    let mut lp = LoopOptions {
+        patience: 3,
+        ..Default::default()
+    };
+    let before = lp.clone();
+    for spec in LoopOptions::TABLE {
+        for bad in ["garbage", "-1", "1.5x"] {
+            assert!(lp.set(spec.key, bad).is_err(), "{}={bad}", spec.key);
+            assert_eq!(lp, before, "{}={bad} changed the options", spec.key);
+        }
+        let text = (spec.get)(&lp);
+        lp.set(spec.key, &text).unwrap();
+        assert_eq!(
+            lp, before,
+            "{} does not round-trip through `{text}`",
+            spec.key
+        );
+    }
+}
+
+#[test]
+fn typed_options_are_checked_by_the_same_rules() {
+    let mut rule = RuleOptions::new(Algorithm::Rprop);
+    rule.momentum = 1.0;
+    assert!(rule
+        .validate()
+        .unwrap_err()
+        .to_string()
+        .contains("in [0, 1)"));
+    rule.momentum = 0.5;
+    rule.rprop_min_step = 2.0;
+    rule.rprop_max_step = 1.0;
+    assert!(rule
+        .validate()
+        .unwrap_err()
+        .to_string()
+        .contains("rprop_min_step"));
+    let lp = LoopOptions {
+        validate_every: 0,
+        ..Default::default()
+    };
+    let w = Param::new("w", Tensor::vector(&[0.0]));
+    let e = Trainer::new(
+        &w.expr().sum(),
+        &[w],
+        &[Expr::input("d", 1)],
+        &[],
+        RuleOptions::new(Algorithm::Sgd),
+        lp,
+    )
+    .err()
+    .unwrap()
+    .to_string();
+    assert!(
+        e.contains("validate_every") && e.contains("at least 1"),
+        "{e}"
+    );
+}
+
+#[test]
+fn the_tables_state_the_true_defaults() {
+    let defaults = RuleOptions::new(Algorithm::Sgd);
+    for spec in RuleOptions::TABLE {
+        let mut o = defaults.clone();
+        o.set(spec.key, spec.default).unwrap();
+        assert_eq!(o, defaults, "{} default `{}`", spec.key, spec.default);
+    }
+    let defaults = LoopOptions::default();
+    for spec in LoopOptions::TABLE {
+        let mut o = defaults.clone();
+        o.set(spec.key, spec.default).unwrap();
+        assert_eq!(o, defaults, "{} default `{}`", spec.key, spec.default);
+    }
+}

@@ -143,5 +143,7 @@ fn compiler_stages_do_not_reach_up_to_the_public_function() {
 fn the_checker_sees_a_cycle_when_there_is_one() {
     let mut graph = module_graph();
     graph.get_mut("ir").unwrap().insert("function".into());
-    assert!(cycles(&graph).iter().any(|c| c.contains("ir") && c.contains("function")));
+    assert!(cycles(&graph)
+        .iter()
+        .any(|c| c.contains("ir") && c.contains("function")));
 }
