@@ -7,6 +7,20 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 
+/// Every `.rs` file below `dir`, concatenated.
+fn read_tree(dir: &Path) -> String {
+    let mut text = String::new();
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let path = entry.unwrap().path();
+        if path.is_dir() {
+            text += &read_tree(&path);
+        } else if path.extension().is_some_and(|e| e == "rs") {
+            text += &std::fs::read_to_string(&path).unwrap();
+        }
+    }
+    text
+}
+
 /// Module name → the crate modules its source mentions (`kernels/*` count as `kernels`).
 fn module_graph() -> BTreeMap<String, BTreeSet<String>> {
     let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
@@ -18,11 +32,7 @@ fn module_graph() -> BTreeMap<String, BTreeSet<String>> {
             files.push((name, std::fs::read_to_string(&path).unwrap()));
         }
     }
-    let mut kernels = String::new();
-    for entry in std::fs::read_dir(src.join("kernels")).unwrap() {
-        kernels += &std::fs::read_to_string(entry.unwrap().path()).unwrap();
-    }
-    files.push(("kernels".into(), kernels));
+    files.push(("kernels".into(), read_tree(&src.join("kernels"))));
     let names: BTreeSet<String> = files.iter().map(|(n, _)| n.clone()).collect();
     let mut graph = BTreeMap::new();
     for (name, text) in &files {
