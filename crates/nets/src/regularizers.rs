@@ -4,7 +4,7 @@
 //! by a glob pattern). Rewrites are applied only when a graph is built for training, unless a
 //! prediction explicitly asks for them.
 
-use crate::error::{config, Result};
+use crate::error::{config, Error, Result};
 use tape::Expr;
 
 /// The regularizers of one training run (all off by default).
@@ -26,7 +26,13 @@ pub struct Regularizers {
     pub weight_l1: f32,
     /// `λ · mean over hidden outputs of mean(|h|)`.
     pub hidden_l1: f32,
-    /// `λ · mean over hidden outputs of the squared Frobenius norm of ∂h/∂x per sample`.
+    /// `λ · mean over hidden outputs of the mean over samples of ‖∂h/∂x‖²_F`, the true
+    /// Jacobian of each hidden output with respect to the network input `x` (for deeper layers,
+    /// through every layer in between). theanets 0.7.3 instead penalises the squared gradient of
+    /// the batch-mean activation, `mean((∂ mean(h)/∂x)²)`, which is not a Jacobian norm.
+    /// A layer reading the input directly through an elementwise activation (dense or tied)
+    /// uses a closed form costing two backward passes; other layers one backward pass per unit.
+    /// Noise and dropout, when set, are part of the differentiated graph.
     pub contractive: f32,
     /// Standard deviation of Gaussian noise added to the input.
     pub input_noise: f32,
@@ -154,12 +160,31 @@ impl Regularizers {
         out
     }
 
+    /// Checks that every `noise` and `dropout` pattern matches at least one of `outputs`, the
+    /// layers' default outputs (the only ones corrupted): a pattern that matches nothing would
+    /// silently do nothing, as a mistyped monitor pattern would.
+    pub(crate) fn check_patterns(&self, outputs: &[String]) -> Result<()> {
+        let globs = self.noise.iter().map(|(p, _)| ("noise", p));
+        for (key, pattern) in globs.chain(self.dropout.iter().map(|(p, _)| ("dropout", p))) {
+            if !outputs.iter().any(|name| glob(pattern, name)) {
+                return Err(Error::NotFound {
+                    what: format!(
+                        "layer output matching {key} pattern `{pattern}` (patterns match \
+                         layers' default outputs)"
+                    ),
+                    available: outputs.join(", "),
+                });
+            }
+        }
+        Ok(())
+    }
+
     /// The penalty terms (already weighted), given the weight matrices, the hidden outputs and the
     /// input expression.
     pub(crate) fn penalty(
         &self,
         weights: &[Expr],
-        hidden: &[Expr],
+        hidden: &[Hidden],
         input: &Expr,
     ) -> Result<Option<Expr>> {
         let mut terms: Vec<Expr> = Vec::new();
@@ -178,14 +203,17 @@ impl Regularizers {
             }
         }
         if self.hidden_l1 > 0.0 {
-            if let Some(t) = mean_of(hidden.iter().map(|h| h.abs().mean()).collect()) {
+            if let Some(t) = mean_of(hidden.iter().map(|h| h.out.abs().mean()).collect()) {
                 terms.push(t * self.hidden_l1);
             }
         }
         if self.contractive > 0.0 {
             let mut norms = Vec::new();
             for h in hidden {
-                norms.push(jacobian_norm(h, input)?);
+                norms.push(match &h.closed_form {
+                    Some(c) => jacobian_norm_closed(&h.out, c, input)?,
+                    None => jacobian_norm(&h.out, input)?,
+                });
             }
             if let Some(t) = mean_of(norms) {
                 terms.push(t * self.contractive);
@@ -193,6 +221,44 @@ impl Regularizers {
         }
         Ok(terms.into_iter().reduce(|a, b| a + b))
     }
+}
+
+/// A hidden layer's default output, as the penalties see it (after its dropout and noise).
+pub(crate) struct Hidden {
+    /// The output.
+    pub(crate) out: Expr,
+    /// What the contractive penalty's closed form needs, when it applies.
+    pub(crate) closed_form: Option<Elementwise>,
+}
+
+/// A hidden output `h = f(pre)` with `pre = u·W + b`, `f` acting on each unit alone (dropout and
+/// noise on `h` included) and `u` the input layer's output, itself `x` or an elementwise
+/// corruption of it (dropout, noise).
+pub(crate) struct Elementwise {
+    /// `pre`, the expression `f` is applied to.
+    pub(crate) pre: Expr,
+    /// `W`, input width × units.
+    pub(crate) weights: Expr,
+    /// `u`, the layer's input.
+    pub(crate) input: Expr,
+}
+
+/// The mean over samples of ‖∂h/∂x‖²_F in closed form. The Jacobian of one sample is
+/// `diag(f′(pre))·Wᵀ·diag(u′(x))`, so its squared Frobenius norm is
+/// `Σ_j f′_j² Σ_i W_ij² u′_i²`. Both diagonals come from one backward pass each: since `h` is
+/// elementwise in `pre`, the gradient of `Σ h` with respect to `pre` is exactly `f′(pre)`, and
+/// likewise for `u` and `x`. Two backward passes, whatever the width.
+fn jacobian_norm_closed(h: &Expr, c: &Elementwise, x: &Expr) -> Result<Expr> {
+    let dh = tape::grad(&h.sum(), std::slice::from_ref(&c.pre))?.remove(0);
+    let w2 = c.weights.square();
+    let per_unit = if c.input.id() == x.id() {
+        // An uncorrupted input: u′ = 1, so each unit's factor is its column norm ‖W[:, j]‖².
+        dh.square() * w2.sum_axis(0, false)
+    } else {
+        let du = tape::grad(&c.input.sum(), std::slice::from_ref(x))?.remove(0);
+        dh.square() * du.square().matmul(&w2)
+    };
+    Ok(per_unit.sum_axis(-1, false).mean())
 }
 
 /// The mean over samples of ‖∂h/∂x‖²_F, exactly: for each unit j, the gradient of the batch sum
