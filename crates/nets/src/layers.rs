@@ -25,7 +25,8 @@ pub trait Layer: Send + Sync {
     /// Its parameters, including those of a parametric activation.
     fn params(&self) -> Vec<Param>;
     /// Its outputs given its inputs' expressions: `(local name, expression)` pairs, default
-    /// output (`out`) first.
+    /// output (`out`) first, each name once. The network checks this after every call and
+    /// reports a breach as an error naming the layer.
     fn connect(&self, inputs: &[Expr]) -> Result<Vec<(String, Expr)>>;
     /// A one-line description for model summaries.
     fn describe(&self) -> String {

@@ -223,6 +223,10 @@ impl Network {
     }
 
     /// Builds the graph with the given regularizers (noise and dropout included only if set).
+    ///
+    /// Errors include a layer whose `connect` breaks the [`Layer`] contract (no outputs, or a
+    /// first output not named `out`), and a `noise` or `dropout` pattern that matches no layer's
+    /// default output (the message lists them).
     pub fn build(&self, regs: &Regularizers) -> Result<Graph> {
         let input = &self.layers[0];
         let x = Expr::input_with_dims(input.name(), &[None, Some(input.size())]);
@@ -239,16 +243,11 @@ impl Network {
                 .find(|(n, _)| n == name)
                 .map(|(_, e)| e.clone())
         };
-        // `connect` checked every layer returned its `out` first.
-        let out = outputs
-            .iter()
-            .rev()
-            .find(|(n, _)| *n == defaults[defaults.len() - 1])
-            .map(|(_, e)| e.clone())
-            .ok_or_else(|| Error::NotFound {
-                what: format!("output `{}`", defaults[defaults.len() - 1]),
-                available: defaults.join(", "),
-            })?;
+        // `connect` checked that every layer returned its `out`, so this finds it.
+        let out = find(&defaults[defaults.len() - 1]).ok_or_else(|| Error::NotFound {
+            what: format!("output `{}`", defaults[defaults.len() - 1]),
+            available: defaults.join(", "),
+        })?;
         let k = self.output_size();
         let target = match self.kind {
             Kind::Classifier => Some(Expr::labels("labels")),
@@ -614,6 +613,9 @@ impl Network {
     /// codes (and `x`) with different row counts, a later layer reading a non-default output
     /// (such as `pre`) of a replaced layer, or a needed input without `x`.
     pub fn decode_codes(&self, codes: &[(&str, &Tensor)], x: Option<&Tensor>) -> Result<Tensor> {
+        if codes.is_empty() {
+            return Err(config("decoding", "needs at least one (layer, code) pair"));
+        }
         let mut fed: Vec<&dyn Layer> = Vec::with_capacity(codes.len());
         for (layer, z) in codes {
             let l = self.layer(layer)?;
@@ -638,9 +640,6 @@ impl Network {
         }
         let fed: Vec<String> = fed.iter().map(|l| l.name().to_string()).collect();
         let what = || format!("decoding from `{}`", fed.join("`, `"));
-        if fed.is_empty() {
-            return Err(config(what(), "needs at least one code"));
-        }
         let reads = self.decoder_reads_input(&fed)?;
         let mut args: Vec<tape::TensorView<'_>> = codes.iter().map(|(_, z)| z.view()).collect();
         if !reads.is_empty() {

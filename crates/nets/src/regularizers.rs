@@ -42,9 +42,11 @@ pub struct Regularizers {
     pub input_dropout: f32,
     /// Fraction of each hidden layer's output values dropped.
     pub hidden_dropout: f32,
-    /// Gaussian noise by glob over output names, e.g. `("hid*:out", 0.1)`.
+    /// Gaussian noise by glob over layers' default output names, e.g. `("hid*:out", 0.1)`.
+    /// A pattern that matches none of them makes building the graph an error.
     pub noise: Vec<(String, f32)>,
-    /// Dropout by glob over output names.
+    /// Dropout by glob over layers' default output names (unmatched patterns are errors, as
+    /// for `noise`).
     pub dropout: Vec<(String, f32)>,
 }
 
@@ -323,7 +325,57 @@ pub fn glob(pattern: &str, name: &str) -> bool {
 
 #[cfg(test)]
 mod tests {
-    use super::glob;
+    use super::{glob, jacobian_norm, jacobian_norm_closed, Elementwise};
+    use crate::activations::Activation;
+    use tape::{Expr, Function, Param, Rng, Tensor};
+
+    fn normal(shape: &[usize], seed: u64) -> Tensor {
+        let mut t = Tensor::zeros(shape);
+        Rng::new(seed).fill_normal(t.data_mut(), 0.0, 1.0);
+        t
+    }
+
+    /// Both computations in one function, so dropout masks and noise are shared: with the input
+    /// and the hidden output corrupted, the closed form (input factor from its own backward pass)
+    /// must still equal the per-unit general path.
+    #[test]
+    fn closed_form_equals_general_path_through_dropout_and_noise() {
+        let x = Expr::input_with_dims("x", &[None, Some(5)]);
+        let w = Param::new("w", normal(&[5, 4], 1));
+        let b = Param::new("b", normal(&[4], 2));
+        for (activation, corrupt_input) in [
+            ("tanh", true),
+            ("relu", true),
+            ("softplus", false),
+            ("maxout:2", true),
+        ] {
+            let act = Activation::build(activation, "h", 4).unwrap();
+            let u = if corrupt_input {
+                x.dropout(0.3, 3).add_noise(0.1, 4)
+            } else {
+                x.clone()
+            };
+            let pre = u.matmul(&w.expr()) + b.expr();
+            let h = act.apply(&pre).dropout(0.25, 5).add_noise(0.2, 6);
+            let c = Elementwise {
+                pre,
+                weights: w.expr(),
+                input: u,
+            };
+            let closed = jacobian_norm_closed(&h, &c, &x).unwrap();
+            let general = jacobian_norm(&h, &x).unwrap();
+            let mut f = Function::compile(std::slice::from_ref(&x), &[closed, general]).unwrap();
+            for seed in 10..13 {
+                let out = f.call(&[&normal(&[7, 5], seed)]).unwrap();
+                let (a, g) = (out[0].data()[0], out[1].data()[0]);
+                assert!(g > 1e-2, "{activation}: general {g}");
+                assert!(
+                    (a - g).abs() < 1e-5 * g.max(1.0),
+                    "{activation}: closed {a} vs general {g}"
+                );
+            }
+        }
+    }
 
     #[test]
     fn glob_matches_like_a_shell() {

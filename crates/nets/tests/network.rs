@@ -294,6 +294,54 @@ fn contractive_closed_form_gradients_check() {
     }
 }
 
+#[test]
+fn contractive_closed_form_of_a_tied_layer_reading_the_input() {
+    // in 4 → hid1 (dense 4, relu) and hid2 (tied to hid1, relu, also reading `in`) → out 3.
+    let net = Regressor::build(
+        vec![
+            LayerSpec::input(4),
+            LayerSpec::dense(4),
+            LayerSpec::tied()
+                .partner("hid1")
+                .inputs(&["in"])
+                .bias(0.1, 0.5),
+            LayerSpec::dense(3).inputs(&["hid2", "hid1"]),
+        ],
+        ModelOptions::default(),
+    )
+    .unwrap();
+    let x = normal(&[7, 4], 21);
+    let none = Regularizers::default();
+    let w = net.find("hid1", "w").unwrap().value();
+    let at = |t: &Tensor, r: usize, c: usize| f64::from(t.data()[r * t.shape()[1] + c]);
+    // hid1 = relu(x·W + b): unit j's input weights are column j of W; hid2 = relu(x·Wᵀ + b₂):
+    // row j of W.
+    let by_hand = |layer: &str, weight: &dyn Fn(usize, usize) -> f64| {
+        let pre = net.output(&x, &format!("{layer}:pre"), &none).unwrap();
+        let mut total = 0.0;
+        for r in 0..7 {
+            for j in 0..4 {
+                if at(&pre, r, j) > 0.0 {
+                    total += (0..4).map(|i| weight(i, j).powi(2)).sum::<f64>();
+                }
+            }
+        }
+        total / 7.0
+    };
+    let expected =
+        (by_hand("hid1", &|i, j| at(&w, i, j)) + by_hand("hid2", &|i, j| at(&w, j, i))) / 2.0;
+    let mut r = Regularizers::default();
+    r.set("contractive", "1").unwrap();
+    let g = net.build(&r).unwrap();
+    let mut f = Function::compile(&g.inputs, &[g.loss - g.monitors[0].1.clone()]).unwrap();
+    let got = f64::from(f.call(&[&x, &Tensor::zeros(&[7, 3])]).unwrap()[0].data()[0]);
+    assert!(expected > 1e-2, "{expected}");
+    assert!(
+        (got - expected).abs() < 1e-5 * expected.max(1.0),
+        "{got} vs {expected} by hand"
+    );
+}
+
 /// in 4 → hid1 5 → hid2 3 → out 2, the output reading both hid2 and hid1 (theanets'
 /// "decode from multiple layers" net).
 fn skip_net() -> Regressor {
