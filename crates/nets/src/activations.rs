@@ -156,6 +156,18 @@ impl Activation {
         &self.params
     }
 
+    /// Whether every output unit depends only on the same unit of the input (true for every
+    /// stage but softmax and `norm:*`, which mix a row; maxout's pieces are per unit). The
+    /// contractive penalty relies on it for its closed form.
+    pub fn is_elementwise(&self) -> bool {
+        self.stages.iter().all(|s| {
+            !matches!(
+                s,
+                Stage::Softmax | Stage::NormMean | Stage::NormMax | Stage::NormStd | Stage::NormZ
+            )
+        })
+    }
+
     /// Applies the activation to `x`, of shape `(batch, size)` or of higher rank: softmax and the
     /// `norm:*` stages work along the last axis, parametric stages broadcast their `[size]` (or
     /// `[size, K]`) parameters over the last axis, and the rest act elementwise. A last axis that

@@ -25,7 +25,8 @@ pub trait Layer: Send + Sync {
     /// Its parameters, including those of a parametric activation.
     fn params(&self) -> Vec<Param>;
     /// Its outputs given its inputs' expressions: `(local name, expression)` pairs, default
-    /// output (`out`) first.
+    /// output (`out`) first, each name once. The network checks this after every call and
+    /// reports a breach as an error naming the layer.
     fn connect(&self, inputs: &[Expr]) -> Result<Vec<(String, Expr)>>;
     /// A one-line description for model summaries.
     fn describe(&self) -> String {
@@ -40,6 +41,14 @@ pub trait Layer: Send + Sync {
     /// are found by position).
     fn is_tied(&self) -> bool {
         false
+    }
+    /// For a layer whose default output is `f(pre)` with `pre = u·W + b` (its `pre` output) for
+    /// its single input `u`, and `f` acting on each unit alone: the matrix `W` (input width ×
+    /// units). The contractive penalty then uses the closed form ‖∂out/∂u‖²_F =
+    /// Σ_j f′(pre_j)²·‖W[:, j]‖² per sample, one backward pass in all instead of one per unit.
+    /// `None` (the default) keeps the general computation, which is exact for any layer.
+    fn elementwise_weights(&self) -> Option<Expr> {
+        None
     }
 }
 
@@ -387,6 +396,12 @@ impl Layer for Feedforward {
     fn activation(&self) -> Option<&str> {
         Some(self.activation.name())
     }
+    fn elementwise_weights(&self) -> Option<Expr> {
+        match self.weights.as_slice() {
+            [w] if self.activation.is_elementwise() => Some(w.expr()),
+            _ => None,
+        }
+    }
     fn describe(&self) -> String {
         let ins: Vec<&str> = self.inputs.iter().map(|(n, _)| n.as_str()).collect();
         format!(
@@ -478,6 +493,11 @@ impl Layer for Tied {
     }
     fn is_tied(&self) -> bool {
         true
+    }
+    fn elementwise_weights(&self) -> Option<Expr> {
+        self.activation
+            .is_elementwise()
+            .then(|| self.partner.expr().t())
     }
     fn describe(&self) -> String {
         format!(

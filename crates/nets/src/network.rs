@@ -4,7 +4,7 @@
 use crate::error::{config, Error, Result};
 use crate::layers::{Combine, Feedforward, Form, Input, Layer, LayerContext, LayerSpec, Tied};
 use crate::losses::{Loss, LossKind};
-use crate::regularizers::{glob, Regularizers, Role};
+use crate::regularizers::{glob, Elementwise, Hidden, Regularizers, Role};
 use optim::{Algorithm, LoopOptions, Monitors, RuleOptions, Trainer};
 use std::sync::Mutex;
 use tape::{Expr, Function, Param, Rng, Tensor, TensorView};
@@ -241,18 +241,31 @@ impl Network {
     /// the logits `out:pre` (cross-entropy for stability, hinge so that its margin can be met);
     /// a `noise` or `dropout` pattern that corrupts `out:out` is then a configuration error
     /// naming the regularizer, since it would change `acc` but not the loss.
+    ///
+    /// Errors also include a layer whose `connect` breaks the [`Layer`] contract (no outputs, or
+    /// a first output not named `out`), and a `noise` or `dropout` pattern that matches no
+    /// layer's default output (the message lists them).
     pub fn build(&self, regs: &Regularizers) -> Result<Graph> {
         let input = &self.layers[0];
         let x = Expr::input_with_dims(input.name(), &[None, Some(input.size())]);
         let outputs = self.connect(&x, &[], regs)?;
-        let out_name = format!("{}:out", self.layers[self.layers.len() - 1].name());
+        let defaults: Vec<String> = self
+            .layers
+            .iter()
+            .map(|l| format!("{}:out", l.name()))
+            .collect();
+        regs.check_patterns(&defaults)?;
         let find = |name: &str| {
             outputs
                 .iter()
                 .find(|(n, _)| n == name)
                 .map(|(_, e)| e.clone())
         };
-        let out = find(&out_name).expect("every layer has an out");
+        // `connect` checked that every layer returned its `out`, so this finds it.
+        let out = find(&defaults[defaults.len() - 1]).ok_or_else(|| Error::NotFound {
+            what: format!("output `{}`", defaults[defaults.len() - 1]),
+            available: defaults.join(", "),
+        })?;
         let k = self.output_size();
         let target = match self.kind {
             Kind::Classifier => Some(Expr::labels("labels")),
@@ -319,10 +332,7 @@ impl Network {
             .filter(|p| p.shape().len() > 1)
             .map(Param::expr)
             .collect();
-        let hidden: Vec<Expr> = self.layers[1..self.layers.len() - 1]
-            .iter()
-            .filter_map(|l| find(&format!("{}:out", l.name())))
-            .collect();
+        let hidden = self.hidden_outputs(&outputs);
         if let Some(p) = regs.penalty(&weight_matrices, &hidden, &x)? {
             loss = loss + p;
         }
@@ -371,6 +381,37 @@ impl Network {
         })
     }
 
+    /// The hidden layers' default outputs, each with what the contractive penalty's closed form
+    /// needs when the layer offers it and reads the input layer directly (deeper layers' Jacobians
+    /// with respect to the input are products, left to the general computation).
+    fn hidden_outputs(&self, outputs: &[(String, Expr)]) -> Vec<Hidden> {
+        let find = |name: &str| {
+            outputs
+                .iter()
+                .find(|(n, _)| n == name)
+                .map(|(_, e)| e.clone())
+        };
+        let input_out = format!("{}:out", self.layers[0].name());
+        self.layers[1..self.layers.len() - 1]
+            .iter()
+            .filter_map(|l| {
+                let out = find(&format!("{}:out", l.name()))?;
+                let reads_input = matches!(l.inputs(), [(name, _)] if *name == input_out);
+                let closed_form = match (reads_input, l.elementwise_weights()) {
+                    (true, Some(weights)) => find(&format!("{}:pre", l.name())).and_then(|pre| {
+                        find(&input_out).map(|input| Elementwise {
+                            pre,
+                            weights,
+                            input,
+                        })
+                    }),
+                    _ => None,
+                };
+                Some(Hidden { out, closed_form })
+            })
+            .collect()
+    }
+
     fn is_softmax_output(&self) -> bool {
         self.layers[self.layers.len() - 1].activation() == Some("softmax")
     }
@@ -415,7 +456,9 @@ impl Network {
             } else {
                 Role::Other
             };
-            for (j, (local, e)) in layer.connect(&args)?.into_iter().enumerate() {
+            let connected = layer.connect(&args)?;
+            check_contract(layer.as_ref(), &connected)?;
+            for (j, (local, e)) in connected.into_iter().enumerate() {
                 let name = format!("{}:{local}", layer.name());
                 // Only the default output is corrupted: it is what later layers read.
                 let e = if j == 0 {
@@ -437,6 +480,16 @@ impl Network {
         make: impl FnOnce(&Self) -> Result<(Vec<Expr>, Vec<Expr>)>,
     ) -> Result<Vec<Tensor>> {
         self.check_x(x)?;
+        self.run_cached(key, &[x.view()], make)
+    }
+
+    /// Runs the function cached under `key` (compiled by `make` on first use) on `args`.
+    fn run_cached(
+        &self,
+        key: &str,
+        args: &[tape::TensorView<'_>],
+        make: impl FnOnce(&Self) -> Result<(Vec<Expr>, Vec<Expr>)>,
+    ) -> Result<Vec<Tensor>> {
         let mut cache = self.compiled.lock().unwrap_or_else(|e| e.into_inner());
         let pos = match cache.iter().position(|(k, _)| k == key) {
             Some(p) => p,
@@ -447,7 +500,7 @@ impl Network {
             }
         };
         let f = &mut cache[pos].1;
-        f.run(&[x.view()]).map_err(|e| self.data_error(e))?;
+        f.run(args).map_err(|e| self.data_error(e))?;
         Ok((0..f.num_outputs())
             .map(|i| f.output(i).to_tensor())
             .collect())
@@ -550,31 +603,194 @@ impl Network {
         self.output(x, &last, &Regularizers::default())
     }
 
-    /// The network's values from a hidden layer's output `z` onwards (decoding).
+    /// The network's values from a hidden layer's output `z` onwards (decoding): `z` replaces
+    /// the default output of `layer` (a name, or an index with 0 the input layer).
+    ///
+    /// This is [`Network::decode_codes`] with one code and no input: when a later layer also
+    /// reads an output computed before `layer` (a skip connection), it is an error naming that
+    /// output; give its code too, or the input, with `decode_codes`.
     pub fn decode_from(&self, layer: &str, z: &Tensor) -> Result<Tensor> {
-        let l = self.layer(layer)?;
-        if z.rank() != 2 || z.shape()[1] != l.size() {
-            return Err(Error::Data {
-                what: format!("layer `{layer}`"),
-                problem: format!(
-                    "decoding expects a matrix of shape [rows, {}], got shape {:?}",
-                    l.size(),
-                    z.shape()
-                ),
-            });
+        self.decode_codes(&[(layer, z)], None)
+    }
+
+    /// The network's values given codes for one or more layers (decoding from several layers):
+    /// each `(layer, code)` replaces that layer's default output, and only what the output layer
+    /// still needs is computed. When that includes something computed from the network input
+    /// (a later layer reads an earlier output no code replaces), `x` must be given and those
+    /// values come from it; otherwise `x` is not used. The compiled function is cached per
+    /// list of layers (and whether `x` is used), like every prediction.
+    ///
+    /// Errors: an unknown layer, a layer given twice, a code not shaped `[rows, layer size]`,
+    /// codes (and `x`) with different row counts, a later layer reading a non-default output
+    /// (such as `pre`) of a replaced layer, or a needed input without `x`.
+    pub fn decode_codes(&self, codes: &[(&str, &Tensor)], x: Option<&Tensor>) -> Result<Tensor> {
+        if codes.is_empty() {
+            return Err(config("decoding", "needs at least one (layer, code) pair"));
         }
-        let name = format!("{layer}:out");
-        let fed = Expr::input_with_dims(&name, &[None, Some(l.size())]);
+        let mut fed: Vec<&dyn Layer> = Vec::with_capacity(codes.len());
+        for (layer, z) in codes {
+            let l = self.layer(layer)?;
+            if fed.iter().any(|f| f.name() == l.name()) {
+                return Err(config(
+                    format!("decoding from layer `{}`", l.name()),
+                    "the layer is given two codes",
+                ));
+            }
+            if z.rank() != 2 || z.shape()[1] != l.size() || z.shape()[0] != codes[0].1.shape()[0] {
+                return Err(Error::Data {
+                    what: format!("code for layer `{}`", l.name()),
+                    problem: format!(
+                        "decoding expects a matrix of shape [{}, {}], got shape {:?}",
+                        codes[0].1.shape().first().copied().unwrap_or(0),
+                        l.size(),
+                        z.shape()
+                    ),
+                });
+            }
+            fed.push(l);
+        }
+        let fed: Vec<String> = fed.iter().map(|l| l.name().to_string()).collect();
+        let what = || format!("decoding from `{}`", fed.join("`, `"));
+        let reads = self.decoder_reads_input(&fed)?;
+        let mut args: Vec<tape::TensorView<'_>> = codes.iter().map(|(_, z)| z.view()).collect();
+        if !reads.is_empty() {
+            let x = x.ok_or_else(|| {
+                config(
+                    what(),
+                    format!(
+                        "{}, computed from the network input: give codes for those outputs too, \
+                         or the input x",
+                        reads.join(", ")
+                    ),
+                )
+            })?;
+            self.check_x(x)?;
+            if x.shape()[0] != codes[0].1.shape()[0] {
+                return Err(Error::Data {
+                    what: format!("input layer `{}`", self.layers[0].name()),
+                    problem: format!(
+                        "decoding needs as many input rows as code rows ({}), got {}",
+                        codes[0].1.shape()[0],
+                        x.shape()[0]
+                    ),
+                });
+            }
+            args.push(x.view());
+        }
+        let key = format!("decode {} with x: {}", fed.join(","), !reads.is_empty());
+        Ok(self
+            .run_cached(&key, &args, |net| net.decoder(&fed, !reads.is_empty()))?
+            .remove(0))
+    }
+
+    /// What makes the decoder read the network input when the layers `fed` get codes: "layer
+    /// `a` reads `b:out`" for each read that joins a value computed from a code with one
+    /// computed from the input (empty when the codes suffice).
+    fn decoder_reads_input(&self, fed: &[String]) -> Result<Vec<String>> {
+        let last = self.layers.len() - 1;
+        let is_fed = |layer: &str| fed.iter().any(|f| f == layer);
+        // Each layer's reads as (index of the layer read, full name, whether a code gives it).
+        let mut reads: Vec<Vec<(usize, String, bool)>> = Vec::with_capacity(last + 1);
+        for l in &self.layers {
+            let mut r = Vec::new();
+            for (input, _) in l.inputs() {
+                let (layer, output) = input.split_once(':').unwrap_or((input, "out"));
+                let Some(j) = self.layers.iter().position(|m| m.name() == layer) else {
+                    continue;
+                };
+                if is_fed(layer) && output != "out" {
+                    return Err(config(
+                        format!("decoding from `{layer}`"),
+                        format!(
+                            "layer `{}` reads `{input}`, which a code for `{layer}` (its \
+                             default output) does not give",
+                            l.name()
+                        ),
+                    ));
+                }
+                r.push((j, input.clone(), is_fed(layer)));
+            }
+            reads.push(r);
+        }
+        // Layers only read earlier ones: one backward sweep marks every layer still computed.
+        let mut needed = vec![false; last + 1];
+        needed[last] = !is_fed(self.layers[last].name());
+        for i in (1..=last).rev() {
+            if needed[i] {
+                for (j, _, given) in &reads[i] {
+                    needed[*j] |= !*given;
+                }
+            }
+        }
+        if !needed[0] {
+            return Ok(Vec::new());
+        }
+        // Forward: which computed layers depend on the input, which on a code.
+        let mut from_input = vec![false; last + 1];
+        let mut from_code = vec![false; last + 1];
+        from_input[0] = true;
+        for i in 1..=last {
+            if needed[i] {
+                from_input[i] = reads[i]
+                    .iter()
+                    .any(|(j, _, given)| !given && from_input[*j]);
+                from_code[i] = reads[i].iter().any(|(j, _, given)| *given || from_code[*j]);
+            }
+        }
+        let mut crossing: Vec<String> = (1..=last)
+            .filter(|&i| needed[i] && from_code[i])
+            .flat_map(|i| {
+                reads[i]
+                    .iter()
+                    .filter(|(j, _, given)| !given && from_input[*j])
+                    .map(move |(_, input, _)| {
+                        format!("layer `{}` reads `{input}`", self.layers[i].name())
+                    })
+            })
+            .collect();
+        if crossing.is_empty() {
+            // The codes do not reach the output at all.
+            crossing.push(format!(
+                "the output layer `{}` does not depend on the codes",
+                self.layers[last].name()
+            ));
+        }
+        Ok(crossing)
+    }
+
+    /// The decoder's inputs (the codes in order, then `x` if `with_x`) and its output.
+    fn decoder(&self, fed: &[String], with_x: bool) -> Result<(Vec<Expr>, Vec<Expr>)> {
+        let feeds: Vec<(String, Expr)> = fed
+            .iter()
+            .map(|name| {
+                let size = self.layer(name).map(|l| l.size())?;
+                let full = format!("{name}:out");
+                let e = Expr::input_with_dims(&full, &[None, Some(size)]);
+                Ok((full, e))
+            })
+            .collect::<Result<_>>()?;
         let x = Expr::input_with_dims(self.layers[0].name(), &[None, Some(self.input_size())]);
-        let outputs = self.connect(&x, &[(name, fed.clone())], &Regularizers::default())?;
+        let outputs = self.connect(&x, &feeds, &Regularizers::default())?;
         let last = format!("{}:out", self.layers[self.layers.len() - 1].name());
         let out = outputs
             .into_iter()
             .find(|(n, _)| *n == last)
             .map(|(_, e)| e)
-            .expect("output exists");
-        let mut f = Function::compile(&[fed], &[out])?;
-        Ok(f.call(&[z])?.remove(0))
+            .ok_or_else(|| config("decoding", format!("the graph has no `{last}`")))?;
+        let mut inputs: Vec<Expr> = feeds.into_iter().map(|(_, e)| e).collect();
+        if with_x {
+            inputs.push(x);
+        }
+        Ok((inputs, vec![out]))
+    }
+
+    /// How many compiled functions the network keeps (one per distinct prediction, output or
+    /// decoding request); repeated requests reuse them.
+    pub fn compiled_functions(&self) -> usize {
+        self.compiled
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .len()
     }
 
     /// A trainer for this network: `algorithm` by name and `settings` as `key=value` pairs for
@@ -748,6 +964,44 @@ impl Network {
 /// Rows per batch in [`Network::evaluate`]: large enough to keep the products efficient, small
 /// enough that the intermediate values of a wide network stay modest.
 pub const EVALUATE_BATCH: usize = 1024;
+
+/// The [`Layer`] contract on what `connect` returned: the default output `out` first (later
+/// layers, losses and predictions read it), and no name twice.
+fn check_contract(layer: &dyn Layer, outputs: &[(String, Expr)]) -> Result<()> {
+    let what = || format!("layer `{}`", layer.name());
+    match outputs.first() {
+        None => {
+            return Err(config(
+                what(),
+                "connect returned no outputs; a layer must return its default output `out` first",
+            ))
+        }
+        Some((first, _)) if first != "out" => {
+            return Err(config(
+                what(),
+                format!(
+                    "connect returned `{first}` first; a layer must return its default output \
+                     `out` first (got {})",
+                    outputs
+                        .iter()
+                        .map(|(n, _)| format!("`{n}`"))
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                ),
+            ))
+        }
+        _ => {}
+    }
+    for (i, (name, _)) in outputs.iter().enumerate() {
+        if outputs[..i].iter().any(|(n, _)| n == name) {
+            return Err(config(
+                what(),
+                format!("connect returned output `{name}` twice"),
+            ));
+        }
+    }
+    Ok(())
+}
 
 /// Turns the spec at position `i` (of `0..=last`) into a layer, given the layers before it.
 fn resolve(

@@ -4,7 +4,7 @@
 //! by a glob pattern). Rewrites are applied only when a graph is built for training, unless a
 //! prediction explicitly asks for them.
 
-use crate::error::{config, Result};
+use crate::error::{config, Error, Result};
 use tape::Expr;
 
 /// The regularizers of one training run (all off by default).
@@ -26,7 +26,13 @@ pub struct Regularizers {
     pub weight_l1: f32,
     /// `λ · mean over hidden outputs of mean(|h|)`.
     pub hidden_l1: f32,
-    /// `λ · mean over hidden outputs of the squared Frobenius norm of ∂h/∂x per sample`.
+    /// `λ · mean over hidden outputs of the mean over samples of ‖∂h/∂x‖²_F`, the true
+    /// Jacobian of each hidden output with respect to the network input `x` (for deeper layers,
+    /// through every layer in between). theanets 0.7.3 instead penalises the squared gradient of
+    /// the batch-mean activation, `mean((∂ mean(h)/∂x)²)`, which is not a Jacobian norm.
+    /// A layer reading the input directly through an elementwise activation (dense or tied)
+    /// uses a closed form costing two backward passes; other layers one backward pass per unit.
+    /// Noise and dropout, when set, are part of the differentiated graph.
     pub contractive: f32,
     /// Standard deviation of Gaussian noise added to the input.
     pub input_noise: f32,
@@ -36,9 +42,11 @@ pub struct Regularizers {
     pub input_dropout: f32,
     /// Fraction of each hidden layer's output values dropped.
     pub hidden_dropout: f32,
-    /// Gaussian noise by glob over output names, e.g. `("hid*:out", 0.1)`.
+    /// Gaussian noise by glob over layers' default output names, e.g. `("hid*:out", 0.1)`.
+    /// A pattern that matches none of them makes building the graph an error.
     pub noise: Vec<(String, f32)>,
-    /// Dropout by glob over output names.
+    /// Dropout by glob over layers' default output names (unmatched patterns are errors, as
+    /// for `noise`).
     pub dropout: Vec<(String, f32)>,
     /// Validate on the corrupted graph, as theanets does, instead of on the clean one. Off by
     /// default: with noise or dropout on, early stopping then reads the model as it will
@@ -178,12 +186,31 @@ impl Regularizers {
         out
     }
 
+    /// Checks that every `noise` and `dropout` pattern matches at least one of `outputs`, the
+    /// layers' default outputs (the only ones corrupted): a pattern that matches nothing would
+    /// silently do nothing, as a mistyped monitor pattern would.
+    pub(crate) fn check_patterns(&self, outputs: &[String]) -> Result<()> {
+        let globs = self.noise.iter().map(|(p, _)| ("noise", p));
+        for (key, pattern) in globs.chain(self.dropout.iter().map(|(p, _)| ("dropout", p))) {
+            if !outputs.iter().any(|name| glob(pattern, name)) {
+                return Err(Error::NotFound {
+                    what: format!(
+                        "layer output matching {key} pattern `{pattern}` (patterns match \
+                         layers' default outputs)"
+                    ),
+                    available: outputs.join(", "),
+                });
+            }
+        }
+        Ok(())
+    }
+
     /// The penalty terms (already weighted), given the weight matrices, the hidden outputs and the
     /// input expression.
     pub(crate) fn penalty(
         &self,
         weights: &[Expr],
-        hidden: &[Expr],
+        hidden: &[Hidden],
         input: &Expr,
     ) -> Result<Option<Expr>> {
         let mut terms: Vec<Expr> = Vec::new();
@@ -202,14 +229,17 @@ impl Regularizers {
             }
         }
         if self.hidden_l1 > 0.0 {
-            if let Some(t) = mean_of(hidden.iter().map(|h| h.abs().mean()).collect()) {
+            if let Some(t) = mean_of(hidden.iter().map(|h| h.out.abs().mean()).collect()) {
                 terms.push(t * self.hidden_l1);
             }
         }
         if self.contractive > 0.0 {
             let mut norms = Vec::new();
             for h in hidden {
-                norms.push(jacobian_norm(h, input)?);
+                norms.push(match &h.closed_form {
+                    Some(c) => jacobian_norm_closed(&h.out, c, input)?,
+                    None => jacobian_norm(&h.out, input)?,
+                });
             }
             if let Some(t) = mean_of(norms) {
                 terms.push(t * self.contractive);
@@ -217,6 +247,44 @@ impl Regularizers {
         }
         Ok(terms.into_iter().reduce(|a, b| a + b))
     }
+}
+
+/// A hidden layer's default output, as the penalties see it (after its dropout and noise).
+pub(crate) struct Hidden {
+    /// The output.
+    pub(crate) out: Expr,
+    /// What the contractive penalty's closed form needs, when it applies.
+    pub(crate) closed_form: Option<Elementwise>,
+}
+
+/// A hidden output `h = f(pre)` with `pre = u·W + b`, `f` acting on each unit alone (dropout and
+/// noise on `h` included) and `u` the input layer's output, itself `x` or an elementwise
+/// corruption of it (dropout, noise).
+pub(crate) struct Elementwise {
+    /// `pre`, the expression `f` is applied to.
+    pub(crate) pre: Expr,
+    /// `W`, input width × units.
+    pub(crate) weights: Expr,
+    /// `u`, the layer's input.
+    pub(crate) input: Expr,
+}
+
+/// The mean over samples of ‖∂h/∂x‖²_F in closed form. The Jacobian of one sample is
+/// `diag(f′(pre))·Wᵀ·diag(u′(x))`, so its squared Frobenius norm is
+/// `Σ_j f′_j² Σ_i W_ij² u′_i²`. Both diagonals come from one backward pass each: since `h` is
+/// elementwise in `pre`, the gradient of `Σ h` with respect to `pre` is exactly `f′(pre)`, and
+/// likewise for `u` and `x`. Two backward passes, whatever the width.
+fn jacobian_norm_closed(h: &Expr, c: &Elementwise, x: &Expr) -> Result<Expr> {
+    let dh = tape::grad(&h.sum(), std::slice::from_ref(&c.pre))?.remove(0);
+    let w2 = c.weights.square();
+    let per_unit = if c.input.id() == x.id() {
+        // An uncorrupted input: u′ = 1, so each unit's factor is its column norm ‖W[:, j]‖².
+        dh.square() * w2.sum_axis(0, false)
+    } else {
+        let du = tape::grad(&c.input.sum(), std::slice::from_ref(x))?.remove(0);
+        dh.square() * du.square().matmul(&w2)
+    };
+    Ok(per_unit.sum_axis(-1, false).mean())
 }
 
 /// The mean over samples of ‖∂h/∂x‖²_F, exactly: for each unit j, the gradient of the batch sum
@@ -281,7 +349,57 @@ pub fn glob(pattern: &str, name: &str) -> bool {
 
 #[cfg(test)]
 mod tests {
-    use super::glob;
+    use super::{glob, jacobian_norm, jacobian_norm_closed, Elementwise};
+    use crate::activations::Activation;
+    use tape::{Expr, Function, Param, Rng, Tensor};
+
+    fn normal(shape: &[usize], seed: u64) -> Tensor {
+        let mut t = Tensor::zeros(shape);
+        Rng::new(seed).fill_normal(t.data_mut(), 0.0, 1.0);
+        t
+    }
+
+    /// Both computations in one function, so dropout masks and noise are shared: with the input
+    /// and the hidden output corrupted, the closed form (input factor from its own backward pass)
+    /// must still equal the per-unit general path.
+    #[test]
+    fn closed_form_equals_general_path_through_dropout_and_noise() {
+        let x = Expr::input_with_dims("x", &[None, Some(5)]);
+        let w = Param::new("w", normal(&[5, 4], 1));
+        let b = Param::new("b", normal(&[4], 2));
+        for (activation, corrupt_input) in [
+            ("tanh", true),
+            ("relu", true),
+            ("softplus", false),
+            ("maxout:2", true),
+        ] {
+            let act = Activation::build(activation, "h", 4).unwrap();
+            let u = if corrupt_input {
+                x.dropout(0.3, 3).add_noise(0.1, 4)
+            } else {
+                x.clone()
+            };
+            let pre = u.matmul(&w.expr()) + b.expr();
+            let h = act.apply(&pre).dropout(0.25, 5).add_noise(0.2, 6);
+            let c = Elementwise {
+                pre,
+                weights: w.expr(),
+                input: u,
+            };
+            let closed = jacobian_norm_closed(&h, &c, &x).unwrap();
+            let general = jacobian_norm(&h, &x).unwrap();
+            let mut f = Function::compile(std::slice::from_ref(&x), &[closed, general]).unwrap();
+            for seed in 10..13 {
+                let out = f.call(&[&normal(&[7, 5], seed)]).unwrap();
+                let (a, g) = (out[0].data()[0], out[1].data()[0]);
+                assert!(g > 1e-2, "{activation}: general {g}");
+                assert!(
+                    (a - g).abs() < 1e-5 * g.max(1.0),
+                    "{activation}: closed {a} vs general {g}"
+                );
+            }
+        }
+    }
 
     #[test]
     fn glob_matches_like_a_shell() {

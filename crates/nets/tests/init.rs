@@ -459,19 +459,58 @@ fn bad_bias_options_are_errors() {
 
 #[test]
 fn sparsity_zero_and_radius_zero_are_off() {
-    // Same stream, same draws: the defaults change nothing.
-    let a = random_matrix(20, 10, &WeightInit::default(), &mut rng("off")).unwrap();
-    let b = random_matrix(
-        20,
-        10,
-        &WeightInit {
-            sparsity: 0.0,
-            radius: 0.0,
-            diagonal: 0.0,
-            ..WeightInit::default()
-        },
-        &mut rng("off"),
-    )
-    .unwrap();
-    assert_eq!(a, b);
+    let (rows, cols) = (40, 30);
+    let off = WeightInit {
+        sparsity: 0.0,
+        radius: 0.0,
+        diagonal: 0.0,
+        ..WeightInit::default()
+    };
+    // Off means the matrix is exactly the stream's Gaussian draws at Glorot's std, drawn here
+    // straight from the stream: nothing zeroed, nothing rescaled.
+    let mut raw = vec![0.0f32; rows * cols];
+    rng("off").fill_normal(&mut raw, 0.0, 1.0 / ((rows + cols) as f32).sqrt());
+    let explicit = random_matrix(rows, cols, &off, &mut rng("off")).unwrap();
+    assert_eq!(explicit.data(), &raw[..]);
+    let default = random_matrix(rows, cols, &WeightInit::default(), &mut rng("off")).unwrap();
+    assert_eq!(default, explicit);
+
+    // Sparsity 0.5 does act: about half the off-diagonal entries are zero (binomial std 0.015
+    // over 1200 entries), the diagonal is kept and every kept entry is the raw draw.
+    let half = WeightInit {
+        sparsity: 0.5,
+        ..off.clone()
+    };
+    let sparse = random_matrix(rows, cols, &half, &mut rng("off")).unwrap();
+    let expected = 0.5 * (1.0 - cols as f64 / (rows * cols) as f64);
+    let zeros = zero_fraction(&sparse);
+    assert!((zeros - expected).abs() < 0.05, "zero fraction {zeros}");
+    assert!((0..cols).all(|i| at(&sparse, i, i) != 0.0));
+    for (s, r) in sparse.data().iter().zip(&raw) {
+        assert!(*s == 0.0 || s == r, "{s} is neither 0 nor the draw {r}");
+    }
+
+    // Radius 1 does act: the largest singular value, measured here without the library, is 1
+    // (the raw draws' is about 1/√70 · (√40 + √30) ≈ 1.41), and the matrix is the raw one scaled.
+    let unit = WeightInit {
+        radius: 1.0,
+        ..off.clone()
+    };
+    let scaled = random_matrix(rows, cols, &unit, &mut rng("off")).unwrap();
+    let (lo, hi) = singular_value_bracket(&scaled);
+    assert!(
+        (lo - 1.0).abs() < 1e-3 && (hi - 1.0).abs() < 1e-3,
+        "largest singular value in [{lo}, {hi}], wanted 1"
+    );
+    let power = singular_value_lower_bound(&scaled);
+    assert!((power - 1.0).abs() < 1e-3, "power iteration gives {power}");
+    let raw_sigma = singular_value_lower_bound(&Tensor::new(&[rows, cols], raw.clone()).unwrap());
+    assert!(raw_sigma > 1.1, "raw largest singular value {raw_sigma}");
+    for (s, r) in scaled.data().iter().zip(&raw) {
+        let want = f64::from(*r) / raw_sigma;
+        assert!(
+            (f64::from(*s) - want).abs() < 1e-3 * want.abs().max(1e-3),
+            "{s} vs {want}"
+        );
+    }
 }
