@@ -1,7 +1,7 @@
 //! Compile time of the contractive penalty on a 784-1000-784 autoencoder (ReLU hidden layer,
 //! linear output, the model seed's Glorot weights), single-threaded.
 //!
-//! * `contractive/build`: `Network::build` with `contractive=0.1`, i.e. the expression graph of
+//! * `contractive/build`: `Network::graph` with `contractive=0.1`, i.e. the expression graph of
 //!   the loss and its penalty (the penalty itself takes gradients).
 //! * `contractive/trainer`: `Network::trainer("sgd", ["contractive=0.1"])`: the graph, the
 //!   gradient of the loss with respect to every parameter and `Function::compile` of the
@@ -36,7 +36,7 @@ fn contractive() -> Regularizers {
 
 fn one_shot(net: &Autoencoder, regs: &Regularizers) {
     let t = Instant::now();
-    black_box(net.build(regs).expect("the graph builds"));
+    black_box(net.graph(regs).expect("the graph builds"));
     let build = t.elapsed();
     let t = Instant::now();
     black_box(
@@ -73,7 +73,7 @@ fn main() {
     let mut group = c.benchmark_group("contractive");
     group.sampling_mode(SamplingMode::Flat);
     group.bench_function("build", |b| {
-        b.iter(|| black_box(net.build(&regs).expect("the graph builds")))
+        b.iter(|| black_box(net.graph(&regs).expect("the graph builds")))
     });
     group.bench_function("trainer", |b| {
         b.iter(|| {

@@ -107,7 +107,7 @@ pub fn main() -> Result<(), Box<dyn std::error::Error>> {
 
     // The layer's gradient, checked on a few rows against central differences.
     let data = digits::train();
-    let graph = net.build(&nets::Regularizers::default())?;
+    let graph = net.graph(&nets::Regularizers::default())?;
     let inputs = vec![
         (graph.inputs[0].clone(), data.x.rows(0, 8)?),
         (graph.inputs[1].clone(), data.y.rows(0, 8)?),

@@ -15,11 +15,16 @@
 
 pub mod activations;
 pub mod error;
+mod graph;
 pub mod init;
 pub mod layers;
 pub mod losses;
+mod models;
 pub mod network;
+mod predict;
 pub mod regularizers;
+mod resolve;
+mod train;
 
 pub use error::{Error, Result};
 pub use layers::{Layer, LayerContext, LayerSpec};

@@ -543,7 +543,7 @@ fn gll_reads_mean_and_covariance_outputs_by_name() {
         },
     )
     .unwrap()
-    .build(&Default::default())
+    .graph(&Default::default())
     .err()
     .unwrap();
     assert!(e.to_string().contains("covar"), "{e}");
@@ -565,7 +565,7 @@ fn several_weighted_losses_are_summed() {
         opts,
     )
     .unwrap();
-    let g = net.build(&Default::default()).unwrap();
+    let g = net.graph(&Default::default()).unwrap();
     let mut f =
         tape::Function::compile(&g.inputs, &[g.loss.clone(), g.monitors[0].1.clone()]).unwrap();
     let out = f.call(&[&inputs(), &targets()]).unwrap();
@@ -612,7 +612,7 @@ fn user_monitors_by_glob_with_thresholds() {
         opts,
     )
     .unwrap();
-    let g = net.build(&Default::default()).unwrap();
+    let g = net.graph(&Default::default()).unwrap();
     let names: Vec<&str> = g.monitors.iter().map(|(n, _)| n.as_str()).collect();
     assert_eq!(
         names,
@@ -639,7 +639,7 @@ fn user_monitors_by_glob_with_thresholds() {
     )
     .unwrap();
     assert!(matches!(
-        net.build(&Default::default()),
+        net.graph(&Default::default()),
         Err(Error::NotFound { .. })
     ));
 }
@@ -753,7 +753,7 @@ fn two_class_classifier(loss: Loss, w: [f32; 4], b: [f32; 2]) -> Classifier {
 
 /// The `err` monitor of `net` on `x` and labels `y`, from its training graph.
 fn err_of(net: &Network, x: &Tensor, y: &Tensor) -> f32 {
-    let g = net.build(&Default::default()).unwrap();
+    let g = net.graph(&Default::default()).unwrap();
     let mut f = tape::Function::compile(&g.inputs, &[g.monitors[0].1.clone()]).unwrap();
     f.call(&[x, y]).unwrap()[0].data()[0]
 }

@@ -79,7 +79,7 @@ fn a_custom_layer_must_return_out_first() {
         };
         let net = Regressor::build(specs, ModelOptions::default()).unwrap();
         for result in [
-            net.build(&Regularizers::default()).map(|_| ()),
+            net.graph(&Regularizers::default()).map(|_| ()),
             net.predict(&normal(&[2, 4], 1)).map(|_| ()),
             net.trainer("sgd", &[]).map(|_| ()),
         ] {
@@ -124,7 +124,7 @@ fn noise_and_dropout_patterns_must_match_an_output() {
         let mut r = Regularizers::default();
         r.set(key, value).unwrap();
         let e = net
-            .build(&r)
+            .graph(&r)
             .err()
             .expect("an unmatched pattern is an error");
         let text = e.to_string();
@@ -149,7 +149,7 @@ fn noise_and_dropout_patterns_must_match_an_output() {
     let mut r = Regularizers::default();
     r.set("noise", "*:out=0.1").unwrap();
     r.set("dropout", "hid?:out=0.1").unwrap();
-    assert!(net.build(&r).is_ok());
+    assert!(net.graph(&r).is_ok());
 }
 
 /// A dense layer seen as a custom layer: it computes exactly what `LayerSpec::dense` does (same
@@ -231,7 +231,7 @@ fn penalty(net: &Regressor, x: &Tensor) -> f64 {
     r.set("contractive", "1").unwrap();
     let y = Tensor::zeros(&[x.shape()[0], 3]);
     let loss = |r: &Regularizers| {
-        let g = net.build(r).unwrap();
+        let g = net.graph(r).unwrap();
         let mut f = Function::compile(&g.inputs, &[g.loss]).unwrap();
         f64::from(f.call(&[x, &y]).unwrap()[0].data()[0])
     };
@@ -279,7 +279,7 @@ fn contractive_closed_form_gradients_check() {
         let (dense, _) = pair(activation);
         let mut r = Regularizers::default();
         r.set("contractive", "1").unwrap();
-        let g = dense.build(&r).unwrap();
+        let g = dense.graph(&r).unwrap();
         // The penalty alone (the loss minus `err`), so its gradients are not hidden under the
         // error's.
         let cost = g.loss.clone() - g.monitors[0].1.clone();
@@ -332,7 +332,7 @@ fn contractive_closed_form_of_a_tied_layer_reading_the_input() {
         (by_hand("hid1", &|i, j| at(&w, i, j)) + by_hand("hid2", &|i, j| at(&w, j, i))) / 2.0;
     let mut r = Regularizers::default();
     r.set("contractive", "1").unwrap();
-    let g = net.build(&r).unwrap();
+    let g = net.graph(&r).unwrap();
     let mut f = Function::compile(&g.inputs, &[g.loss - g.monitors[0].1.clone()]).unwrap();
     let got = f64::from(f.call(&[&x, &Tensor::zeros(&[7, 3])]).unwrap()[0].data()[0]);
     assert!(expected > 1e-2, "{expected}");

@@ -98,14 +98,14 @@ fn penalties_have_their_documented_values() {
         t.data().iter().map(|&v| f64::from(f(v))).sum::<f64>() / t.len() as f64
     };
     let base = {
-        let g = net.build(&Regularizers::default()).unwrap();
+        let g = net.graph(&Regularizers::default()).unwrap();
         let mut f = Function::compile(&g.inputs, &[g.loss]).unwrap();
         f.call(&[&x, &Tensor::zeros(&[5, 3])]).unwrap()[0].data()[0]
     };
     let with = |key: &str| {
         let mut r = Regularizers::default();
         r.set(key, "2").unwrap();
-        let g = net.build(&r).unwrap();
+        let g = net.graph(&r).unwrap();
         let mut f = Function::compile(&g.inputs, &[g.loss]).unwrap();
         f64::from(f.call(&[&x, &Tensor::zeros(&[5, 3])]).unwrap()[0].data()[0] - base)
     };

@@ -1,0 +1,184 @@
+//! From layer specs to layers: default names, inputs and activations, and the partner of a tied
+//! layer, resolved in order against the layers before each one.
+
+use crate::error::{config, Result};
+use crate::layers::{Combine, Feedforward, Form, Input, Layer, LayerContext, LayerSpec, Tied};
+use crate::network::Kind;
+use std::sync::Mutex;
+use tape::Rng;
+
+/// Turns the spec at position `i` (of `0..=last`) into a layer, given the layers before it.
+pub(crate) fn resolve(
+    i: usize,
+    last: usize,
+    spec: LayerSpec,
+    before: &[Box<dyn Layer>],
+    kind: Kind,
+    seed: u64,
+) -> Result<Box<dyn Layer>> {
+    let name = spec.name.clone().unwrap_or_else(|| match i {
+        0 => "in".to_string(),
+        _ if i == last => "out".to_string(),
+        _ => format!("hid{i}"),
+    });
+    let what = format!("layer `{name}`");
+    if i == 0 {
+        return match spec.form {
+            Form::Input | Form::Feedforward if spec.custom.is_none() => {
+                let size = spec
+                    .size
+                    .ok_or_else(|| config(what, "the input layer needs a size"))?;
+                Ok(Box::new(Input::new(&name, size)))
+            }
+            _ => Err(config(what, "the first layer must be an input layer")),
+        };
+    }
+    if spec.form == Form::Input {
+        return Err(config(what, "only the first layer can be an input layer"));
+    }
+    let inputs: Vec<(String, usize)> = if spec.inputs.is_empty() {
+        let prev = &before[i - 1];
+        vec![(format!("{}:out", prev.name()), prev.size())]
+    } else {
+        spec.inputs
+            .iter()
+            .map(|s| resolve_input(s, before, &what))
+            .collect::<Result<_>>()?
+    };
+    let default_activation = if i < last {
+        "relu"
+    } else if kind == Kind::Classifier {
+        "softmax"
+    } else {
+        "linear"
+    };
+    let activation = spec
+        .activation
+        .clone()
+        .unwrap_or_else(|| default_activation.to_string());
+    if let Some(make) = &spec.custom {
+        let size = spec.size.unwrap_or(0);
+        let rng = Mutex::new(Rng::from_name(seed, &format!("init.{name}")));
+        let ctx = LayerContext {
+            name: name.clone(),
+            size,
+            inputs,
+            activation,
+            rng,
+        };
+        return make(&ctx);
+    }
+    match &spec.form {
+        Form::Feedforward | Form::Classifier => {
+            let size = spec
+                .size
+                .ok_or_else(|| config(what.clone(), "needs a size"))?;
+            let act = if spec.form == Form::Classifier {
+                "softmax".to_string()
+            } else {
+                activation
+            };
+            Ok(Box::new(Feedforward::new(
+                &name,
+                size,
+                &inputs,
+                &act,
+                &spec.weights,
+                &spec.bias,
+                seed,
+            )?))
+        }
+        Form::Tied => {
+            if inputs.len() != 1 {
+                return Err(config(what, "a tied layer reads exactly one input"));
+            }
+            let partner = find_partner(&spec, before, &what)?;
+            let w = partner
+                .params()
+                .into_iter()
+                .find(|p| p.shape().len() == 2)
+                .ok_or_else(|| {
+                    config(
+                        what.clone(),
+                        format!("its partner `{}` has no weight matrix", partner.name()),
+                    )
+                })?;
+            Ok(Box::new(Tied::new(
+                &name,
+                inputs[0].clone(),
+                &w,
+                &activation,
+                &spec.bias,
+                seed,
+            )?))
+        }
+        form => {
+            let size = spec
+                .size
+                .ok_or_else(|| config(what.clone(), "needs a size"))?;
+            Ok(Box::new(Combine::new(&name, size, &inputs, form.clone())?))
+        }
+    }
+}
+
+/// `"hid1"` or `"hid1:out"` (or another output of an earlier layer) → its full name and width.
+fn resolve_input(s: &str, before: &[Box<dyn Layer>], what: &str) -> Result<(String, usize)> {
+    let (layer, output) = s.split_once(':').unwrap_or((s, "out"));
+    before
+        .iter()
+        .find(|l| l.name() == layer)
+        .map(|l| (format!("{layer}:{output}"), l.size()))
+        .ok_or_else(|| {
+            config(
+                what.to_string(),
+                format!(
+                    "input `{s}` names no earlier layer; earlier layers: {}",
+                    before
+                        .iter()
+                        .map(|l| l.name())
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                ),
+            )
+        })
+}
+
+/// The partner of a tied layer: named, or found as theanets does — walking back over the earlier
+/// layers counting +1 for each tied layer and −1 for each other, the first to bring the count to
+/// zero (this pairs the layers of a mirrored autoencoder from the middle out).
+fn find_partner<'a>(
+    spec: &LayerSpec,
+    before: &'a [Box<dyn Layer>],
+    what: &str,
+) -> Result<&'a dyn Layer> {
+    if let Some(p) = &spec.partner {
+        return before
+            .iter()
+            .find(|l| l.name() == p)
+            .map(|l| l.as_ref())
+            .ok_or_else(|| {
+                config(
+                    what.to_string(),
+                    format!("its partner `{p}` is not an earlier layer"),
+                )
+            });
+    }
+    let mut count = 1i32;
+    for l in before.iter().rev() {
+        if l.is_tied() {
+            count += 1;
+        } else {
+            count -= 1;
+        }
+        if count == 0 {
+            if l.params().is_empty() {
+                break;
+            }
+            return Ok(l.as_ref());
+        }
+    }
+    Err(config(
+        what.to_string(),
+        "no earlier layer to tie to; name one with .partner(…)",
+    ))
+}

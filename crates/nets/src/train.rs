@@ -1,0 +1,56 @@
+//! Trainers for a network: the `key=value` front door (rule, loop and regularizer options in one
+//! namespace, as theanets has them) and the typed one.
+
+use crate::error::Result;
+use crate::network::Network;
+use crate::regularizers::Regularizers;
+use optim::{Algorithm, LoopOptions, RuleOptions, Trainer};
+
+impl Network {
+    /// A trainer for this network: `algorithm` by name and `settings` as `key=value` pairs for
+    /// the update rule, the loop and the regularizers together (one namespace, as in theanets).
+    pub fn trainer(&self, algorithm: &str, settings: &[&str]) -> Result<Trainer> {
+        let alg: Algorithm = algorithm.parse()?;
+        let mut rule = RuleOptions::new(alg);
+        let mut lp = LoopOptions {
+            seed: self.options.seed,
+            ..Default::default()
+        };
+        let mut regs = Regularizers::default();
+        for pair in settings {
+            let (k, v) = optim::options::split_pair(pair)?;
+            if Regularizers::KEYS.contains(&k) {
+                regs.set(k, v)?;
+            } else if RuleOptions::keys()
+                .chain(LoopOptions::keys())
+                .any(|key| key == k)
+            {
+                optim::options::configure(&mut rule, &mut lp, [*pair])?;
+            } else {
+                let all: Vec<&str> = RuleOptions::keys()
+                    .chain(LoopOptions::keys())
+                    .chain(Regularizers::KEYS.iter().copied())
+                    .collect();
+                return Err(crate::error::unknown_key(k, &all));
+            }
+        }
+        self.trainer_with(rule, lp, &regs)
+    }
+
+    /// A trainer from typed options.
+    pub fn trainer_with(
+        &self,
+        rule: RuleOptions,
+        lp: LoopOptions,
+        regs: &Regularizers,
+    ) -> Result<Trainer> {
+        let g = self.graph(regs)?;
+        let mut trainer = Trainer::new(&g.loss, &self.params(), &g.inputs, &g.monitors, rule, lp)?;
+        if regs.rewrites() && !regs.noisy_validation {
+            // Validate the model as it will predict: penalties kept, noise and dropout off.
+            let clean = self.graph(&regs.without_rewrites())?;
+            trainer.validate_with(&clean.inputs, &clean.loss, &clean.monitors)?;
+        }
+        Ok(trainer)
+    }
+}
