@@ -174,8 +174,10 @@ impl Expr {
         }
     }
 
+    /// The elementwise function `u` of this expression (every [`Unary`] also has a method of
+    /// its own name, e.g. [`Expr::tanh`]).
     #[track_caller]
-    fn unary(&self, u: Unary) -> Expr {
+    pub fn unary(&self, u: Unary) -> Expr {
         Expr::apply(Op::Unary(u), std::slice::from_ref(self))
     }
 
@@ -243,6 +245,11 @@ impl Expr {
     #[track_caller]
     pub fn softplus(&self) -> Expr {
         self.unary(Unary::Softplus)
+    }
+    /// `x / (1 + |x|)`.
+    #[track_caller]
+    pub fn softsign(&self) -> Expr {
+        self.unary(Unary::Softsign)
     }
     /// `xᵉ` elementwise (with broadcasting).
     #[track_caller]

@@ -198,6 +198,10 @@ fn rule(node: &Expr, g: &Expr, needs: &[bool]) -> Result<Vec<Option<Expr>>> {
             Unary::Tanh => mul(g, &bin(Binary::Sub, &scalar(1.0), &un(Unary::Square, y))),
             Unary::Relu => mul(g, &bin(Binary::Gt, &x[0], &scalar(0.0))),
             Unary::Softplus => mul(g, &un(Unary::Sigmoid, &x[0])),
+            Unary::Softsign => {
+                let denom = bin(Binary::Add, &scalar(1.0), &un(Unary::Abs, &x[0]));
+                mul(g, &un(Unary::Square, &un(Unary::Recip, &denom)))
+            }
         }),
         Op::Binary(b) => {
             let (a, c) = (&x[0], &x[1]);

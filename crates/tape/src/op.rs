@@ -6,7 +6,7 @@ use crate::custom::CustomOp;
 use crate::expr::Param;
 use crate::kernels::{broadcast_shape, Binary, Unary};
 use crate::tensor::Tensor;
-use smallvec::SmallVec;
+use smallvec::{smallvec, SmallVec};
 use std::fmt;
 use std::sync::Arc;
 
@@ -566,21 +566,59 @@ impl Op {
     }
 
     /// A key under which two nodes with equal keys and equal inputs compute the same value, for
-    /// common-subexpression elimination; `None` for nodes that must stay distinct.
-    pub fn cse_key(&self) -> Option<String> {
-        match self {
-            Op::Input(_) | Op::Param(_) => None,
-            Op::Dropout { .. } | Op::Noise { .. } => None,
-            // Only one-element constants are compared by value; larger ones stay distinct.
-            Op::Constant(t) => t
-                .item()
-                .map(|v| format!("const {:?} {:x}", t.shape(), v.to_bits())),
-            Op::Custom(c) => Some(format!("custom {:p}", Arc::as_ptr(c) as *const u8)),
-            Op::Clip { lo, hi } => Some(format!("clip {:x} {:x}", lo.to_bits(), hi.to_bits())),
-            Op::Axpy { alpha } => Some(format!("axpy {:x}", alpha.to_bits())),
-            other => Some(other.name()),
-        }
+    /// common-subexpression elimination; `None` for nodes that must stay distinct (leaves that
+    /// are arguments or parameters, random ops, constants of more than one element).
+    pub fn cse_key(&self) -> Option<CseKey> {
+        let props: SmallVec<[u64; 4]> = match self {
+            Op::Input(_) | Op::Param(_) | Op::Dropout { .. } | Op::Noise { .. } => return None,
+            Op::Constant(t) => {
+                // Only one-element constants are compared by value; larger ones stay distinct.
+                let v = t.item()?;
+                let mut props: SmallVec<[u64; 4]> = t.shape().iter().map(|&d| d as u64).collect();
+                props.push(u64::from(v.to_bits()));
+                props
+            }
+            Op::Custom(c) => smallvec![Arc::as_ptr(c) as *const u8 as usize as u64],
+            Op::Unary(u) => smallvec![*u as u64],
+            Op::Binary(b) => smallvec![*b as u64],
+            Op::Select | Op::Transpose | Op::ReshapeLike | Op::Argmax | Op::Pick | Op::Scatter => {
+                SmallVec::new()
+            }
+            Op::Clip { lo, hi } => smallvec![u64::from(lo.to_bits()), u64::from(hi.to_bits())],
+            Op::MatMul { ta, tb } | Op::GemmBias { ta, tb } => smallvec![*ta as u64, *tb as u64],
+            Op::Axpy { alpha } => smallvec![u64::from(alpha.to_bits())],
+            Op::Reshape(dims) => dims.iter().map(|&d| d as u64).collect(),
+            Op::Unsqueeze(axis) | Op::MaxMask(axis) | Op::Concat(axis) | Op::OneHot(axis) => {
+                smallvec![*axis as u64]
+            }
+            Op::Reduce {
+                kind,
+                axis,
+                keepdims,
+            } => smallvec![
+                *kind as u64,
+                axis.map_or(u64::MAX, |a| a as u64),
+                *keepdims as u64
+            ],
+            Op::BroadcastLike { mean } | Op::SumLike { mean } => smallvec![*mean as u64],
+            Op::Softmax(kind) => smallvec![*kind as u64],
+            Op::Slice { axis, start, len } => smallvec![*axis as u64, *start as u64, *len as u64],
+            Op::SliceGrad { axis, start } => smallvec![*axis as u64, *start as u64],
+        };
+        Some(CseKey {
+            op: std::mem::discriminant(self),
+            props,
+        })
     }
+}
+
+/// What makes two ops the same computation: the variant and its properties, compared and hashed
+/// as data (see [`Op::cse_key`]). Every variant lists its properties in one exhaustive match, so
+/// a new op cannot be merged by accident on a partial description.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct CseKey {
+    op: std::mem::Discriminant<Op>,
+    props: SmallVec<[u64; 4]>,
 }
 
 fn trans_suffix(ta: bool, tb: bool) -> &'static str {

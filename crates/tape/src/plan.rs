@@ -264,7 +264,31 @@ fn is_alias(op: &Op, inputs: &[usize], shape: &[Shape], i: usize) -> bool {
     match op {
         Op::Reshape(_) | Op::ReshapeLike | Op::Unsqueeze(_) => true,
         Op::BroadcastLike { .. } | Op::SumLike { .. } => shape[inputs[0]] == shape[i],
-        _ => false,
+        // Listed one by one so that a new op has to say whether it is a view.
+        Op::Input(_)
+        | Op::Constant(_)
+        | Op::Param(_)
+        | Op::Unary(_)
+        | Op::Binary(_)
+        | Op::Select
+        | Op::Clip { .. }
+        | Op::MatMul { .. }
+        | Op::GemmBias { .. }
+        | Op::Axpy { .. }
+        | Op::Transpose
+        | Op::Reduce { .. }
+        | Op::MaxMask(_)
+        | Op::Softmax(_)
+        | Op::Argmax
+        | Op::Concat(_)
+        | Op::Slice { .. }
+        | Op::SliceGrad { .. }
+        | Op::Pick
+        | Op::Scatter
+        | Op::OneHot(_)
+        | Op::Dropout { .. }
+        | Op::Noise { .. }
+        | Op::Custom(_) => false,
     }
 }
 
@@ -274,7 +298,32 @@ fn inplace_candidates(op: &Op) -> &'static [usize] {
         Op::Unary(_) | Op::Clip { .. } => &[0],
         Op::Softmax(SoftmaxKind::Softmax | SoftmaxKind::LogSoftmax) => &[0],
         Op::Binary(_) | Op::Axpy { .. } => &[0, 1],
-        _ => &[],
+        // Listed one by one so that a new op has to say whether it may write over an operand.
+        Op::Softmax(SoftmaxKind::LogSumExp)
+        | Op::Input(_)
+        | Op::Constant(_)
+        | Op::Param(_)
+        | Op::Select
+        | Op::MatMul { .. }
+        | Op::GemmBias { .. }
+        | Op::Transpose
+        | Op::Reshape(_)
+        | Op::ReshapeLike
+        | Op::Unsqueeze(_)
+        | Op::Reduce { .. }
+        | Op::BroadcastLike { .. }
+        | Op::SumLike { .. }
+        | Op::MaxMask(_)
+        | Op::Argmax
+        | Op::Concat(_)
+        | Op::Slice { .. }
+        | Op::SliceGrad { .. }
+        | Op::Pick
+        | Op::Scatter
+        | Op::OneHot(_)
+        | Op::Dropout { .. }
+        | Op::Noise { .. }
+        | Op::Custom(_) => &[],
     }
 }
 

@@ -6,7 +6,7 @@
 use crate::error::Result;
 use crate::ir::{INode, Program};
 use crate::kernels::{Binary, Unary};
-use crate::op::{Op, SoftmaxKind, Type};
+use crate::op::{CseKey, Op, SoftmaxKind, Type};
 use crate::tensor::Tensor;
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -15,7 +15,7 @@ use std::sync::Arc;
 pub(crate) fn optimize(ir: Vec<INode>, roots: Vec<usize>) -> Result<(Vec<INode>, Vec<usize>)> {
     let mut out: Vec<INode> = Vec::with_capacity(ir.len());
     let mut remap = vec![0usize; ir.len()];
-    let mut seen: HashMap<(String, Vec<usize>), usize> = HashMap::new();
+    let mut seen: HashMap<(CseKey, Vec<usize>), usize> = HashMap::new();
     for (i, mut node) in ir.into_iter().enumerate() {
         node.inputs = node.inputs.iter().map(|&j| remap[j]).collect();
         if let Some(existing) = forward_to_input(&node, &out) {

@@ -31,6 +31,27 @@ pub enum Unary {
     Square,
     /// `1 / x`
     Recip,
+    /// `x / (1 + |x|)`: a sigmoid-shaped squashing into (−1, 1) with polynomial tails.
+    Softsign,
+}
+
+impl Unary {
+    /// Every unary op, for tests and tools that go through all of them.
+    pub const ALL: [Unary; 13] = [
+        Unary::Neg,
+        Unary::Exp,
+        Unary::Log,
+        Unary::Sqrt,
+        Unary::Abs,
+        Unary::Sign,
+        Unary::Sigmoid,
+        Unary::Tanh,
+        Unary::Relu,
+        Unary::Softplus,
+        Unary::Square,
+        Unary::Recip,
+        Unary::Softsign,
+    ];
 }
 
 #[inline(always)]
@@ -124,6 +145,10 @@ macro_rules! with_unary {
             }
             Unary::Recip => {
                 let $f = |x: f32| 1.0 / x;
+                $body
+            }
+            Unary::Softsign => {
+                let $f = |x: f32| x / (1.0 + x.abs());
                 $body
             }
         }
@@ -539,20 +564,7 @@ mod tests {
     use crate::kernels::broadcast_shape;
     use proptest::prelude::*;
 
-    const UNARY: [Unary; 12] = [
-        Unary::Neg,
-        Unary::Exp,
-        Unary::Log,
-        Unary::Sqrt,
-        Unary::Abs,
-        Unary::Sign,
-        Unary::Sigmoid,
-        Unary::Tanh,
-        Unary::Relu,
-        Unary::Softplus,
-        Unary::Square,
-        Unary::Recip,
-    ];
+    const UNARY: [Unary; 13] = Unary::ALL;
 
     const BINARY: [Binary; 13] = [
         Binary::Add,
@@ -605,6 +617,7 @@ mod tests {
             }
             Unary::Square => x * x,
             Unary::Recip => 1.0 / x,
+            Unary::Softsign => x / (1.0 + x.abs()),
         }
     }
 
