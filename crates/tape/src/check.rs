@@ -45,8 +45,9 @@
 //! about 1% of that element, plus 0.1% of the largest gradient element checked in the same tensor,
 //! plus the round-off of the cost relative to the step (`3.8e-4 · |cost|` with `step = 1e-2`, or
 //! more where the cost's terms cancel). In particular a gradient off by 20% is caught on every
-//! element at least 0.6% of the tensor's largest, at any overall scale (tested from `1e-8 · Σx²`
-//! to `1e4 · Σx²`), as long as the round-off bound stays below the error.
+//! element at least 0.7% of the tensor's largest (`G` includes the wrong value, hence not 0.5%),
+//! at any overall scale (tested from `1e-8 · Σx²` to `1e4 · Σx²`, and for an element at 1.5% of
+//! the largest), as long as the round-off terms stay below the error.
 //!
 //! It cannot catch:
 //! - errors below the f32 round-off of the cost relative to `h`: a term of `1e-6 · Σx²` added to a
