@@ -368,6 +368,8 @@ impl Trainer {
     ///
     /// The loop ends when patience runs out, or when `max_updates` iterations have run (then it
     /// validates once more, unless it just did, so that the last iterations can be the best).
+    /// Data never ends it: arrays start a new pass and a batch function is called again, so
+    /// without patience or `max_updates` the loop runs on.
     /// Either way, and also on an error or when the iterator is dropped early (a `break`), the
     /// parameters of the best validation are put back. Dropping does not validate the
     /// iterations since the last validation; [`Iterate::finish`] does.
