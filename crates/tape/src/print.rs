@@ -3,7 +3,7 @@
 
 use crate::expr::Expr;
 use crate::graph::{key, positions, topo};
-use crate::instr::{Instr, Plan, Src};
+use crate::instr::{Plan, Src};
 use crate::ir::{INode, Program};
 use std::fmt::Write;
 
@@ -62,6 +62,7 @@ pub(crate) fn ir(ir: &[INode], outputs: &[usize]) -> String {
     s
 }
 
+/// An operand by name: `arg:x`, `param:hid1.w`, `const0`, `buf3`.
 fn src(f: &Program, s: &Src) -> String {
     match s {
         Src::Arg(i) => format!("arg:{}", f.inputs[*i].0),
@@ -75,67 +76,7 @@ fn src(f: &Program, s: &Src) -> String {
 pub(crate) fn plan(f: &Program, p: &Plan) -> String {
     let mut s = String::new();
     for (ins, &node) in p.instrs.iter().zip(&p.nodes) {
-        let what = match ins {
-            Instr::Gemm {
-                m,
-                k,
-                n,
-                a,
-                ta,
-                b,
-                tb,
-                bias,
-                out,
-            } => format!(
-                "buf{out} <- gemm {m}x{k}x{n} ({}{}, {}{}){}",
-                src(f, a),
-                if *ta { "ᵀ" } else { "" },
-                src(f, b),
-                if *tb { "ᵀ" } else { "" },
-                bias.map(|b| format!(" + bias {}", src(f, &b)))
-                    .unwrap_or_default()
-            ),
-            Instr::Unary {
-                op,
-                x,
-                n,
-                inplace,
-                out,
-            } => {
-                format!(
-                    "buf{out} <- {op:?} {} [{n}]{}",
-                    src(f, x),
-                    if *inplace { " in place" } else { "" }
-                )
-            }
-            Instr::Binary {
-                op,
-                shape,
-                a,
-                b,
-                inplace,
-                out,
-                la,
-                lb,
-            } => format!(
-                "buf{out} <- {op:?} {} ({la:?}), {} ({lb:?}) {:?}{}",
-                src(f, a),
-                src(f, b),
-                shape.as_slice(),
-                inplace
-                    .map(|s| format!(" in place over {s:?}"))
-                    .unwrap_or_default()
-            ),
-            other => {
-                let dbg = format!("{other:?}");
-                let name = dbg.split([' ', '{']).next().unwrap_or("").to_string();
-                format!(
-                    "buf{} <- {name} {}",
-                    other.out(),
-                    dbg.trim_start_matches(&name).trim()
-                )
-            }
-        };
+        let what = ins.render(&|x| src(f, x));
         let _ = writeln!(s, "{what}   # %{node} {}", f.nodes[node].op.name());
     }
     let sizes = p.workspace_sizes();
