@@ -71,3 +71,41 @@ impl Expr {
         Expr::apply(Op::Custom(op), inputs)
     }
 }
+
+/// A planned call of a user's op on operands of known shapes, writing `n` values.
+#[derive(Clone)]
+pub(crate) struct CustomCall<S> {
+    pub(crate) op: Arc<dyn CustomOp>,
+    pub(crate) args: Vec<(S, crate::kernels::Shape)>,
+    pub(crate) n: usize,
+}
+
+impl<S> CustomCall<S> {
+    /// Runs the op; its own failure comes back as its message.
+    pub(crate) fn run<'a>(
+        &self,
+        get: impl Fn(&S) -> &'a [f32],
+        out: &mut [f32],
+    ) -> std::result::Result<(), String> {
+        let mut views: smallvec::SmallVec<[TensorView<'_>; 4]> = smallvec::SmallVec::new();
+        for (s, shape) in &self.args {
+            let len: usize = shape.iter().product();
+            views.push(TensorView::new(shape, &get(s)[..len]).expect("plan sizes are consistent"));
+        }
+        self.op.forward(&views, &mut out[..self.n])
+    }
+
+    pub(crate) fn describe(&self, name: impl Fn(&S) -> String) -> String {
+        let args: Vec<String> = self
+            .args
+            .iter()
+            .map(|(s, shape)| format!("{} {}", name(s), crate::kernels::describe_dims(shape)))
+            .collect();
+        format!(
+            "custom {} ({}) [{}]",
+            self.op.name(),
+            args.join(", "),
+            self.n
+        )
+    }
+}

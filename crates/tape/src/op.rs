@@ -74,27 +74,7 @@ impl fmt::Display for Type {
     }
 }
 
-/// Which reduction a [`Op::Reduce`] performs.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub enum ReduceKind {
-    /// Sum of the elements.
-    Sum,
-    /// Arithmetic mean.
-    Mean,
-    /// Largest element (its gradient goes to the first maximum).
-    Max,
-}
-
-/// Softmax-family ops over the last axis.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub enum SoftmaxKind {
-    /// `exp(x - logsumexp(x))`.
-    Softmax,
-    /// `x - logsumexp(x)`.
-    LogSoftmax,
-    /// `log(sum(exp(x)))`, dropping the last axis.
-    LogSumExp,
-}
+pub use crate::kernels::{ReduceKind, SoftmaxKind};
 
 /// A primitive op. Graph nodes hold one of these plus their input expressions.
 ///

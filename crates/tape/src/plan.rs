@@ -3,11 +3,18 @@
 //! are dead, and writing elementwise results over an operand that dies there), and emit one
 //! resolved kernel instruction per node.
 
+use crate::custom::CustomCall;
 use crate::error::{fmt_dims, Error, Result};
-use crate::instr::{Instr, Plan, Side, Src};
+use crate::instr::{Call, Instr, Plan, Src};
 use crate::ir::Program;
+use crate::kernels::{
+    ArgmaxCall, AxpyCall, BinaryCall, BroadcastCall, ClipCall, ConcatCall, CopyCall, GemmCall,
+    MaxMaskCall, OneHotCall, PickCall, ReduceCall, ScatterCall, SelectCall, Side, SliceCall,
+    SliceGradCall, SoftmaxCall, SumToCall, TransposeCall, UnaryCall,
+};
 use crate::kernels::{Layout, Shape};
 use crate::op::{Op, SoftmaxKind, Type};
+use crate::rng::{DropoutCall, NoiseCall};
 
 fn numel(s: &[usize]) -> usize {
     s.iter().product()
@@ -176,7 +183,7 @@ pub(crate) fn build(f: &Program, arg_shapes: Vec<Shape>) -> Result<Plan> {
         src[i] = Src::Work(out);
         let ins: Vec<Src> = node.inputs.iter().map(|&j| src[j]).collect();
         let shp: Vec<&[usize]> = node.inputs.iter().map(|&j| shape[j].as_slice()).collect();
-        instrs.push(emit(
+        let call = emit(
             f,
             i,
             &node.op,
@@ -184,8 +191,8 @@ pub(crate) fn build(f: &Program, arg_shapes: Vec<Shape>) -> Result<Plan> {
             &shp,
             out_shape,
             inplace.map(|(k, _)| k),
-            out,
-        ));
+        );
+        instrs.push(Instr { call, out });
         nodes.push(i);
         for &j in &node.inputs {
             let o = owner[j];
@@ -210,9 +217,8 @@ pub(crate) fn build(f: &Program, arg_shapes: Vec<Shape>) -> Result<Plan> {
      -> usize {
         let out = pool.sizes.len();
         pool.sizes.push(numel(s));
-        instrs.push(Instr::Copy {
-            x,
-            n: numel(s),
+        instrs.push(Instr {
+            call: Call::Copy(CopyCall { x, n: numel(s) }),
             out,
         });
         nodes.push(node);
@@ -336,30 +342,27 @@ fn emit(
     shp: &[&[usize]],
     out_shape: &Shape,
     inplace: Option<usize>,
-    out: usize,
-) -> Instr {
+) -> Call {
     let len = numel(out_shape);
     match op {
         Op::Input(_) | Op::Param(_) | Op::Constant(_) => unreachable!("leaves emit no instruction"),
         Op::Reshape(_) | Op::ReshapeLike | Op::Unsqueeze(_) => {
             unreachable!("views emit no instruction")
         }
-        Op::Unary(u) => Instr::Unary {
+        Op::Unary(u) => Call::Unary(UnaryCall {
             op: *u,
             x: ins[0],
             n: len,
             inplace: inplace.is_some(),
-            out,
-        },
-        Op::Clip { lo, hi } => Instr::Clip {
+        }),
+        Op::Clip { lo, hi } => Call::Clip(ClipCall {
             lo: *lo,
             hi: *hi,
             x: ins[0],
             n: len,
             inplace: inplace.is_some(),
-            out,
-        },
-        Op::Binary(b) => Instr::Binary {
+        }),
+        Op::Binary(b) => Call::Binary(BinaryCall {
             op: *b,
             shape: out_shape.clone(),
             a: ins[0],
@@ -367,9 +370,8 @@ fn emit(
             b: ins[1],
             lb: layout(shp[1], out_shape),
             inplace: inplace.map(|k| if k == 0 { Side::Lhs } else { Side::Rhs }),
-            out,
-        },
-        Op::Axpy { alpha } => Instr::Axpy {
+        }),
+        Op::Axpy { alpha } => Call::Axpy(AxpyCall {
             alpha: *alpha,
             shape: out_shape.clone(),
             a: ins[0],
@@ -377,9 +379,8 @@ fn emit(
             b: ins[1],
             lb: layout(shp[1], out_shape),
             inplace: inplace.map(|k| if k == 0 { Side::Lhs } else { Side::Rhs }),
-            out,
-        },
-        Op::Select => Instr::Select {
+        }),
+        Op::Select => Call::Select(SelectCall {
             shape: out_shape.clone(),
             c: ins[0],
             lc: layout(shp[0], out_shape),
@@ -387,8 +388,7 @@ fn emit(
             la: layout(shp[1], out_shape),
             b: ins[2],
             lb: layout(shp[2], out_shape),
-            out,
-        },
+        }),
         Op::MatMul { ta, tb } | Op::GemmBias { ta, tb } => {
             let (m, k) = if *ta {
                 (shp[0][1], shp[0][0])
@@ -397,7 +397,7 @@ fn emit(
             };
             let n = out_shape[1];
             let bias = matches!(op, Op::GemmBias { .. }).then(|| ins[2]);
-            Instr::Gemm {
+            Call::Gemm(GemmCall {
                 m,
                 k,
                 n,
@@ -406,80 +406,72 @@ fn emit(
                 b: ins[1],
                 tb: *tb,
                 bias,
-                out,
-            }
+            })
         }
-        Op::Transpose => Instr::Transpose {
+        Op::Transpose => Call::Transpose(TransposeCall {
             rows: shp[0][0],
             cols: shp[0][1],
             x: ins[0],
-            out,
-        },
+        }),
         Op::Reduce { kind, axis, .. } => {
             let (outer, l, inner) = match axis {
                 Some(a) => around(shp[0], *a),
                 None => (1, numel(shp[0]), 1),
             };
-            Instr::Reduce {
+            Call::Reduce(ReduceCall {
                 kind: *kind,
                 outer,
                 len: l,
                 inner,
                 x: ins[0],
-                out,
-            }
+            })
         }
         Op::MaxMask(axis) => {
             let (outer, l, inner) = around(shp[0], *axis);
-            Instr::MaxMask {
+            Call::MaxMask(MaxMaskCall {
                 outer,
                 len: l,
                 inner,
                 x: ins[0],
-                out,
-            }
+            })
         }
         Op::BroadcastLike { mean } => {
             let scale = mean.then(|| numel(shp[0]) as f32 / len.max(1) as f32);
-            Instr::Broadcast {
+            Call::Broadcast(BroadcastCall {
                 x: ins[0],
                 layout: layout(shp[0], out_shape),
                 shape: out_shape.clone(),
                 scale,
-                out,
-            }
+            })
         }
         Op::SumLike { mean } => {
             let scale = mean.then(|| len as f32 / numel(shp[0]).max(1) as f32);
-            Instr::SumTo {
+            Call::SumTo(SumToCall {
                 g: ins[0],
                 layout: layout(out_shape, shp[0]),
                 shape: Shape::from_slice(shp[0]),
                 n: len,
                 scale,
-                out,
-            }
+            })
         }
         Op::Softmax(kind) => {
             let cols = *shp[0].last().expect("softmax operands have an axis");
             let rows = numel(&shp[0][..shp[0].len() - 1]);
-            Instr::Softmax {
+            Call::Softmax(SoftmaxCall {
                 kind: *kind,
                 rows,
                 cols,
                 x: ins[0],
                 inplace: inplace.is_some(),
-                out,
-            }
+            })
         }
         Op::Argmax => {
             let cols = *shp[0].last().expect("argmax operands have an axis");
-            Instr::Argmax {
+            Call::Argmax(ArgmaxCall {
                 rows: numel(&shp[0][..shp[0].len() - 1]),
                 cols,
                 x: ins[0],
-                out,
-            }
+            })
         }
         Op::Concat(axis) => {
             let outer = numel(&out_shape[..*axis]);
@@ -489,12 +481,11 @@ fn emit(
                 .zip(shp)
                 .map(|(&s, sh)| (s, sh[*axis] * inner))
                 .collect();
-            Instr::Concat {
+            Call::Concat(ConcatCall {
                 parts,
                 outer,
                 row: out_shape[*axis] * inner,
-                out,
-            }
+            })
         }
         Op::Slice {
             axis,
@@ -502,71 +493,60 @@ fn emit(
             len: l,
         } => {
             let (outer, size, inner) = around(shp[0], *axis);
-            Instr::Slice {
+            Call::Slice(SliceCall {
                 x: ins[0],
                 outer,
                 row: size * inner,
                 offset: start * inner,
                 width: l * inner,
-                out,
-            }
+            })
         }
         Op::SliceGrad { axis, start } => {
             let (outer, size, inner) = around(out_shape, *axis);
-            Instr::SliceGrad {
+            Call::SliceGrad(SliceGradCall {
                 g: ins[0],
                 outer,
                 row: size * inner,
                 offset: start * inner,
                 width: shp[0][*axis] * inner,
                 n: len,
-                out,
-            }
+            })
         }
-        Op::Pick => Instr::Pick {
+        Op::Pick => Call::Pick(PickCall {
             x: ins[0],
             labels: ins[1],
             rows: shp[0][0],
             cols: shp[0][1],
-            node,
-            out,
-        },
-        Op::Scatter => Instr::Scatter {
+        }),
+        Op::Scatter => Call::Scatter(ScatterCall {
             g: ins[0],
             labels: ins[1],
             rows: shp[2][0],
             cols: shp[2][1],
-            node,
-            out,
-        },
-        Op::OneHot(k) => Instr::OneHot {
+        }),
+        Op::OneHot(k) => Call::OneHot(OneHotCall {
             labels: ins[0],
             rows: shp[0][0],
             classes: *k,
-            node,
-            out,
-        },
-        Op::Dropout { p, .. } => Instr::Dropout {
+        }),
+        Op::Dropout { p, .. } => Call::Dropout(DropoutCall {
             rng: f.rng_slot[node],
             p: *p,
             n: len,
-            out,
-        },
-        Op::Noise { std, .. } => Instr::Noise {
+        }),
+        Op::Noise { std, .. } => Call::Noise(NoiseCall {
             rng: f.rng_slot[node],
             std: *std,
             n: len,
-            out,
-        },
-        Op::Custom(_) => Instr::Custom {
-            node,
+        }),
+        Op::Custom(op) => Call::Custom(CustomCall {
+            op: op.clone(),
             args: ins
                 .iter()
                 .zip(shp)
                 .map(|(&s, sh)| (s, Shape::from_slice(sh)))
                 .collect(),
             n: len,
-            out,
-        },
+        }),
     }
 }

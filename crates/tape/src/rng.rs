@@ -129,6 +129,43 @@ impl Rng {
     }
 }
 
+/// A planned dropout mask: `n` values, 0 with probability `p`, else `1/(1−p)`, from stream `rng`
+/// of the function.
+#[derive(Clone, Debug)]
+pub(crate) struct DropoutCall {
+    pub(crate) rng: usize,
+    pub(crate) p: f32,
+    pub(crate) n: usize,
+}
+
+impl DropoutCall {
+    pub(crate) fn run(&self, rngs: &mut [Rng], out: &mut [f32]) {
+        rngs[self.rng].fill_bernoulli(&mut out[..self.n], self.p, 1.0 / (1.0 - self.p));
+    }
+
+    pub(crate) fn describe(&self) -> String {
+        format!("dropout mask p={} [{}] stream {}", self.p, self.n, self.rng)
+    }
+}
+
+/// Planned Gaussian noise: `n` values of mean 0 and deviation `std`, from stream `rng`.
+#[derive(Clone, Debug)]
+pub(crate) struct NoiseCall {
+    pub(crate) rng: usize,
+    pub(crate) std: f32,
+    pub(crate) n: usize,
+}
+
+impl NoiseCall {
+    pub(crate) fn run(&self, rngs: &mut [Rng], out: &mut [f32]) {
+        rngs[self.rng].fill_normal(&mut out[..self.n], 0.0, self.std);
+    }
+
+    pub(crate) fn describe(&self) -> String {
+        format!("noise σ={} [{}] stream {}", self.std, self.n, self.rng)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

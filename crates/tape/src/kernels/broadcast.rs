@@ -565,3 +565,65 @@ pub(crate) mod tests {
         assert_eq!(out, [6.0, 60.0]);
     }
 }
+
+/// `x` broadcast to `shape` through its layout, optionally scaled.
+#[derive(Clone, Debug)]
+pub(crate) struct BroadcastCall<S> {
+    pub(crate) x: S,
+    pub(crate) layout: Layout,
+    pub(crate) shape: Shape,
+    pub(crate) scale: Option<f32>,
+}
+
+impl<S> BroadcastCall<S> {
+    pub(crate) fn run<'a>(&self, get: impl Fn(&S) -> &'a [f32], out: &mut [f32]) {
+        let n = numel(&self.shape);
+        broadcast_to(get(&self.x), &self.layout, &self.shape, &mut out[..n]);
+        if let Some(s) = self.scale {
+            super::scale_inplace(&mut out[..n], s);
+        }
+    }
+
+    pub(crate) fn describe(&self, name: impl Fn(&S) -> String) -> String {
+        format!(
+            "broadcast {}{} to {}{}",
+            name(&self.x),
+            super::describe_layout(&self.layout),
+            super::describe_dims(&self.shape),
+            self.scale.map(|s| format!(" ×{s}")).unwrap_or_default()
+        )
+    }
+}
+
+/// `g` of `shape` summed down to `n` values (the adjoint of broadcasting), optionally scaled.
+#[derive(Clone, Debug)]
+pub(crate) struct SumToCall<S> {
+    pub(crate) g: S,
+    pub(crate) layout: Layout,
+    pub(crate) shape: Shape,
+    pub(crate) n: usize,
+    pub(crate) scale: Option<f32>,
+}
+
+impl<S> SumToCall<S> {
+    pub(crate) fn run<'a>(&self, get: impl Fn(&S) -> &'a [f32], out: &mut [f32]) {
+        let total = numel(&self.shape);
+        let dst = &mut out[..self.n];
+        dst.fill(0.0);
+        sum_to(&get(&self.g)[..total], &self.shape, &self.layout, dst);
+        if let Some(s) = self.scale {
+            super::scale_inplace(dst, s);
+        }
+    }
+
+    pub(crate) fn describe(&self, name: impl Fn(&S) -> String) -> String {
+        format!(
+            "sum_to {} {} down to [{}]{}{}",
+            name(&self.g),
+            super::describe_dims(&self.shape),
+            self.n,
+            super::describe_layout(&self.layout),
+            self.scale.map(|s| format!(" ×{s}")).unwrap_or_default()
+        )
+    }
+}

@@ -858,3 +858,221 @@ mod tests {
         );
     }
 }
+
+// Kernel calls: one planned instruction's kernel, with its operands (`S`, whatever the caller
+// uses to find a slice) and sizes resolved; `run` reads the operands through `get` and writes
+// `out`, `describe` renders it for plan dumps.
+
+/// Which operand an in-place binary kernel overwrites.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Side {
+    Lhs,
+    Rhs,
+}
+
+/// `out = op(x)` over `n` values; in place, `out` holds `x`.
+#[derive(Clone, Debug)]
+pub(crate) struct UnaryCall<S> {
+    pub(crate) op: Unary,
+    pub(crate) x: S,
+    pub(crate) n: usize,
+    pub(crate) inplace: bool,
+}
+
+impl<S> UnaryCall<S> {
+    pub(crate) fn run<'a>(&self, get: impl Fn(&S) -> &'a [f32], out: &mut [f32]) {
+        let n = self.n;
+        if self.inplace {
+            unary_inplace(self.op, &mut out[..n]);
+        } else {
+            unary(self.op, &get(&self.x)[..n], &mut out[..n]);
+        }
+    }
+
+    pub(crate) fn describe(&self, name: impl Fn(&S) -> String) -> String {
+        format!(
+            "{} {} [{}]{}",
+            format!("{:?}", self.op).to_lowercase(),
+            name(&self.x),
+            self.n,
+            super::describe_in_place(self.inplace)
+        )
+    }
+}
+
+fn describe_side(side: Option<Side>) -> String {
+    side.map(|s| format!(" in place over {}", format!("{s:?}").to_lowercase()))
+        .unwrap_or_default()
+}
+
+/// `out = a op b` with broadcasting; in place, `out` holds the operand on `inplace`'s side.
+#[derive(Clone, Debug)]
+pub(crate) struct BinaryCall<S> {
+    pub(crate) op: Binary,
+    pub(crate) shape: super::Shape,
+    pub(crate) a: S,
+    pub(crate) la: Layout,
+    pub(crate) b: S,
+    pub(crate) lb: Layout,
+    pub(crate) inplace: Option<Side>,
+}
+
+impl<S> BinaryCall<S> {
+    pub(crate) fn run<'a>(&self, get: impl Fn(&S) -> &'a [f32], out: &mut [f32]) {
+        let (op, shape) = (self.op, &self.shape);
+        let n = numel(shape);
+        match self.inplace {
+            Some(Side::Lhs) => binary_inplace_lhs(op, shape, &mut out[..n], get(&self.b), &self.lb),
+            Some(Side::Rhs) => binary_inplace_rhs(op, shape, get(&self.a), &self.la, &mut out[..n]),
+            None => binary(
+                op,
+                shape,
+                get(&self.a),
+                &self.la,
+                get(&self.b),
+                &self.lb,
+                &mut out[..n],
+            ),
+        }
+    }
+
+    pub(crate) fn describe(&self, name: impl Fn(&S) -> String) -> String {
+        format!(
+            "{} {}{}, {}{} {}{}",
+            format!("{:?}", self.op).to_lowercase(),
+            name(&self.a),
+            super::describe_layout(&self.la),
+            name(&self.b),
+            super::describe_layout(&self.lb),
+            super::describe_dims(&self.shape),
+            describe_side(self.inplace)
+        )
+    }
+}
+
+/// `out = a + alpha·b` with broadcasting, in one pass when both have the output's shape.
+#[derive(Clone, Debug)]
+pub(crate) struct AxpyCall<S> {
+    pub(crate) alpha: f32,
+    pub(crate) shape: super::Shape,
+    pub(crate) a: S,
+    pub(crate) la: Layout,
+    pub(crate) b: S,
+    pub(crate) lb: Layout,
+    pub(crate) inplace: Option<Side>,
+}
+
+impl<S> AxpyCall<S> {
+    pub(crate) fn run<'a>(&self, get: impl Fn(&S) -> &'a [f32], out: &mut [f32]) {
+        let n = numel(&self.shape);
+        let alpha = self.alpha;
+        match self.inplace {
+            // The plan only writes in place when both operands have the output's shape.
+            Some(Side::Lhs) => axpy_inplace_lhs(&mut out[..n], alpha, &get(&self.b)[..n]),
+            Some(Side::Rhs) => axpy_inplace_rhs(&get(&self.a)[..n], alpha, &mut out[..n]),
+            None if self.la == Layout::Full && self.lb == Layout::Full => {
+                axpy(&get(&self.a)[..n], alpha, &get(&self.b)[..n], &mut out[..n])
+            }
+            None => {
+                // Broadcast operands: scale b into the output, then add a, in two passes.
+                let (o, scale) = (&mut out[..n], [alpha]);
+                binary(
+                    Binary::Mul,
+                    &self.shape,
+                    get(&self.b),
+                    &self.lb,
+                    &scale,
+                    &Layout::Scalar,
+                    o,
+                );
+                binary_inplace_rhs(Binary::Add, &self.shape, get(&self.a), &self.la, o);
+            }
+        }
+    }
+
+    pub(crate) fn describe(&self, name: impl Fn(&S) -> String) -> String {
+        format!(
+            "axpy {}{} + {}·{}{} {}{}",
+            name(&self.a),
+            super::describe_layout(&self.la),
+            self.alpha,
+            name(&self.b),
+            super::describe_layout(&self.lb),
+            super::describe_dims(&self.shape),
+            describe_side(self.inplace)
+        )
+    }
+}
+
+/// `out = c ? a : b` with broadcasting of all three.
+#[derive(Clone, Debug)]
+pub(crate) struct SelectCall<S> {
+    pub(crate) shape: super::Shape,
+    pub(crate) c: S,
+    pub(crate) lc: Layout,
+    pub(crate) a: S,
+    pub(crate) la: Layout,
+    pub(crate) b: S,
+    pub(crate) lb: Layout,
+}
+
+impl<S> SelectCall<S> {
+    pub(crate) fn run<'a>(&self, get: impl Fn(&S) -> &'a [f32], out: &mut [f32]) {
+        let n = numel(&self.shape);
+        select(
+            &self.shape,
+            get(&self.c),
+            &self.lc,
+            get(&self.a),
+            &self.la,
+            get(&self.b),
+            &self.lb,
+            &mut out[..n],
+        );
+    }
+
+    pub(crate) fn describe(&self, name: impl Fn(&S) -> String) -> String {
+        format!(
+            "select {}{} ? {}{} : {}{} {}",
+            name(&self.c),
+            super::describe_layout(&self.lc),
+            name(&self.a),
+            super::describe_layout(&self.la),
+            name(&self.b),
+            super::describe_layout(&self.lb),
+            super::describe_dims(&self.shape)
+        )
+    }
+}
+
+/// `out = clamp(x, lo, hi)` over `n` values; in place, `out` holds `x`.
+#[derive(Clone, Debug)]
+pub(crate) struct ClipCall<S> {
+    pub(crate) lo: f32,
+    pub(crate) hi: f32,
+    pub(crate) x: S,
+    pub(crate) n: usize,
+    pub(crate) inplace: bool,
+}
+
+impl<S> ClipCall<S> {
+    pub(crate) fn run<'a>(&self, get: impl Fn(&S) -> &'a [f32], out: &mut [f32]) {
+        let n = self.n;
+        if self.inplace {
+            clip_inplace(&mut out[..n], self.lo, self.hi);
+        } else {
+            clip(&get(&self.x)[..n], self.lo, self.hi, &mut out[..n]);
+        }
+    }
+
+    pub(crate) fn describe(&self, name: impl Fn(&S) -> String) -> String {
+        format!(
+            "clip({}, {}) {} [{}]{}",
+            self.lo,
+            self.hi,
+            name(&self.x),
+            self.n,
+            super::describe_in_place(self.inplace)
+        )
+    }
+}

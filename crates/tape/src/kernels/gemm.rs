@@ -334,3 +334,63 @@ mod tests {
         assert_eq!(c, [26.0, 30.0, 38.0, 44.0]);
     }
 }
+
+/// One planned product `out = op(a)·op(b)` (`m×k` times `k×n`), optionally onto a bias row
+/// written into `out` first.
+#[derive(Clone, Debug)]
+pub(crate) struct GemmCall<S> {
+    pub(crate) m: usize,
+    pub(crate) k: usize,
+    pub(crate) n: usize,
+    pub(crate) a: S,
+    pub(crate) ta: bool,
+    pub(crate) b: S,
+    pub(crate) tb: bool,
+    pub(crate) bias: Option<S>,
+}
+
+impl<S> GemmCall<S> {
+    pub(crate) fn run<'a>(&self, get: impl Fn(&S) -> &'a [f32], out: &mut [f32]) {
+        let (m, k, n) = (self.m, self.k, self.n);
+        let c = &mut out[..m * n];
+        let beta = match &self.bias {
+            Some(bias) => {
+                let row = &get(bias)[..n];
+                for r in c.chunks_exact_mut(n.max(1)) {
+                    r.copy_from_slice(row);
+                }
+                1.0
+            }
+            None => 0.0,
+        };
+        gemm(
+            m,
+            k,
+            n,
+            1.0,
+            get(&self.a),
+            self.ta,
+            get(&self.b),
+            self.tb,
+            beta,
+            c,
+        );
+    }
+
+    pub(crate) fn describe(&self, name: impl Fn(&S) -> String) -> String {
+        format!(
+            "gemm {}x{}x{} ({}{}, {}{}){}",
+            self.m,
+            self.k,
+            self.n,
+            name(&self.a),
+            if self.ta { "ᵀ" } else { "" },
+            name(&self.b),
+            if self.tb { "ᵀ" } else { "" },
+            self.bias
+                .as_ref()
+                .map(|b| format!(" + bias {}", name(b)))
+                .unwrap_or_default()
+        )
+    }
+}

@@ -141,3 +141,115 @@ mod tests {
         assert!(e.1.is_nan());
     }
 }
+
+// Kernel calls of the label kernels (see `elementwise.rs`). Their labels are checked on every
+// call: a bad one is returned as `(row, value)` for the caller to report.
+
+/// `out[i] = x[i, labels[i]]`.
+#[derive(Clone, Debug)]
+pub(crate) struct PickCall<S> {
+    pub(crate) x: S,
+    pub(crate) labels: S,
+    pub(crate) rows: usize,
+    pub(crate) cols: usize,
+}
+
+impl<S> PickCall<S> {
+    pub(crate) fn run<'a>(
+        &self,
+        get: impl Fn(&S) -> &'a [f32],
+        out: &mut [f32],
+    ) -> Result<(), (usize, f32)> {
+        let (rows, cols) = (self.rows, self.cols);
+        let l = &get(&self.labels)[..rows];
+        check_labels(l, cols)?;
+        pick(
+            &get(&self.x)[..rows * cols],
+            rows,
+            cols,
+            l,
+            &mut out[..rows],
+        );
+        Ok(())
+    }
+
+    pub(crate) fn describe(&self, name: impl Fn(&S) -> String) -> String {
+        format!(
+            "pick {} [{}×{}] at {}",
+            name(&self.x),
+            self.rows,
+            self.cols,
+            name(&self.labels)
+        )
+    }
+}
+
+/// Zeros of `rows×cols` with `g[i]` at `[i, labels[i]]` (the adjoint of [`PickCall`]).
+#[derive(Clone, Debug)]
+pub(crate) struct ScatterCall<S> {
+    pub(crate) g: S,
+    pub(crate) labels: S,
+    pub(crate) rows: usize,
+    pub(crate) cols: usize,
+}
+
+impl<S> ScatterCall<S> {
+    pub(crate) fn run<'a>(
+        &self,
+        get: impl Fn(&S) -> &'a [f32],
+        out: &mut [f32],
+    ) -> Result<(), (usize, f32)> {
+        let (rows, cols) = (self.rows, self.cols);
+        let l = &get(&self.labels)[..rows];
+        check_labels(l, cols)?;
+        scatter(
+            &get(&self.g)[..rows],
+            rows,
+            cols,
+            l,
+            &mut out[..rows * cols],
+        );
+        Ok(())
+    }
+
+    pub(crate) fn describe(&self, name: impl Fn(&S) -> String) -> String {
+        format!(
+            "scatter {} into [{}×{}] at {}",
+            name(&self.g),
+            self.rows,
+            self.cols,
+            name(&self.labels)
+        )
+    }
+}
+
+/// One-hot rows of `classes` values.
+#[derive(Clone, Debug)]
+pub(crate) struct OneHotCall<S> {
+    pub(crate) labels: S,
+    pub(crate) rows: usize,
+    pub(crate) classes: usize,
+}
+
+impl<S> OneHotCall<S> {
+    pub(crate) fn run<'a>(
+        &self,
+        get: impl Fn(&S) -> &'a [f32],
+        out: &mut [f32],
+    ) -> Result<(), (usize, f32)> {
+        let (rows, classes) = (self.rows, self.classes);
+        let l = &get(&self.labels)[..rows];
+        check_labels(l, classes)?;
+        one_hot(l, rows, classes, &mut out[..rows * classes]);
+        Ok(())
+    }
+
+    pub(crate) fn describe(&self, name: impl Fn(&S) -> String) -> String {
+        format!(
+            "one_hot {} [{}×{}]",
+            name(&self.labels),
+            self.rows,
+            self.classes
+        )
+    }
+}

@@ -41,3 +41,52 @@ pub(crate) type Idx = smallvec::SmallVec<[usize; 8]>;
 pub fn numel(shape: &[usize]) -> usize {
     shape.iter().product()
 }
+
+/// Which reduction a reduce kernel performs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum ReduceKind {
+    /// Sum of the elements.
+    Sum,
+    /// Arithmetic mean.
+    Mean,
+    /// Largest element (its gradient goes to the first maximum).
+    Max,
+}
+
+/// Softmax-family kernels over the last axis.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum SoftmaxKind {
+    /// `exp(x - logsumexp(x))`.
+    Softmax,
+    /// `x - logsumexp(x)`.
+    LogSoftmax,
+    /// `log(sum(exp(x)))`, dropping the last axis.
+    LogSumExp,
+}
+
+// Text pieces the kernel calls' `describe` methods share (plan dumps, one instruction a line).
+
+/// ` (layout)` for a broadcast operand, nothing for one read element by element.
+pub(crate) fn describe_layout(l: &Layout) -> String {
+    match l {
+        Layout::Full => String::new(),
+        Layout::Scalar => " (scalar)".into(),
+        Layout::Row { period } => format!(" (row of {period})"),
+        Layout::Col { inner } => format!(" (column, each ×{inner})"),
+        Layout::Strided(strides) => format!(" (strides {:?})", strides.as_slice()),
+    }
+}
+
+/// `[2×3]`.
+pub(crate) fn describe_dims(shape: &[usize]) -> String {
+    let d: Vec<String> = shape.iter().map(usize::to_string).collect();
+    format!("[{}]", d.join("×"))
+}
+
+pub(crate) fn describe_in_place(inplace: bool) -> &'static str {
+    if inplace {
+        " in place"
+    } else {
+        ""
+    }
+}

@@ -462,3 +462,237 @@ mod tests {
         }
     }
 }
+
+// Kernel calls of the reduction, transpose and row-copy kernels (see `elementwise.rs`).
+
+/// `out = x` over `n` values.
+#[derive(Clone, Debug)]
+pub(crate) struct CopyCall<S> {
+    pub(crate) x: S,
+    pub(crate) n: usize,
+}
+
+impl<S> CopyCall<S> {
+    pub(crate) fn run<'a>(&self, get: impl Fn(&S) -> &'a [f32], out: &mut [f32]) {
+        out[..self.n].copy_from_slice(&get(&self.x)[..self.n]);
+    }
+
+    pub(crate) fn describe(&self, name: impl Fn(&S) -> String) -> String {
+        format!("copy {} [{}]", name(&self.x), self.n)
+    }
+}
+
+/// The transpose of a `rows×cols` matrix.
+#[derive(Clone, Debug)]
+pub(crate) struct TransposeCall<S> {
+    pub(crate) rows: usize,
+    pub(crate) cols: usize,
+    pub(crate) x: S,
+}
+
+impl<S> TransposeCall<S> {
+    pub(crate) fn run<'a>(&self, get: impl Fn(&S) -> &'a [f32], out: &mut [f32]) {
+        let n = self.rows * self.cols;
+        transpose(&get(&self.x)[..n], self.rows, self.cols, &mut out[..n]);
+    }
+
+    pub(crate) fn describe(&self, name: impl Fn(&S) -> String) -> String {
+        format!("transpose {} [{}×{}]", name(&self.x), self.rows, self.cols)
+    }
+}
+
+/// A sum, mean or max over the middle axis of an `(outer, len, inner)` view.
+#[derive(Clone, Debug)]
+pub(crate) struct ReduceCall<S> {
+    pub(crate) kind: super::ReduceKind,
+    pub(crate) outer: usize,
+    pub(crate) len: usize,
+    pub(crate) inner: usize,
+    pub(crate) x: S,
+}
+
+impl<S> ReduceCall<S> {
+    pub(crate) fn run<'a>(&self, get: impl Fn(&S) -> &'a [f32], out: &mut [f32]) {
+        let (outer, len, inner) = (self.outer, self.len, self.inner);
+        let (src, dst) = (
+            &get(&self.x)[..outer * len * inner],
+            &mut out[..outer * inner],
+        );
+        match self.kind {
+            super::ReduceKind::Sum => reduce_sum(src, outer, len, inner, dst),
+            super::ReduceKind::Mean => reduce_mean(src, outer, len, inner, dst),
+            super::ReduceKind::Max => reduce_max(src, outer, len, inner, dst),
+        }
+    }
+
+    pub(crate) fn describe(&self, name: impl Fn(&S) -> String) -> String {
+        format!(
+            "{} {} over the middle of [{}×{}×{}]",
+            format!("{:?}", self.kind).to_lowercase(),
+            name(&self.x),
+            self.outer,
+            self.len,
+            self.inner
+        )
+    }
+}
+
+/// 1 at the first maximum along the middle axis of an `(outer, len, inner)` view, 0 elsewhere.
+#[derive(Clone, Debug)]
+pub(crate) struct MaxMaskCall<S> {
+    pub(crate) outer: usize,
+    pub(crate) len: usize,
+    pub(crate) inner: usize,
+    pub(crate) x: S,
+}
+
+impl<S> MaxMaskCall<S> {
+    pub(crate) fn run<'a>(&self, get: impl Fn(&S) -> &'a [f32], out: &mut [f32]) {
+        let n = self.outer * self.len * self.inner;
+        max_mask(
+            &get(&self.x)[..n],
+            self.outer,
+            self.len,
+            self.inner,
+            &mut out[..n],
+        );
+    }
+
+    pub(crate) fn describe(&self, name: impl Fn(&S) -> String) -> String {
+        format!(
+            "max_mask {} over the middle of [{}×{}×{}]",
+            name(&self.x),
+            self.outer,
+            self.len,
+            self.inner
+        )
+    }
+}
+
+/// The index of each row's first maximum.
+#[derive(Clone, Debug)]
+pub(crate) struct ArgmaxCall<S> {
+    pub(crate) rows: usize,
+    pub(crate) cols: usize,
+    pub(crate) x: S,
+}
+
+impl<S> ArgmaxCall<S> {
+    pub(crate) fn run<'a>(&self, get: impl Fn(&S) -> &'a [f32], out: &mut [f32]) {
+        let (rows, cols) = (self.rows, self.cols);
+        argmax_rows(&get(&self.x)[..rows * cols], rows, cols, &mut out[..rows]);
+    }
+
+    pub(crate) fn describe(&self, name: impl Fn(&S) -> String) -> String {
+        format!("argmax {} [{}×{}]", name(&self.x), self.rows, self.cols)
+    }
+}
+
+/// Parts (each `width` values per outer row) joined side by side into rows of `row` values.
+#[derive(Clone, Debug)]
+pub(crate) struct ConcatCall<S> {
+    pub(crate) parts: Vec<(S, usize)>,
+    pub(crate) outer: usize,
+    pub(crate) row: usize,
+}
+
+impl<S> ConcatCall<S> {
+    pub(crate) fn run<'a>(&self, get: impl Fn(&S) -> &'a [f32], out: &mut [f32]) {
+        let mut offset = 0;
+        for (p, width) in &self.parts {
+            copy_rows(get(p), *width, 0, out, self.row, offset, self.outer, *width);
+            offset += width;
+        }
+    }
+
+    pub(crate) fn describe(&self, name: impl Fn(&S) -> String) -> String {
+        let parts: Vec<String> = self
+            .parts
+            .iter()
+            .map(|(s, w)| format!("{} ({w} wide)", name(s)))
+            .collect();
+        format!(
+            "concat {} into [{}×{}]",
+            parts.join(", "),
+            self.outer,
+            self.row
+        )
+    }
+}
+
+/// Columns `offset..offset + width` of each of `outer` rows of `row` values.
+#[derive(Clone, Debug)]
+pub(crate) struct SliceCall<S> {
+    pub(crate) x: S,
+    pub(crate) outer: usize,
+    pub(crate) row: usize,
+    pub(crate) offset: usize,
+    pub(crate) width: usize,
+}
+
+impl<S> SliceCall<S> {
+    pub(crate) fn run<'a>(&self, get: impl Fn(&S) -> &'a [f32], out: &mut [f32]) {
+        let w = self.width;
+        copy_rows(
+            get(&self.x),
+            self.row,
+            self.offset,
+            out,
+            w,
+            0,
+            self.outer,
+            w,
+        );
+    }
+
+    pub(crate) fn describe(&self, name: impl Fn(&S) -> String) -> String {
+        format!(
+            "slice {} [{}×{}] columns {}..{}",
+            name(&self.x),
+            self.outer,
+            self.row,
+            self.offset,
+            self.offset + self.width
+        )
+    }
+}
+
+/// Zeros of `n` values with `g` placed at columns `offset..offset + width` of each row (the
+/// adjoint of [`SliceCall`]).
+#[derive(Clone, Debug)]
+pub(crate) struct SliceGradCall<S> {
+    pub(crate) g: S,
+    pub(crate) outer: usize,
+    pub(crate) row: usize,
+    pub(crate) offset: usize,
+    pub(crate) width: usize,
+    pub(crate) n: usize,
+}
+
+impl<S> SliceGradCall<S> {
+    pub(crate) fn run<'a>(&self, get: impl Fn(&S) -> &'a [f32], out: &mut [f32]) {
+        out[..self.n].fill(0.0);
+        let w = self.width;
+        copy_rows(
+            get(&self.g),
+            w,
+            0,
+            out,
+            self.row,
+            self.offset,
+            self.outer,
+            w,
+        );
+    }
+
+    pub(crate) fn describe(&self, name: impl Fn(&S) -> String) -> String {
+        format!(
+            "slice_grad {} into columns {}..{} of [{}×{}]",
+            name(&self.g),
+            self.offset,
+            self.offset + self.width,
+            self.outer,
+            self.row
+        )
+    }
+}

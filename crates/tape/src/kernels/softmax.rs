@@ -216,3 +216,43 @@ mod tests {
         assert_eq!(lse, [f32::NEG_INFINITY; 2]);
     }
 }
+
+/// Softmax, log-softmax (in place or not) or logsumexp over the rows of a `rows×cols` matrix.
+#[derive(Clone, Debug)]
+pub(crate) struct SoftmaxCall<S> {
+    pub(crate) kind: super::SoftmaxKind,
+    pub(crate) rows: usize,
+    pub(crate) cols: usize,
+    pub(crate) x: S,
+    pub(crate) inplace: bool,
+}
+
+impl<S> SoftmaxCall<S> {
+    pub(crate) fn run<'a>(&self, get: impl Fn(&S) -> &'a [f32], out: &mut [f32]) {
+        use super::SoftmaxKind as K;
+        let (rows, cols) = (self.rows, self.cols);
+        let n = rows * cols;
+        match (self.kind, self.inplace) {
+            (K::Softmax, true) => softmax_inplace(&mut out[..n], rows, cols),
+            (K::LogSoftmax, true) => log_softmax_inplace(&mut out[..n], rows, cols),
+            (K::Softmax, false) => softmax(&get(&self.x)[..n], rows, cols, &mut out[..n]),
+            (K::LogSoftmax, false) => log_softmax(&get(&self.x)[..n], rows, cols, &mut out[..n]),
+            (K::LogSumExp, _) => logsumexp(&get(&self.x)[..n], rows, cols, &mut out[..rows]),
+        }
+    }
+
+    pub(crate) fn describe(&self, name: impl Fn(&S) -> String) -> String {
+        format!(
+            "{} {} [{}×{}]{}",
+            match self.kind {
+                super::SoftmaxKind::Softmax => "softmax",
+                super::SoftmaxKind::LogSoftmax => "log_softmax",
+                super::SoftmaxKind::LogSumExp => "logsumexp",
+            },
+            name(&self.x),
+            self.rows,
+            self.cols,
+            super::describe_in_place(self.inplace)
+        )
+    }
+}
