@@ -3,13 +3,8 @@
 
 use nets::{Classifier, Regressor, Regularizers};
 use optim::{Dataset, DatasetOptions};
-use tape::{Rng, Tensor};
-
-fn normal(shape: &[usize], seed: u64) -> Tensor {
-    let mut t = Tensor::zeros(shape);
-    Rng::new(seed).fill_normal(t.data_mut(), 0.0, 1.0);
-    t
-}
+use tape::testing::normal;
+use tape::Tensor;
 
 fn labels(n: usize, classes: usize) -> Tensor {
     Tensor::vector(
