@@ -3,16 +3,8 @@
 
 use nets::{Classifier, Regressor, Regularizers};
 use optim::{Dataset, DatasetOptions};
-use tape::testing::normal;
+use tape::testing::{labels, normal};
 use tape::Tensor;
-
-fn labels(n: usize, classes: usize) -> Tensor {
-    Tensor::vector(
-        &(0..n)
-            .map(|i| ((i * 7 + 3) % classes) as f32)
-            .collect::<Vec<_>>(),
-    )
-}
 
 fn one_batch(name: &str, data: Vec<Tensor>) -> Dataset {
     let options = DatasetOptions {

@@ -6,7 +6,7 @@ use nets::{
     Autoencoder, Classifier, Error, LayerSpec, Loss, LossKind, ModelOptions, Network, Regressor,
 };
 use optim::{Dataset, DatasetOptions};
-use tape::testing::normal;
+use tape::testing::{labels, normal};
 use tape::Tensor;
 
 const N: usize = 64;
@@ -23,11 +23,7 @@ fn targets() -> Tensor {
 }
 
 fn classes() -> Tensor {
-    Tensor::vector(
-        &(0..N)
-            .map(|i| ((i * 7 + 3) % CLASSES) as f32)
-            .collect::<Vec<_>>(),
-    )
+    labels(N, CLASSES)
 }
 
 fn weights(shape: &[usize]) -> Tensor {

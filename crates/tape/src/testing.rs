@@ -102,6 +102,16 @@ pub fn wave(len: usize) -> Vec<f32> {
         .collect()
 }
 
+/// `n` class labels `(7·i + 3) mod classes` as a vector: every class appears, in no sorted
+/// order, with no random generator. `classes` must be positive.
+pub fn labels(n: usize, classes: usize) -> Tensor {
+    Tensor::vector(
+        &(0..n)
+            .map(|i| ((i * 7 + 3) % classes) as f32)
+            .collect::<Vec<_>>(),
+    )
+}
+
 // ---------------------------------------------------------------------------------------------
 // Shape strategies
 
@@ -237,6 +247,12 @@ mod tests {
         let first = normal_from(&mut rng, &[3, 2], 1.0);
         assert_eq!(first, normal(&[3, 2], 5));
         assert_ne!(normal_from(&mut rng, &[3, 2], 1.0), first);
+    }
+
+    #[test]
+    fn labels_cycle_through_every_class() {
+        assert_eq!(labels(6, 4).data(), &[3.0, 2.0, 1.0, 0.0, 3.0, 2.0]);
+        assert_eq!(labels(0, 3).shape(), &[0]);
     }
 
     #[test]
