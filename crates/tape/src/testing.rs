@@ -84,6 +84,12 @@ pub fn normal_from(rng: &mut Rng, shape: &[usize], std: f32) -> Tensor {
     t
 }
 
+/// A `rows × cols` weight matrix with Glorot's deviation `sqrt(2 / (rows + cols))`, drawn next
+/// from `rng` as [`normal_from`] does.
+pub fn glorot(rng: &mut Rng, rows: usize, cols: usize) -> Tensor {
+    normal_from(rng, &[rows, cols], (2.0 / (rows + cols) as f32).sqrt())
+}
+
 /// Irregular fixed values in [-1, 1], `sin((i + 1)·0.7 + salt)` at flat index `i`: weights
 /// under which every element of an output counts differently, with no random generator.
 pub fn weights(shape: &[usize], salt: f32) -> Tensor {
@@ -247,6 +253,9 @@ mod tests {
         let first = normal_from(&mut rng, &[3, 2], 1.0);
         assert_eq!(first, normal(&[3, 2], 5));
         assert_ne!(normal_from(&mut rng, &[3, 2], 1.0), first);
+        // Glorot's deviation for 6 + 2 = 8 fan: 0.5, so the draw is half of a standard one.
+        let half: Vec<f32> = normal(&[6, 2], 9).data().iter().map(|v| v * 0.5).collect();
+        assert_eq!(glorot(&mut Rng::new(9), 6, 2).data(), &half[..]);
     }
 
     #[test]
