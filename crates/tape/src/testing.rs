@@ -108,8 +108,9 @@ pub fn wave(len: usize) -> Vec<f32> {
         .collect()
 }
 
-/// `n` class labels `(7·i + 3) mod classes` as a vector: every class appears, in no sorted
-/// order, with no random generator. `classes` must be positive.
+/// `n` class labels `(7·i + 3) mod classes` as a vector, with no random generator: unsorted,
+/// and every class appears once `n ≥ classes` (for `classes` not a multiple of 7). `classes`
+/// must be positive.
 pub fn labels(n: usize, classes: usize) -> Tensor {
     Tensor::vector(
         &(0..n)
