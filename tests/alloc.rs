@@ -3,6 +3,7 @@
 
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::cell::Cell;
+use tape::testing::normal_from;
 use tape::{grad, Expr, Function, Param, Rng, Tensor};
 
 struct Counting;
@@ -32,20 +33,14 @@ fn allocations() -> usize {
     ALLOCATIONS.with(Cell::get)
 }
 
-fn random(rng: &mut Rng, shape: &[usize]) -> Tensor {
-    let mut t = Tensor::zeros(shape);
-    rng.fill_normal(t.data_mut(), 0.0, 0.1);
-    t
-}
-
 #[test]
 fn a_training_step_on_seen_shapes_allocates_nothing() {
     let mut rng = Rng::new(5);
     let x = Expr::input("x", 2);
     let y = Expr::labels("y");
-    let w1 = Param::new("hid1.w", random(&mut rng, &[20, 16]));
+    let w1 = Param::new("hid1.w", normal_from(&mut rng, &[20, 16], 0.1));
     let b1 = Param::new("hid1.b", Tensor::zeros(&[16]));
-    let w2 = Param::new("out.w", random(&mut rng, &[16, 4]));
+    let w2 = Param::new("out.w", normal_from(&mut rng, &[16, 4], 0.1));
     let b2 = Param::new("out.b", Tensor::zeros(&[4]));
     // Dropout and a sigmoid/tanh branch too, so random streams and several kernels are covered.
     let h = (x.matmul(&w1.expr()) + b1.expr()).relu().dropout(0.2, 11);
@@ -64,7 +59,7 @@ fn a_training_step_on_seen_shapes_allocates_nothing() {
     let mut f =
         Function::compile_with_updates(&[x, y], &[loss, logits.softmax()], &updates).unwrap();
 
-    let xs = random(&mut rng, &[8, 20]);
+    let xs = normal_from(&mut rng, &[8, 20], 0.1);
     let ys = Tensor::vector(&[0., 1., 2., 3., 3., 2., 1., 0.]);
     let args = [xs.view(), ys.view()];
     f.run(&args).unwrap(); // first call on these shapes: plans and allocates its workspace

@@ -2,14 +2,9 @@
 //! training guide lists; each must reach 90% test accuracy.
 
 use optim::{Algorithm, Dataset, DatasetOptions, LoopOptions, RuleOptions, Trainer};
+use tape::testing::glorot;
 use tape::{Expr, Function, Param, Rng, Tensor};
 use theanets_rs::digits;
-
-fn glorot(rng: &mut Rng, rows: usize, cols: usize) -> Tensor {
-    let mut t = Tensor::zeros(&[rows, cols]);
-    rng.fill_normal(t.data_mut(), 0.0, (2.0 / (rows + cols) as f32).sqrt());
-    t
-}
 
 fn train_with(alg: Algorithm, settings: &[&str]) -> f32 {
     let data = digits::train();

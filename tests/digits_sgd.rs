@@ -1,14 +1,9 @@
 //! Trains a 64-100-10 MLP on the embedded digits data with plain SGD written as compiled-function
 //! parameter updates (the Theano way), and checks that it learned.
 
+use tape::testing::glorot;
 use tape::{grad, Expr, Function, Param, Rng, Tensor, TensorView};
 use theanets_rs::digits;
-
-fn glorot(rng: &mut Rng, rows: usize, cols: usize) -> Tensor {
-    let mut t = Tensor::zeros(&[rows, cols]);
-    rng.fill_normal(t.data_mut(), 0.0, (2.0 / (rows + cols) as f32).sqrt());
-    t
-}
 
 #[test]
 fn sgd_updates_train_the_digits_mlp_to_over_90_percent() {

@@ -2,22 +2,17 @@
 //! 2-layer MLP's cross-entropy loss, `grad(dot(grad(loss, w), v), w)`, matches central finite
 //! differences of the gradient along `v`.
 
+use tape::testing::normal_from;
 use tape::{grad, Expr, Function, Param, Rng, Tensor};
-
-fn random(rng: &mut Rng, shape: &[usize], std: f32) -> Tensor {
-    let mut t = Tensor::zeros(shape);
-    rng.fill_normal(t.data_mut(), 0.0, std);
-    t
-}
 
 #[test]
 fn hessian_vector_product_of_an_mlp_matches_finite_differences() {
     let mut rng = Rng::new(3);
     let x = Expr::input("x", 2);
     let y = Expr::labels("y");
-    let w1 = Param::new("hid1.w", random(&mut rng, &[6, 5], 0.5));
-    let b1 = Param::new("hid1.b", random(&mut rng, &[5], 0.1));
-    let w2 = Param::new("out.w", random(&mut rng, &[5, 3], 0.5));
+    let w1 = Param::new("hid1.w", normal_from(&mut rng, &[6, 5], 0.5));
+    let b1 = Param::new("hid1.b", normal_from(&mut rng, &[5], 0.1));
+    let w2 = Param::new("out.w", normal_from(&mut rng, &[5, 3], 0.5));
     let logits = (x.matmul(&w1.expr()) + b1.expr()).tanh().matmul(&w2.expr());
     let loss = -logits.log_softmax().pick(&y).mean();
 
@@ -25,7 +20,7 @@ fn hessian_vector_product_of_an_mlp_matches_finite_differences() {
     let exprs: Vec<Expr> = params.iter().map(|p| p.expr()).collect();
     let vs: Vec<Tensor> = params
         .iter()
-        .map(|p| random(&mut rng, &p.shape(), 1.0))
+        .map(|p| normal_from(&mut rng, &p.shape(), 1.0))
         .collect();
     let v_inputs: Vec<Expr> = (0..3)
         .map(|i| Expr::input(&format!("v{i}"), params[i].shape().len()))
@@ -43,7 +38,7 @@ fn hessian_vector_product_of_an_mlp_matches_finite_differences() {
     args.extend(v_inputs.iter().cloned());
     let mut f_hv = Function::compile(&args, &hv).unwrap();
     let mut f_g = Function::compile(&[x, y], &g).unwrap();
-    let xs = random(&mut rng, &[8, 6], 1.0);
+    let xs = normal_from(&mut rng, &[8, 6], 1.0);
     let ys = Tensor::vector(&[0., 1., 2., 0., 1., 2., 2., 1.]);
     let mut call_args = vec![&xs, &ys];
     call_args.extend(vs.iter());

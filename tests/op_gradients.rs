@@ -6,19 +6,8 @@ use proptest::prelude::*;
 use proptest::test_runner::TestCaseError;
 use tape::check::{self, Options};
 use tape::kernels::Unary;
+use tape::testing::{matrix, matrix_off_zero, same_shape_pair, weights};
 use tape::{grad, Expr, Function, Tensor};
-
-/// Deterministic, irregular weights so that every output element matters differently.
-fn weights(shape: &[usize], salt: f32) -> Tensor {
-    let n: usize = shape.iter().product();
-    Tensor::new(
-        shape,
-        (0..n)
-            .map(|i| ((i as f32 + 1.0) * 0.7 + salt).sin())
-            .collect(),
-    )
-    .unwrap()
-}
 
 /// Builds `op(inputs)`, weights its output into a scalar, and checks first and second derivatives
 /// with respect to every input.
@@ -76,37 +65,6 @@ fn check_op_dims(
         y.debug_print()
     );
     Ok(())
-}
-
-fn matrix(lo: f32, hi: f32) -> impl Strategy<Value = Tensor> {
-    (1usize..5, 1usize..5).prop_flat_map(move |(r, c)| {
-        prop::collection::vec(lo..hi, r * c).prop_map(move |v| Tensor::new(&[r, c], v).unwrap())
-    })
-}
-
-/// Values at least `gap` away from zero, with random signs.
-fn matrix_off_zero(gap: f32, hi: f32) -> impl Strategy<Value = Tensor> {
-    matrix(gap, hi).prop_flat_map(|t| {
-        let n = t.len();
-        prop::collection::vec(any::<bool>(), n).prop_map(move |signs| {
-            let data = t
-                .data()
-                .iter()
-                .zip(&signs)
-                .map(|(&v, &s)| if s { v } else { -v })
-                .collect();
-            Tensor::new(t.shape(), data).unwrap()
-        })
-    })
-}
-
-fn same_shape_pair(lo: f32, hi: f32) -> impl Strategy<Value = (Tensor, Tensor)> {
-    matrix(lo, hi).prop_flat_map(move |a| {
-        let shape = a.shape().to_vec();
-        let n = a.len();
-        prop::collection::vec(lo..hi, n)
-            .prop_map(move |v| (a.clone(), Tensor::new(&shape, v).unwrap()))
-    })
 }
 
 /// A test point for a unary op from one drawn off zero: positive for the ops defined there only,

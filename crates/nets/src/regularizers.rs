@@ -351,13 +351,8 @@ pub fn glob(pattern: &str, name: &str) -> bool {
 mod tests {
     use super::{glob, jacobian_norm, jacobian_norm_closed, Elementwise};
     use crate::activations::Activation;
-    use tape::{Expr, Function, Param, Rng, Tensor};
-
-    fn normal(shape: &[usize], seed: u64) -> Tensor {
-        let mut t = Tensor::zeros(shape);
-        Rng::new(seed).fill_normal(t.data_mut(), 0.0, 1.0);
-        t
-    }
+    use tape::testing::normal;
+    use tape::{Expr, Function, Param};
 
     /// Both computations in one function, so dropout masks and noise are shared: with the input
     /// and the hidden output corrupted, the closed form (input factor from its own backward pass)

@@ -3,21 +3,8 @@
 
 use nets::{Classifier, Regressor, Regularizers};
 use optim::{Dataset, DatasetOptions};
-use tape::{Rng, Tensor};
-
-fn normal(shape: &[usize], seed: u64) -> Tensor {
-    let mut t = Tensor::zeros(shape);
-    Rng::new(seed).fill_normal(t.data_mut(), 0.0, 1.0);
-    t
-}
-
-fn labels(n: usize, classes: usize) -> Tensor {
-    Tensor::vector(
-        &(0..n)
-            .map(|i| ((i * 7 + 3) % classes) as f32)
-            .collect::<Vec<_>>(),
-    )
-}
+use tape::testing::{labels, normal};
+use tape::Tensor;
 
 fn one_batch(name: &str, data: Vec<Tensor>) -> Dataset {
     let options = DatasetOptions {

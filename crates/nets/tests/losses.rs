@@ -5,6 +5,7 @@
 use nets::losses::{GllForm, HingeForm, Loss, LossKind};
 use nets::Error;
 use proptest::prelude::*;
+use tape::testing::{self, close, values};
 use tape::{check, grad, Expr, Function, Param, Tensor};
 
 const ALL_NAMES: [&str; 15] = [
@@ -37,12 +38,10 @@ fn eval(cost: &Expr, inputs: &[(Expr, Tensor)]) -> f32 {
     f.call(&args).unwrap()[0].item().unwrap()
 }
 
-fn close(a: f32, b: f64, tol: f64) -> bool {
-    (a as f64 - b).abs() <= tol * (1.0 + b.abs())
-}
-
+/// This file's usual tolerance: 1e-5 relative and absolute against the f64 formula.
+#[track_caller]
 fn assert_close(a: f32, b: f64) {
-    assert!(close(a, b, 1e-5), "got {a}, expected {b}");
+    testing::assert_close(&[a], &[b], 1e-5, 1e-5, "loss");
 }
 
 fn f64s(t: &Tensor) -> Vec<f64> {
@@ -223,14 +222,13 @@ fn cross_entropy_value_clips_tiny_probabilities() {
     let labels = [1.0, 0.0, 2.0];
     let nll = [-(0.7f64).ln(), -(0.5f64).ln(), -(1e-8f64).ln()];
     let xe = Loss::new(LossKind::CrossEntropy);
-    assert!(close(label_loss(&xe, &y, &labels, None), mean(&nll), 1e-5));
+    assert_close(label_loss(&xe, &y, &labels, None), mean(&nll));
     let w = [2.0, 0.5, 1.0];
     let expected = weighted_mean(&nll, &[2.0, 0.5, 1.0], 1);
-    assert!(close(
+    assert_close(
         label_loss(&weighted(LossKind::CrossEntropy), &y, &labels, Some(&w)),
         expected,
-        1e-5
-    ));
+    );
 }
 
 #[test]
@@ -580,10 +578,7 @@ fn gll_is_the_diagonal_gaussian_negative_log_likelihood() {
     // The closed form at t = μ, σ² = 1 − eps: ½ log 2π per element.
     let ones = Tensor::full(&[2, 3], 1.0 - 1e-3);
     let v = gll_value(&loss, &mu, &ones, &mu, None);
-    assert!(
-        close(v, 3.0 * 0.5 * (2.0 * std::f64::consts::PI).ln(), 1e-5),
-        "{v}"
-    );
+    assert_close(v, 3.0 * 0.5 * (2.0 * std::f64::consts::PI).ln());
 
     let w1 = Tensor::vector(&[1.0, 3.0]);
     assert_close(
@@ -626,7 +621,10 @@ fn mmd_is_zero_for_identical_sets_and_positive_otherwise() {
     assert!(same.abs() < 1e-5, "{same}");
     let v = float_loss(&mmd, &y, &t, None);
     let expected = mmd_ref(&f64s(&t), &f64s(&y), 3, 1.0);
-    assert!(v > 0.0 && close(v, expected, 1e-4), "{v} vs {expected}");
+    assert!(
+        v > 0.0 && close(v, expected, 1e-4, 1e-4),
+        "{v} vs {expected}"
+    );
     // Rows in another order are the same set.
     let swapped = mat(2, 3, &[0.0, 0.5, 0.25, 1.0, -0.5, 1.0]);
     assert!(float_loss(&mmd, &swapped, &t, None).abs() < 1e-5);
@@ -635,12 +633,13 @@ fn mmd_is_zero_for_identical_sets_and_positive_otherwise() {
         ..mmd.clone()
     };
     let expected = mmd_ref(&f64s(&t), &f64s(&y), 3, 4.0);
-    assert!(close(float_loss(&wide, &y, &t, None), expected, 1e-4));
+    assert!(close(float_loss(&wide, &y, &t, None), expected, 1e-4, 1e-4));
     // Weights are accepted and ignored.
     let w = Tensor::full(&[2, 3], 7.0);
     assert!(close(
         float_loss(&weighted(LossKind::Mmd), &y, &t, Some(&w)),
         mmd_ref(&f64s(&t), &f64s(&y), 3, 1.0),
+        1e-4,
         1e-4
     ));
 }
@@ -925,7 +924,7 @@ fn pair_strategy() -> impl Strategy<Value = (usize, Vec<f32>, Vec<f32>)> {
         let n = rows * cols;
         (
             Just(cols),
-            prop::collection::vec(-2.0f32..2.0, n),
+            values(-2.0..2.0, n),
             // Zero or clearly nonzero offsets, so "y ≠ t" never rounds away.
             prop::collection::vec(prop_oneof![Just(0.0f32), -1.0f32..-0.01, 0.01f32..1.0], n),
         )
@@ -963,8 +962,8 @@ proptest! {
     fn kl_between_distributions_is_nonnegative(
         (cols, a, b) in (1usize..4, 1usize..5).prop_flat_map(|(rows, cols)| (
             Just(cols),
-            prop::collection::vec(0.05f32..1.0, rows * cols),
-            prop::collection::vec(0.05f32..1.0, rows * cols),
+            values(0.05..1.0, rows * cols),
+            values(0.05..1.0, rows * cols),
         ))
     ) {
         let rows = a.len() / cols;

@@ -6,18 +6,13 @@ use nets::{
     Autoencoder, Classifier, Error, LayerSpec, Loss, LossKind, ModelOptions, Network, Regressor,
 };
 use optim::{Dataset, DatasetOptions};
-use tape::{Rng, Tensor};
+use tape::testing::{labels, normal};
+use tape::Tensor;
 
 const N: usize = 64;
 const INPUTS: usize = 7;
 const OUTPUTS: usize = 3;
 const CLASSES: usize = 5;
-
-fn normal(shape: &[usize], seed: u64) -> Tensor {
-    let mut t = Tensor::zeros(shape);
-    Rng::new(seed).fill_normal(t.data_mut(), 0.0, 1.0);
-    t
-}
 
 fn inputs() -> Tensor {
     normal(&[N, INPUTS], 1)
@@ -28,11 +23,7 @@ fn targets() -> Tensor {
 }
 
 fn classes() -> Tensor {
-    Tensor::vector(
-        &(0..N)
-            .map(|i| ((i * 7 + 3) % CLASSES) as f32)
-            .collect::<Vec<_>>(),
-    )
+    labels(N, CLASSES)
 }
 
 fn weights(shape: &[usize]) -> Tensor {

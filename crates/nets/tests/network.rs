@@ -6,13 +6,8 @@
 use nets::init::{BiasInit, WeightInit};
 use nets::layers::Feedforward;
 use nets::{Error, Layer, LayerContext, LayerSpec, ModelOptions, Regressor, Regularizers};
-use tape::{check, Expr, Function, Param, Rng, Tensor};
-
-fn normal(shape: &[usize], seed: u64) -> Tensor {
-    let mut t = Tensor::zeros(shape);
-    Rng::new(seed).fill_normal(t.data_mut(), 0.0, 1.0);
-    t
-}
+use tape::testing::{assert_close_tensor, normal};
+use tape::{check, Expr, Function, Param, Tensor};
 
 /// A custom layer that passes its input through under the output names it is given.
 struct Named {
@@ -357,13 +352,6 @@ fn skip_net() -> Regressor {
     .unwrap()
 }
 
-fn assert_close(a: &Tensor, b: &Tensor, what: &str) {
-    assert_eq!(a.shape(), b.shape(), "{what}");
-    for (u, v) in a.data().iter().zip(b.data()) {
-        assert!((u - v).abs() < 1e-5 * (1.0 + v.abs()), "{what}: {u} vs {v}");
-    }
-}
-
 #[test]
 fn decoding_works_when_a_later_layer_reads_an_earlier_output() {
     let net = skip_net();
@@ -377,7 +365,7 @@ fn decoding_works_when_a_later_layer_reads_an_earlier_output() {
     let both = net
         .decode_codes(&[("hid2", &z2), ("hid1", &z1)], None)
         .unwrap();
-    assert_close(&both, &net.predict(&x).unwrap(), "both codes");
+    assert_close_tensor(&both, &net.predict(&x).unwrap(), 1e-5, 1e-5, "both codes");
 
     // A new code for hid2, hid1 from the input: out = z·W_hid2 + hid1(x)·W_hid1 + b by hand.
     let z = normal(&[6, 3], 12);
@@ -395,7 +383,7 @@ fn decoding_works_when_a_later_layer_reads_an_earlier_output() {
             .sum();
         from_code + from_x + b.data()[c]
     });
-    assert_close(&decoded, &expected, "hid2 code and x");
+    assert_close_tensor(&decoded, &expected, 1e-5, 1e-5, "hid2 code and x");
 
     // One code and no input: an error that says what is missing.
     let e = net.decode_from("hid2", &z).unwrap_err().to_string();
@@ -450,5 +438,11 @@ fn decoding_compiles_once_per_request() {
     let once = ae.decode(&code, None).unwrap();
     assert_eq!(ae.decode(&code, None).unwrap(), once);
     assert_eq!(ae.compiled_functions(), n + 1);
-    assert_close(&once, &ae.predict(&x).unwrap(), "autoencoder decode");
+    assert_close_tensor(
+        &once,
+        &ae.predict(&x).unwrap(),
+        1e-5,
+        1e-5,
+        "autoencoder decode",
+    );
 }

@@ -4,13 +4,8 @@
 
 use nets::{LayerSpec, ModelOptions, Regressor, Regularizers};
 use optim::{Dataset, DatasetOptions};
-use tape::{Function, Rng, Tensor};
-
-fn normal(shape: &[usize], seed: u64) -> Tensor {
-    let mut t = Tensor::zeros(shape);
-    Rng::new(seed).fill_normal(t.data_mut(), 0.0, 1.0);
-    t
-}
+use tape::testing::{close, normal};
+use tape::{Function, Tensor};
 
 fn net() -> Regressor {
     let specs = [7, 20, 3].iter().map(|&s| LayerSpec::from(s)).collect();
@@ -257,7 +252,7 @@ fn dropout_drops_the_asked_fraction_and_rescales_the_rest() {
             } else {
                 let want = f64::from(*c) / (1.0 - p);
                 assert!(
-                    (f64::from(*d) - want).abs() < 1e-5 * (1.0 + want.abs()),
+                    close(*d, want, 1e-5, 1e-5),
                     "{key}={value}: kept {d}, wanted {c}/(1−{p}) = {want}"
                 );
             }

@@ -3,6 +3,7 @@
 //! ESGD's running mean corrected the same way), plus literal numbers for momentum and clipping.
 
 use optim::{Algorithm, Rule, RuleOptions};
+use tape::testing::close;
 
 const GRADS: [[f32; 2]; 3] = [[0.5, -1.0], [0.25, 0.5], [-0.5, 0.5]];
 const HVS: [[f32; 2]; 3] = [[1.0, -2.0], [0.5, 0.25], [2.0, 1.0]];
@@ -30,9 +31,8 @@ fn opts(alg: Algorithm, lr: f32) -> RuleOptions {
 fn check(got: &[[f32; 2]], want: &[[f64; 2]]) {
     for (t, (g, w)) in got.iter().zip(want).enumerate() {
         for i in 0..2 {
-            let tol = 1e-5 * (1.0 + w[i].abs());
             assert!(
-                (f64::from(g[i]) - w[i]).abs() < tol,
+                close(g[i], w[i], 1e-5, 1e-5),
                 "step {} element {i}: got {} want {}",
                 t + 1,
                 g[i],
@@ -255,7 +255,7 @@ fn every_rule_composes_with_momentum_the_same_way() {
             for (t, (g, w)) in got.iter().zip(&want).enumerate() {
                 for i in 0..2 {
                     assert!(
-                        (f64::from(g[i]) - w[i]).abs() < 1e-4 * (1.0 + w[i].abs()),
+                        close(g[i], w[i], 1e-4, 1e-4),
                         "{alg} nesterov={nesterov} step {t}"
                     );
                 }

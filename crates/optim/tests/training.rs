@@ -4,6 +4,7 @@
 
 use optim::options::configure;
 use optim::{Algorithm, Dataset, DatasetOptions, Error, LoopOptions, RuleOptions, Trainer};
+use tape::testing::normal_from;
 use tape::{grad, Expr, Function, Param, Rng, Tensor};
 
 fn one_batch(name: &str, arrays: Vec<Tensor>) -> Dataset {
@@ -49,11 +50,7 @@ fn nag_solves_rosenbrock_from_minus_three() {
 
 fn factorisation() -> (Expr, Vec<Param>, Vec<Expr>, Dataset) {
     let mut rng = Rng::new(11);
-    let mut draw = |shape: &[usize], std: f32| {
-        let mut t = Tensor::zeros(shape);
-        rng.fill_normal(t.data_mut(), 0.0, std);
-        t
-    };
+    let mut draw = |shape: &[usize], std: f32| normal_from(&mut rng, shape, std);
     let (a, b) = (draw(&[40, 4], 1.0), draw(&[4, 12], 1.0));
     let target = Function::compile(&[], &[Expr::constant(a).matmul(&Expr::constant(b))])
         .unwrap()
@@ -211,11 +208,7 @@ fn esgd_hessian_vector_products_match_finite_differences() {
     let mut rng = Rng::new(2);
     let probes: Vec<Tensor> = params
         .iter()
-        .map(|p| {
-            let mut t = Tensor::zeros(&p.shape());
-            rng.fill_normal(t.data_mut(), 0.0, 1.0);
-            t
-        })
+        .map(|p| normal_from(&mut rng, &p.shape(), 1.0))
         .collect();
     let batch: Vec<Tensor> = data
         .next_batch()

@@ -43,6 +43,8 @@ mod print;
 mod rewrite;
 pub mod rng;
 pub mod tensor;
+#[cfg(any(test, feature = "testing"))]
+pub mod testing;
 
 pub use custom::CustomOp;
 pub use error::{Error, Loc, Result};

@@ -309,6 +309,7 @@ pub fn sum_to(g: &[f32], to: &[usize], layout: &Layout, out: &mut [f32]) {
 #[allow(clippy::needless_range_loop)]
 pub(crate) mod tests {
     use super::*;
+    use crate::testing::{broadcast_shapes, shape, wave};
     use proptest::prelude::*;
 
     /// Reference reading index: unravel `i` in `to`, then ravel in the padded `from` with
@@ -371,28 +372,6 @@ pub(crate) mod tests {
         Some(out)
     }
 
-    /// A shape that broadcasts to `to`: a random right-aligned suffix with random dims set to 1.
-    pub(crate) fn shrink(to: Vec<usize>) -> impl Strategy<Value = Vec<usize>> {
-        let r = to.len();
-        (0..=r, prop::collection::vec(any::<bool>(), r)).prop_map(move |(keep, ones)| {
-            (r - keep..r)
-                .map(|d| if ones[d] { 1 } else { to[d] })
-                .collect()
-        })
-    }
-
-    /// Output shape with rank 0..=4 and dims 1..=4, plus two operand shapes broadcasting to it.
-    pub(crate) fn shape_triple() -> impl Strategy<Value = (Vec<usize>, Vec<usize>, Vec<usize>)> {
-        prop::collection::vec(1usize..=4, 0..=4)
-            .prop_flat_map(|to| (Just(to.clone()), shrink(to.clone()), shrink(to)))
-    }
-
-    pub(crate) fn data(len: usize) -> Vec<f32> {
-        (0..len)
-            .map(|i| (i as f32 * 0.37).sin() * 3.0 + 0.25)
-            .collect()
-    }
-
     fn check_layout(from: &[usize], to: &[usize]) -> Result<Layout, TestCaseError> {
         let l = Layout::new(from, to).expect("broadcastable");
         let st = l.strides(to);
@@ -440,15 +419,15 @@ pub(crate) mod tests {
     proptest! {
         #[test]
         fn broadcast_shape_matches_naive(
-            a in prop::collection::vec(0usize..=3, 0..=4),
-            b in prop::collection::vec(0usize..=3, 0..=4),
+            a in shape(0..=3),
+            b in shape(0..=3),
         ) {
             let got = broadcast_shape(&a, &b).map(|s| s.to_vec());
             prop_assert_eq!(got, naive_broadcast_shape(&a, &b));
         }
 
         #[test]
-        fn layouts_match_reference((to, a, b) in shape_triple()) {
+        fn layouts_match_reference((to, a, b) in broadcast_shapes()) {
             let out = broadcast_shape(&a, &b).unwrap();
             prop_assert_eq!(broadcast_shape(&out, &to).map(|s| s.to_vec()), Some(to.clone()));
             check_layout(&a, &to)?;
@@ -460,8 +439,8 @@ pub(crate) mod tests {
 
         #[test]
         fn layout_rejects_non_broadcastable(
-            from in prop::collection::vec(0usize..=3, 0..=4),
-            to in prop::collection::vec(0usize..=3, 0..=4),
+            from in shape(0..=3),
+            to in shape(0..=3),
         ) {
             let ok = naive_broadcast_shape(&from, &to).as_deref() == Some(&to[..]);
             prop_assert_eq!(Layout::new(&from, &to).is_some(), ok);
@@ -471,9 +450,9 @@ pub(crate) mod tests {
         }
 
         #[test]
-        fn broadcast_to_and_sum_to_match_naive((to, from, _b) in shape_triple()) {
+        fn broadcast_to_and_sum_to_match_naive((to, from, _b) in broadcast_shapes()) {
             let layout = Layout::new(&from, &to).unwrap();
-            let x = data(numel(&from));
+            let x = wave(numel(&from));
             let n = numel(&to);
             let mut out = vec![f32::NAN; n];
             broadcast_to(&x, &layout, &to, &mut out);
@@ -483,7 +462,7 @@ pub(crate) mod tests {
                 prop_assert_eq!(out[i], x[naive_index(&from, &to, i)]);
                 prop_assert_eq!(out_s[i], out[i]);
             }
-            let g = data(n + 3)[3..].to_vec();
+            let g = wave(n + 3)[3..].to_vec();
             let mut want = vec![0.0f64; x.len()];
             for (i, &gv) in g.iter().enumerate() {
                 want[naive_index(&from, &to, i)] += gv as f64;

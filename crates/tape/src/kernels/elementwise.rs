@@ -560,8 +560,9 @@ pub fn axpy_inplace_rhs(a: &[f32], alpha: f32, b: &mut [f32]) {
 #[allow(clippy::needless_range_loop)]
 mod tests {
     use super::*;
-    use crate::kernels::broadcast::tests::{data, naive_index, shape_triple};
+    use crate::kernels::broadcast::tests::naive_index;
     use crate::kernels::broadcast_shape;
+    use crate::testing::{broadcast_shapes, close, wave};
     use proptest::prelude::*;
 
     const UNARY: [Unary; 13] = Unary::ALL;
@@ -625,17 +626,6 @@ mod tests {
         a.to_bits() == b.to_bits() || (a.is_nan() && b.is_nan())
     }
 
-    fn close(got: f32, want: f64, rel: f64) -> bool {
-        if want.is_nan() {
-            return got.is_nan();
-        }
-        if want.is_infinite() || (want.abs() > f32::MAX as f64) {
-            return got as f64 == want
-                || (got.is_infinite() && got.signum() as f64 == want.signum());
-        }
-        (got as f64 - want).abs() <= rel * want.abs() + 1e-37
-    }
-
     fn val() -> impl Strategy<Value = f32> {
         prop_oneof![
             -10.0f32..10.0,
@@ -670,7 +660,7 @@ mod tests {
             let op = UNARY[op];
             let got = unary_scalar(op, x);
             let want = naive_unary(op, x as f64);
-            prop_assert!(close(got, want, 2e-6), "{:?}({}) = {} want {}", op, x, got, want);
+            prop_assert!(close(got, want, 2e-6, 1e-37), "{:?}({}) = {} want {}", op, x, got, want);
         }
 
         #[test]
@@ -710,13 +700,13 @@ mod tests {
         }
 
         #[test]
-        fn binary_broadcast_matches_naive(op in 0usize..13, (_to, sa, sb) in shape_triple()) {
+        fn binary_broadcast_matches_naive(op in 0usize..13, (_to, sa, sb) in broadcast_shapes()) {
             let op = BINARY[op];
             let to = broadcast_shape(&sa, &sb).unwrap();
             let n = numel(&to);
-            let a = data(numel(&sa));
+            let a = wave(numel(&sa));
             // Offset so comparisons see both equal and unequal pairs.
-            let b: Vec<f32> = data(numel(&sb) + 1)[1..].iter().map(|v| v.round()).collect();
+            let b: Vec<f32> = wave(numel(&sb) + 1)[1..].iter().map(|v| v.round()).collect();
             let a: Vec<f32> = a.iter().map(|v| v.round()).collect();
             let la = Layout::new(&sa, &to).unwrap();
             let lb = Layout::new(&sb, &to).unwrap();
@@ -757,12 +747,12 @@ mod tests {
         }
 
         #[test]
-        fn select_matches_naive((to, sc, sa) in shape_triple(), sb_keep in prop::collection::vec(any::<bool>(), 4)) {
+        fn select_matches_naive((to, sc, sa) in broadcast_shapes(), sb_keep in prop::collection::vec(any::<bool>(), 4)) {
             let sb: Vec<usize> = to.iter().zip(&sb_keep).map(|(&d, &k)| if k { d } else { 1 }).collect();
             let n = numel(&to);
             let c: Vec<f32> = (0..numel(&sc)).map(|i| [0.0, 1.0, -2.0, 0.0, f32::NAN][i % 5]).collect();
-            let a = data(numel(&sa));
-            let b: Vec<f32> = data(numel(&sb)).iter().map(|v| -v).collect();
+            let a = wave(numel(&sa));
+            let b: Vec<f32> = wave(numel(&sb)).iter().map(|v| -v).collect();
             let (lc, la, lb) = (
                 Layout::new(&sc, &to).unwrap(),
                 Layout::new(&sa, &to).unwrap(),

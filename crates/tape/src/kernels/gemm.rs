@@ -64,6 +64,7 @@ pub fn gemm(
 #[allow(clippy::needless_range_loop)]
 mod tests {
     use super::*;
+    use crate::testing::values;
     use proptest::prelude::*;
 
     #[test]
@@ -161,10 +162,6 @@ mod tests {
         Ok(())
     }
 
-    fn vals(len: usize) -> impl Strategy<Value = Vec<f32>> {
-        prop::collection::vec(-2.0f32..2.0, len)
-    }
-
     fn scalar() -> impl Strategy<Value = f32> {
         prop_oneof![Just(0.0f32), Just(1.0f32), Just(-1.0f32), -3.0f32..3.0]
     }
@@ -175,7 +172,7 @@ mod tests {
         #[test]
         fn matches_naive(
             (m, k, n, a, b, c) in (0usize..=9, 0usize..=9, 0usize..=9).prop_flat_map(|(m, k, n)| {
-                (Just(m), Just(k), Just(n), vals(m * k), vals(k * n), vals(m * n))
+                (Just(m), Just(k), Just(n), values(-2.0..2.0, m * k), values(-2.0..2.0, k * n), values(-2.0..2.0, m * n))
             }),
             ta in any::<bool>(),
             tb in any::<bool>(),
@@ -188,7 +185,7 @@ mod tests {
         #[test]
         fn beta_zero_ignores_nan(
             (m, k, n, a, b) in (0usize..=9, 0usize..=9, 0usize..=9).prop_flat_map(|(m, k, n)| {
-                (Just(m), Just(k), Just(n), vals(m * k), vals(k * n))
+                (Just(m), Just(k), Just(n), values(-2.0..2.0, m * k), values(-2.0..2.0, k * n))
             }),
             ta in any::<bool>(),
             tb in any::<bool>(),

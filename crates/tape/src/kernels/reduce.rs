@@ -265,6 +265,7 @@ pub fn copy_rows(
 #[allow(clippy::needless_range_loop)]
 mod tests {
     use super::*;
+    use crate::testing::values;
     use proptest::prelude::*;
 
     fn dims() -> impl Strategy<Value = (usize, usize, usize, Vec<f32>)> {
@@ -393,7 +394,7 @@ mod tests {
         }
 
         #[test]
-        fn sum_all_is_close(x in prop::collection::vec(-10.0f32..10.0, 0..100)) {
+        fn sum_all_is_close(x in values(-10.0..10.0, 0..100)) {
             let want: f64 = x.iter().map(|&v| v as f64).sum();
             prop_assert!((sum_all(&x) as f64 - want).abs() <= 1e-5 * (x.len() as f64 + 1.0) * 10.0);
         }
