@@ -1,8 +1,8 @@
 //! Compiled functions, the public face of the compiler. Compiling flattens the graph
-//! ([`crate::ir`]), rewrites it once ([`crate::rewrite`]: common subexpressions merged, constants
+//! (`ir`), rewrites it once (`rewrite`: common subexpressions merged, constants
 //! folded, stable forms substituted, bias-adds fused into the matrix product); each distinct set
-//! of argument shapes then gets a plan ([`crate::plan`] → [`crate::instr`]) that the interpreter
-//! ([`crate::exec`]) runs. A call on shapes seen before allocates nothing.
+//! of argument shapes then gets a plan (`plan` → `instr`) that the interpreter
+//! (`exec`) runs. A call on shapes seen before allocates nothing.
 
 use crate::error::{fmt_dims, Error, Result};
 use crate::expr::{Expr, Param};
