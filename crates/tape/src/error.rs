@@ -1,6 +1,7 @@
 //! The one error type of the crate: every variant keeps the op or input it is about, the shapes
 //! involved and, where a graph node is to blame, the user's source line that built it.
 
+use crate::op::Dims;
 use std::fmt;
 use std::panic::Location;
 
@@ -29,8 +30,9 @@ pub enum Error {
     Shape {
         /// The op's name, e.g. `matmul`.
         op: String,
-        /// The operands' shapes, rendered.
-        shapes: Vec<String>,
+        /// The operands' shapes, as known where the error was found (build time may not know
+        /// every dim; run time does).
+        shapes: Vec<Dims>,
         /// What the op needed.
         expected: String,
         /// The user's line that built the node.
@@ -99,10 +101,16 @@ impl fmt::Display for Error {
                 shapes,
                 expected,
                 at,
+            } if shapes.is_empty() => write!(f, "{op} at {at}: no operands but {expected}"),
+            Error::Shape {
+                op,
+                shapes,
+                expected,
+                at,
             } => write!(
                 f,
                 "{op} at {at}: operands of shapes {} but {expected}",
-                shapes.join(", ")
+                Joined(shapes)
             ),
             Error::Input {
                 input,
@@ -143,4 +151,19 @@ impl std::error::Error for Error {}
 pub fn fmt_dims(dims: &[usize]) -> String {
     let parts: Vec<String> = dims.iter().map(|d| d.to_string()).collect();
     format!("[{}]", parts.join(", "))
+}
+
+/// Shapes rendered in a row, `[?, 3], [4, 2]`, without building a string per shape.
+struct Joined<'a>(&'a [Dims]);
+
+impl fmt::Display for Joined<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for (i, d) in self.0.iter().enumerate() {
+            if i > 0 {
+                write!(f, ", ")?;
+            }
+            write!(f, "{d}")?;
+        }
+        Ok(())
+    }
 }

@@ -49,6 +49,6 @@ pub use error::{Error, Loc, Result};
 pub use expr::{Expr, Param};
 pub use function::Function;
 pub use grad::grad;
-pub use op::{DType, Op, Type};
+pub use op::{DType, Dims, Op, Type};
 pub use rng::Rng;
 pub use tensor::{Tensor, TensorView};

@@ -7,7 +7,7 @@ use crate::error::{fmt_dims, Error, Result};
 use crate::instr::{Instr, Plan, Side, Src};
 use crate::ir::Program;
 use crate::kernels::{Layout, Shape};
-use crate::op::{Op, SoftmaxKind, Type};
+use crate::op::{Dims, Op, SoftmaxKind, Type};
 
 fn numel(s: &[usize]) -> usize {
     s.iter().product()
@@ -79,7 +79,11 @@ pub(crate) fn build(f: &Program, arg_shapes: Vec<Shape>) -> Result<Plan> {
                 let refs: Vec<&Type> = tys.iter().collect();
                 let fail = |expected: String| Error::Shape {
                     op: op.name(),
-                    shapes: node.inputs.iter().map(|&j| fmt_dims(&shape[j])).collect(),
+                    shapes: node
+                        .inputs
+                        .iter()
+                        .map(|&j| Dims::known(&shape[j]))
+                        .collect(),
                     expected,
                     at: node.at,
                 };
