@@ -115,3 +115,40 @@ pub(crate) fn unknown_key(key: &str, valid: &[&str]) -> Error {
         optim::options::unknown_key_problem(key, valid),
     )
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::error::Error as _;
+
+    /// Every message in the chain of `e`, outermost first.
+    fn chain(e: &Error) -> Vec<String> {
+        let mut out = vec![e.to_string()];
+        let mut cause = e.source();
+        while let Some(c) = cause {
+            out.push(c.to_string());
+            cause = c.source();
+        }
+        out
+    }
+
+    #[test]
+    fn wrapped_optim_and_tape_errors_show_each_cause_once() {
+        let t = tape::Error::Input {
+            input: "x".into(),
+            expected: "shape [?, 2]".into(),
+            found: "shape [1, 3]".into(),
+        };
+        let trained = optim::Error::from(t.clone()).context("training: iteration 1, batch 1 of 1");
+        let e = Error::from(trained).context("model `m`");
+        assert_eq!(
+            chain(&e),
+            [
+                "model `m`",
+                "training: iteration 1, batch 1 of 1",
+                "input `x`: expected shape [?, 2], found shape [1, 3]",
+            ]
+        );
+        assert_eq!(chain(&Error::from(t)).len(), 1);
+    }
+}

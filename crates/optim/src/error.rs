@@ -98,3 +98,42 @@ impl From<tape::Error> for Error {
         Error::Tape(e)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::error::Error as _;
+
+    fn data() -> Error {
+        Error::Data {
+            dataset: "train".into(),
+            problem: "no rows".into(),
+        }
+    }
+
+    #[test]
+    fn context_shows_its_line_and_hands_on_the_cause() {
+        let e = data()
+            .context("outer")
+            .context("training: iteration 2, batch 1 of 3");
+        assert_eq!(e.to_string(), "training: iteration 2, batch 1 of 3");
+        let inner = e.source().expect("a cause");
+        assert_eq!(inner.to_string(), "outer");
+        let root = inner.source().expect("a cause");
+        assert_eq!(root.to_string(), "dataset `train`: no rows");
+        assert!(root.source().is_none());
+        assert_eq!(e.root(), &data());
+    }
+
+    #[test]
+    fn engine_errors_pass_through_without_repeating_themselves() {
+        let t = tape::Error::Data {
+            what: "Tensor::new",
+            shape: vec![2],
+            len: 3,
+        };
+        let e = Error::from(t.clone());
+        assert_eq!(e.to_string(), t.to_string());
+        assert!(e.source().is_none(), "the engine error was already shown");
+    }
+}
