@@ -1,7 +1,7 @@
 //! The one error type of the crate: every variant keeps the op or input it is about, the shapes
 //! involved and, where a graph node is to blame, the user's source line that built it.
 
-use crate::op::Dims;
+use crate::dims::Dims;
 use std::fmt;
 use std::panic::Location;
 

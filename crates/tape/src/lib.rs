@@ -27,6 +27,7 @@
 
 pub mod check;
 pub mod custom;
+mod dims;
 pub mod error;
 mod exec;
 pub mod expr;
@@ -45,10 +46,11 @@ pub mod rng;
 pub mod tensor;
 
 pub use custom::CustomOp;
+pub use dims::Dims;
 pub use error::{Error, Loc, Result};
 pub use expr::{Expr, Param};
 pub use function::Function;
 pub use grad::grad;
-pub use op::{DType, Dims, Op, Type};
+pub use op::{DType, Op, Type};
 pub use rng::Rng;
 pub use tensor::{Tensor, TensorView};
