@@ -47,6 +47,9 @@ pub enum Error {
         /// What it got.
         found: String,
     },
+    /// A value whose shape does not fit where it goes: a function's argument, a parameter's
+    /// update or its new value. Boxed: its two shapes would double the size of every `Result`.
+    ValueShape(Box<ValueShape>),
     /// A data value is NaN or infinite where finite values are required.
     NonFinite {
         /// The input or op that saw it.
@@ -119,6 +122,24 @@ impl fmt::Display for Error {
             } => {
                 write!(f, "input `{input}`: expected {expected}, found {found}")
             }
+            Error::ValueShape(v) => {
+                let ValueShape {
+                    input,
+                    role,
+                    expected,
+                    found,
+                } = v.as_ref();
+                let what = match role {
+                    ValueRole::Argument => "shape",
+                    ValueRole::Update => "an update of shape",
+                    ValueRole::NewValue => "a value of shape",
+                };
+                write!(
+                    f,
+                    "input `{input}`: expected {what} {expected}, found shape {}",
+                    fmt_dims(found)
+                )
+            }
             Error::NonFinite {
                 input,
                 index,
@@ -146,6 +167,47 @@ impl fmt::Display for Error {
 }
 
 impl std::error::Error for Error {}
+
+/// The details of an [`Error::ValueShape`].
+#[derive(Clone, Debug, PartialEq)]
+pub struct ValueShape {
+    /// The argument's or parameter's name.
+    pub input: String,
+    /// What the value was given as.
+    pub role: ValueRole,
+    /// The shape it needed (`None` where any size fits).
+    pub expected: Dims,
+    /// The shape it had (a value's shape is always fully known).
+    pub found: Vec<usize>,
+}
+
+impl ValueShape {
+    /// The error for a value of shape `found` given as `role` where `expected` was needed.
+    pub fn error(
+        input: impl Into<String>,
+        role: ValueRole,
+        expected: Dims,
+        found: &[usize],
+    ) -> Error {
+        Error::ValueShape(Box::new(ValueShape {
+            input: input.into(),
+            role,
+            expected,
+            found: found.to_vec(),
+        }))
+    }
+}
+
+/// What a value of the wrong shape ([`Error::ValueShape`]) was given as.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ValueRole {
+    /// An argument of a compiled function.
+    Argument,
+    /// The update of a parameter, computed by a compiled function.
+    Update,
+    /// A parameter's new value, set directly.
+    NewValue,
+}
 
 /// Renders a concrete shape as `[2, 3]`.
 pub fn fmt_dims(dims: &[usize]) -> String {

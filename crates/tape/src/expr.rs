@@ -5,7 +5,7 @@
 //! source line) and every node built on it carries that error on, until `grad` or `compile`
 //! returns it.
 
-use crate::error::{Error, Loc, Result};
+use crate::error::{Error, Loc, Result, ValueRole, ValueShape};
 use crate::kernels::{Binary, Unary};
 use crate::op::{reduce_name, DType, Dims, Op, ReduceKind, SoftmaxKind, Type};
 use crate::tensor::Tensor;
@@ -679,11 +679,12 @@ impl Param {
     pub fn set(&self, value: Tensor) -> Result<()> {
         let mut guard = self.0.value.write().unwrap_or_else(|e| e.into_inner());
         if guard.shape() != value.shape() {
-            return Err(Error::Input {
-                input: self.0.name.clone(),
-                expected: format!("a value of shape {:?}", guard.shape()),
-                found: format!("shape {:?}", value.shape()),
-            });
+            return Err(ValueShape::error(
+                self.0.name.clone(),
+                ValueRole::NewValue,
+                Dims::known(guard.shape()),
+                value.shape(),
+            ));
         }
         *guard = value;
         Ok(())

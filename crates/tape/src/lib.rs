@@ -47,7 +47,7 @@ pub mod tensor;
 
 pub use custom::CustomOp;
 pub use dims::Dims;
-pub use error::{Error, Loc, Result};
+pub use error::{Error, Loc, Result, ValueRole, ValueShape};
 pub use expr::{Expr, Param};
 pub use function::Function;
 pub use grad::grad;

@@ -3,11 +3,12 @@
 //! are dead, and writing elementwise results over an operand that dies there), and emit one
 //! resolved kernel instruction per node.
 
-use crate::error::{fmt_dims, Error, Result};
+use crate::dims::Dims;
+use crate::error::{Error, Result, ValueRole, ValueShape};
 use crate::instr::{Instr, Plan, Side, Src};
 use crate::ir::Program;
 use crate::kernels::{Layout, Shape};
-use crate::op::{Dims, Op, SoftmaxKind, Type};
+use crate::op::{Op, SoftmaxKind, Type};
 
 fn numel(s: &[usize]) -> usize {
     s.iter().product()
@@ -234,11 +235,12 @@ pub(crate) fn build(f: &Program, arg_shapes: Vec<Shape>) -> Result<Plan> {
     for &(slot, u) in &f.updates {
         let want = f.params[slot].shape();
         if shape[u] != want {
-            return Err(Error::Input {
-                input: f.params[slot].name().to_string(),
-                expected: format!("an update of shape {}", fmt_dims(&want)),
-                found: format!("shape {}", fmt_dims(&shape[u])),
-            });
+            return Err(ValueShape::error(
+                f.params[slot].name(),
+                ValueRole::Update,
+                Dims::known(&want),
+                &shape[u],
+            ));
         }
         let s = match src[u] {
             Src::Param(_) => Src::Work(copy_to_work(src[u], &shape[u], &mut instrs, &mut nodes, u)),
