@@ -405,3 +405,21 @@ fn an_engine_error_during_training_or_validation_says_which_phase() {
         caused by: input `in`: expected shape [?, 2], found shape [2, 3]"#]],
     );
 }
+
+#[test]
+fn a_loss_the_trainer_cannot_compile_says_so_once() {
+    let x = Expr::input("x", 2);
+    let w = Param::new("w", Tensor::zeros(&[2, 1]));
+    let not_scalar = x.matmul(&w.expr());
+    let rule = optim::RuleOptions::new(optim::Algorithm::Sgd);
+    let lp = optim::LoopOptions::default();
+    let result = optim::Trainer::new(&not_scalar, &[w], &[x], &[], rule, lp);
+    let err = result.err().expect("a non-scalar loss must be refused");
+    assert_each_cause_once(&err);
+    check_error(
+        Err::<(), _>(err),
+        expect![[r#"
+        trainer: compiling the training functions
+        caused by: grad (node built at tests/errors.rs:413:24): the cost must be a scalar (rank 0), but `matmul` has shape [?, 1]"#]],
+    );
+}
