@@ -1,5 +1,10 @@
 //! The crate's error type: model-building mistakes (unknown activation, bad layer spec, missing
 //! partner), bad data for a model, and errors from the crates underneath.
+//!
+//! Each cause is shown once in a chain: [`Error::Optim`] and [`Error::Tape`] are transparent
+//! (they display the inner error and report that error's own source), and [`Error::Context`]
+//! displays only its context line (which layer, which phase) and reports the error it wraps as
+//! its source.
 
 use std::fmt;
 
@@ -31,10 +36,18 @@ pub enum Error {
         /// What exists instead.
         available: String,
     },
-    /// An error from the training crate.
+    /// An error from the training crate, shown as it is.
     Optim(optim::Error),
-    /// An error from the graph engine.
+    /// An error from the graph engine, shown as it is.
     Tape(tape::Error),
+    /// An error with a line saying what was being done when it happened (which layer's graph,
+    /// which phase); the error itself is the [`source`](std::error::Error::source).
+    Context {
+        /// What was being done, e.g. "layer `hid1`: building its graph".
+        context: String,
+        /// The error that happened meanwhile.
+        source: Box<Error>,
+    },
 }
 
 impl fmt::Display for Error {
@@ -45,6 +58,7 @@ impl fmt::Display for Error {
             Error::NotFound { what, available } => write!(f, "no {what}; available: {available}"),
             Error::Optim(e) => e.fmt(f),
             Error::Tape(e) => e.fmt(f),
+            Error::Context { context, .. } => f.write_str(context),
         }
     }
 }
@@ -52,9 +66,21 @@ impl fmt::Display for Error {
 impl std::error::Error for Error {
     fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
         match self {
-            Error::Optim(e) => Some(e),
-            Error::Tape(e) => Some(e),
+            // Transparent: the inner error was displayed in our place, so its cause comes next.
+            Error::Optim(e) => e.source(),
+            Error::Tape(e) => e.source(),
+            Error::Context { source, .. } => Some(source.as_ref()),
             _ => None,
+        }
+    }
+}
+
+impl Error {
+    /// This error under a line of context saying what was being done.
+    pub fn context(self, context: impl Into<String>) -> Error {
+        Error::Context {
+            context: context.into(),
+            source: Box::new(self),
         }
     }
 }
@@ -88,4 +114,41 @@ pub(crate) fn unknown_key(key: &str, valid: &[&str]) -> Error {
         format!("option `{key}`"),
         optim::options::unknown_key_problem(key, valid),
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::error::Error as _;
+
+    /// Every message in the chain of `e`, outermost first.
+    fn chain(e: &Error) -> Vec<String> {
+        let mut out = vec![e.to_string()];
+        let mut cause = e.source();
+        while let Some(c) = cause {
+            out.push(c.to_string());
+            cause = c.source();
+        }
+        out
+    }
+
+    #[test]
+    fn wrapped_optim_and_tape_errors_show_each_cause_once() {
+        let t = tape::Error::Input {
+            input: "x".into(),
+            expected: "shape [?, 2]".into(),
+            found: "shape [1, 3]".into(),
+        };
+        let trained = optim::Error::from(t.clone()).context("training: iteration 1, batch 1 of 1");
+        let e = Error::from(trained).context("model `m`");
+        assert_eq!(
+            chain(&e),
+            [
+                "model `m`",
+                "training: iteration 1, batch 1 of 1",
+                "input `x`: expected shape [?, 2], found shape [1, 3]",
+            ]
+        );
+        assert_eq!(chain(&Error::from(t)).len(), 1);
+    }
 }

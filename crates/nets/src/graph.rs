@@ -294,8 +294,7 @@ impl Network {
             } else {
                 Role::Other
             };
-            let connected = layer.connect(&args)?;
-            check_contract(layer.as_ref(), &connected)?;
+            let connected = connect_layer(layer.as_ref(), &args)?;
             for (j, (local, e)) in connected.into_iter().enumerate() {
                 let name = format!("{}:{local}", layer.name());
                 // Only the default output is corrupted: it is what later layers read.
@@ -360,6 +359,23 @@ fn corrupting_glob(regs: &Regularizers, name: &str) -> Option<(&'static str, Str
                 .filter(|(_, v)| *v > 0.0)
                 .map(|(pattern, _)| (key, pattern.clone()))
         })
+}
+
+/// Connects one layer and checks its graph, so that a shape error inside it is reported under
+/// the layer's name (the node's location alone points into the layer's code, not at the model).
+/// Its inputs were checked when the earlier layers were connected, so an error here is its own.
+fn connect_layer(layer: &dyn Layer, args: &[Expr]) -> Result<Vec<(String, Expr)>> {
+    let context = || format!("layer `{}`: building its graph", layer.name());
+    let connected = layer.connect(args).map_err(|e| match e {
+        // The layer's own configuration errors already name it.
+        Error::Tape(_) | Error::Optim(_) => e.context(context()),
+        e => e,
+    })?;
+    check_contract(layer, &connected)?;
+    for (_, e) in &connected {
+        e.ty().map_err(|e| Error::from(e).context(context()))?;
+    }
+    Ok(connected)
 }
 
 /// The [`Layer`] contract on what `connect` returned: the default output `out` first (later

@@ -135,10 +135,10 @@ impl Trainer {
         }
         options.validate()?;
         let exprs: Vec<Expr> = params.iter().map(Param::expr).collect();
-        let grads = grad(loss, &exprs)?;
+        let grads = grad(loss, &exprs).map_err(compiling)?;
         let mut outputs = vec![loss.clone()];
         outputs.extend(monitors.iter().map(|(_, e)| e.clone()));
-        let eval_fn = Function::compile(inputs, &outputs)?;
+        let eval_fn = Function::compile(inputs, &outputs).map_err(compiling)?;
         outputs.extend(grads.iter().cloned());
         let mut step_inputs = inputs.to_vec();
         let sizes: Vec<usize> = params.iter().map(|p| p.read().len()).collect();
@@ -159,11 +159,11 @@ impl Trainer {
                 .map(|(g, v)| g.dot(v))
                 .reduce(|a, b| a + b)
                 .expect("at least one parameter");
-            outputs.extend(grad(&gv, &exprs)?);
+            outputs.extend(grad(&gv, &exprs).map_err(compiling)?);
             step_inputs.extend(vs);
             probes = params.iter().map(|p| Tensor::zeros(&p.shape())).collect();
         }
-        let step_fn = Function::compile(&step_inputs, &outputs)?;
+        let step_fn = Function::compile(&step_inputs, &outputs).map_err(compiling)?;
         let mut names = vec!["loss".to_string()];
         names.extend(monitors.iter().map(|(n, _)| n.clone()));
         if options.monitor_gradients {
@@ -413,7 +413,8 @@ impl Trainer {
         let v = match valid {
             Some(v) => self.evaluate(v),
             None => self.evaluate(train),
-        }?;
+        }
+        .map_err(|e| e.context(validating_context(self.iteration)))?;
         self.validations += 1;
         self.validated_at = Some(self.iteration);
         let loss = v.loss();
@@ -482,10 +483,17 @@ impl Trainer {
         self.sums.iter_mut().for_each(|s| *s = 0.0);
         self.rows = 0;
         let batches = train.iteration_size();
-        for _ in 0..batches {
-            let loss = match train.next_batch().and_then(|b| self.step(&b)) {
+        for b in 0..batches {
+            let loss = match train.next_batch().and_then(|batch| self.step(&batch)) {
                 Ok(l) => l,
-                Err(e) => return self.finish(Some(Err(e))),
+                Err(e) => {
+                    let context = format!(
+                        "training: iteration {}, batch {} of {batches}",
+                        self.iteration + 1,
+                        b + 1
+                    );
+                    return self.finish(Some(Err(e.context(context))));
+                }
             };
             if !loss.is_finite() {
                 let iteration = self.iteration + 1;
@@ -503,6 +511,22 @@ impl Trainer {
         );
         self.last_train = t.clone();
         Some(Ok((t, self.last_valid.clone())))
+    }
+}
+
+/// The context of an error met while building the trainer's functions: the graph it was given
+/// could not be differentiated or compiled.
+fn compiling(e: tape::Error) -> Error {
+    Error::from(e).context("trainer: compiling the training functions")
+}
+
+/// The context of an error met while validating, after `iteration` iterations (counted from 1,
+/// as in [`Error::Diverged`]).
+fn validating_context(iteration: usize) -> String {
+    if iteration == 0 {
+        "validating: before the first iteration".into()
+    } else {
+        format!("validating: after iteration {iteration}")
     }
 }
 

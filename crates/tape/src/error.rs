@@ -1,6 +1,7 @@
 //! The one error type of the crate: every variant keeps the op or input it is about, the shapes
 //! involved and, where a graph node is to blame, the user's source line that built it.
 
+use crate::dims::Dims;
 use std::fmt;
 use std::panic::Location;
 
@@ -29,8 +30,9 @@ pub enum Error {
     Shape {
         /// The op's name, e.g. `matmul`.
         op: String,
-        /// The operands' shapes, rendered.
-        shapes: Vec<String>,
+        /// The operands' shapes, as known where the error was found (build time may not know
+        /// every dim; run time does).
+        shapes: Vec<Dims>,
         /// What the op needed.
         expected: String,
         /// The user's line that built the node.
@@ -45,6 +47,9 @@ pub enum Error {
         /// What it got.
         found: String,
     },
+    /// A value whose shape does not fit where it goes: a function's argument, a parameter's
+    /// update or its new value. Boxed: its two shapes would double the size of every `Result`.
+    ValueShape(Box<ValueShape>),
     /// A data value is NaN or infinite where finite values are required.
     NonFinite {
         /// The input or op that saw it.
@@ -99,10 +104,16 @@ impl fmt::Display for Error {
                 shapes,
                 expected,
                 at,
+            } if shapes.is_empty() => write!(f, "{op} at {at}: no operands but {expected}"),
+            Error::Shape {
+                op,
+                shapes,
+                expected,
+                at,
             } => write!(
                 f,
                 "{op} at {at}: operands of shapes {} but {expected}",
-                shapes.join(", ")
+                Joined(shapes)
             ),
             Error::Input {
                 input,
@@ -110,6 +121,24 @@ impl fmt::Display for Error {
                 found,
             } => {
                 write!(f, "input `{input}`: expected {expected}, found {found}")
+            }
+            Error::ValueShape(v) => {
+                let ValueShape {
+                    input,
+                    role,
+                    expected,
+                    found,
+                } = v.as_ref();
+                let what = match role {
+                    ValueRole::Argument => "shape",
+                    ValueRole::Update => "an update of shape",
+                    ValueRole::NewValue => "a value of shape",
+                };
+                write!(
+                    f,
+                    "input `{input}`: expected {what} {expected}, found shape {}",
+                    fmt_dims(found)
+                )
             }
             Error::NonFinite {
                 input,
@@ -139,8 +168,64 @@ impl fmt::Display for Error {
 
 impl std::error::Error for Error {}
 
+/// The details of an [`Error::ValueShape`].
+#[derive(Clone, Debug, PartialEq)]
+pub struct ValueShape {
+    /// The argument's or parameter's name.
+    pub input: String,
+    /// What the value was given as.
+    pub role: ValueRole,
+    /// The shape it needed (`None` where any size fits).
+    pub expected: Dims,
+    /// The shape it had (a value's shape is always fully known).
+    pub found: Vec<usize>,
+}
+
+impl ValueShape {
+    /// The error for a value of shape `found` given as `role` where `expected` was needed.
+    pub fn error(
+        input: impl Into<String>,
+        role: ValueRole,
+        expected: Dims,
+        found: &[usize],
+    ) -> Error {
+        Error::ValueShape(Box::new(ValueShape {
+            input: input.into(),
+            role,
+            expected,
+            found: found.to_vec(),
+        }))
+    }
+}
+
+/// What a value of the wrong shape ([`Error::ValueShape`]) was given as.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ValueRole {
+    /// An argument of a compiled function.
+    Argument,
+    /// The update of a parameter, computed by a compiled function.
+    Update,
+    /// A parameter's new value, set directly.
+    NewValue,
+}
+
 /// Renders a concrete shape as `[2, 3]`.
 pub fn fmt_dims(dims: &[usize]) -> String {
     let parts: Vec<String> = dims.iter().map(|d| d.to_string()).collect();
     format!("[{}]", parts.join(", "))
+}
+
+/// Shapes rendered in a row, `[?, 3], [4, 2]`, without building a string per shape.
+struct Joined<'a>(&'a [Dims]);
+
+impl fmt::Display for Joined<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for (i, d) in self.0.iter().enumerate() {
+            if i > 0 {
+                write!(f, ", ")?;
+            }
+            write!(f, "{d}")?;
+        }
+        Ok(())
+    }
 }

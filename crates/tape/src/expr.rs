@@ -5,9 +5,9 @@
 //! source line) and every node built on it carries that error on, until `grad` or `compile`
 //! returns it.
 
-use crate::error::{Error, Loc, Result};
+use crate::error::{Error, Loc, Result, ValueRole, ValueShape};
 use crate::kernels::{Binary, Unary};
-use crate::op::{DType, Op, ReduceKind, SoftmaxKind, Type};
+use crate::op::{reduce_name, DType, Dims, Op, ReduceKind, SoftmaxKind, Type};
 use crate::tensor::Tensor;
 use smallvec::SmallVec;
 use std::fmt;
@@ -57,7 +57,7 @@ impl Expr {
                 let types: Vec<&Type> = inputs.iter().map(|e| e.ty_ok()).collect();
                 op.infer(&types).map_err(|expected| Error::Shape {
                     op: op.name(),
-                    shapes: types.iter().map(|t| t.to_string()).collect(),
+                    shapes: types.iter().map(|t| t.dims.clone()).collect(),
                     expected,
                     at,
                 })
@@ -108,7 +108,7 @@ impl Expr {
     #[track_caller]
     pub fn labels(name: &str) -> Expr {
         let ty = Type {
-            dims: SmallVec::from_slice(&[None]),
+            dims: Dims::from([None]),
             dtype: DType::Label,
         };
         Expr::leaf(Op::Input(name.to_string()), ty, Location::caller())
@@ -143,7 +143,7 @@ impl Expr {
     }
 
     /// The static dims (empty if the node is in error).
-    pub fn dims(&self) -> SmallVec<[Option<usize>; 4]> {
+    pub fn dims(&self) -> Dims {
         self.0
             .ty
             .as_ref()
@@ -354,26 +354,60 @@ impl Expr {
 
     #[track_caller]
     fn reduce(&self, kind: ReduceKind, axis: Option<isize>, keepdims: bool) -> Expr {
-        let rank = self.rank() as isize;
-        let axis = axis.map(|a| if a < 0 { a + rank } else { a });
-        match axis {
-            Some(a) if a < 0 => {
-                let op = Op::Reduce {
-                    kind,
-                    axis: Some(usize::MAX),
-                    keepdims,
-                };
-                Expr::apply(op, std::slice::from_ref(self))
+        let op = |axis| Op::Reduce {
+            kind,
+            axis,
+            keepdims,
+        };
+        match axis.map(|a| self.resolve_axis(a)) {
+            None => Expr::apply(op(None), std::slice::from_ref(self)),
+            Some(Ok(a)) => Expr::apply(op(Some(a)), std::slice::from_ref(self)),
+            Some(Err(expected)) => {
+                // The error names the axis as the user wrote it; the node's op never runs (a
+                // node in error cannot be compiled), so its axis is only a placeholder.
+                let name = reduce_name(kind, axis, keepdims);
+                Expr::refused(op(Some(usize::MAX)), name, self, expected)
             }
-            _ => Expr::apply(
-                Op::Reduce {
-                    kind,
-                    axis: axis.map(|a| a as usize),
-                    keepdims,
-                },
-                std::slice::from_ref(self),
-            ),
         }
+    }
+
+    /// The axis `axis` of this expression counted from the front: negative axes count from the
+    /// end, numpy's way. Out of range, the sentence an error should end with.
+    fn resolve_axis(&self, axis: isize) -> Result<usize, String> {
+        let rank = self.rank();
+        let resolved = if axis < 0 {
+            rank.checked_sub(axis.unsigned_abs())
+        } else {
+            Some(axis.unsigned_abs())
+        };
+        match resolved {
+            Some(a) if a < rank => Ok(a),
+            _ if rank == 0 => Err("an operand with at least one axis (it has rank 0)".into()),
+            _ => Err(format!("an axis in -{rank}..{rank} (the rank is {rank})")),
+        }
+    }
+
+    /// A node whose arguments were refused before its op could be formed: it records a shape
+    /// error under `name` (unless its operand already carries one, which it passes on).
+    #[track_caller]
+    fn refused(op: Op, name: String, operand: &Expr, expected: String) -> Expr {
+        let at = Location::caller();
+        let ty = match &operand.0.ty {
+            Err(e) => Err(e.clone()),
+            Ok(t) => Err(Error::Shape {
+                op: name,
+                shapes: vec![t.dims.clone()],
+                expected,
+                at,
+            }),
+        };
+        Expr(Arc::new(Node {
+            id: next_id(),
+            op,
+            inputs: vec![operand.clone()],
+            ty,
+            at,
+        }))
     }
     /// Sum of all elements (rank 0).
     #[track_caller]
@@ -645,11 +679,12 @@ impl Param {
     pub fn set(&self, value: Tensor) -> Result<()> {
         let mut guard = self.0.value.write().unwrap_or_else(|e| e.into_inner());
         if guard.shape() != value.shape() {
-            return Err(Error::Input {
-                input: self.0.name.clone(),
-                expected: format!("a value of shape {:?}", guard.shape()),
-                found: format!("shape {:?}", value.shape()),
-            });
+            return Err(ValueShape::error(
+                self.0.name.clone(),
+                ValueRole::NewValue,
+                Dims::known(guard.shape()),
+                value.shape(),
+            ));
         }
         *guard = value;
         Ok(())

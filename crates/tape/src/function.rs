@@ -4,7 +4,7 @@
 //! of argument shapes then gets a plan (`plan` → `instr`) that the interpreter
 //! (`exec`) runs. A call on shapes seen before allocates nothing.
 
-use crate::error::{fmt_dims, Error, Result};
+use crate::error::{Error, Result, ValueRole, ValueShape};
 use crate::expr::{Expr, Param};
 use crate::instr::Plan;
 use crate::ir::Program;
@@ -187,11 +187,12 @@ impl Function {
                     .zip(a.shape())
                     .all(|(d, &s)| d.is_none_or(|d| d == s));
             if !fits {
-                return Err(Error::Input {
-                    input: name.clone(),
-                    expected: format!("shape {ty}"),
-                    found: format!("shape {}", fmt_dims(a.shape())),
-                });
+                return Err(ValueShape::error(
+                    name.clone(),
+                    ValueRole::Argument,
+                    ty.dims.clone(),
+                    a.shape(),
+                ));
             }
             if self.check_finite && ty.dtype == DType::Float {
                 if let Some((index, value)) = a.first_non_finite() {

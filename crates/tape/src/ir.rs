@@ -4,7 +4,8 @@
 //! node to a stream. Rewrites, planning, printing and execution all read these types; none of
 //! them needs the public `Function`.
 
-use crate::error::{fmt_dims, Error, Loc, Result};
+use crate::dims::Dims;
+use crate::error::{Error, Loc, Result, ValueRole, ValueShape};
 use crate::expr::{Expr, Param};
 use crate::graph::{key, topo};
 use crate::op::{Op, Type};
@@ -156,11 +157,12 @@ impl Program {
         for (param, node) in updates {
             if let Some(dims) = p.nodes[*node].ty.concrete() {
                 if dims.as_slice() != param.shape().as_slice() {
-                    return Err(Error::Input {
-                        input: param.name().to_string(),
-                        expected: format!("an update of shape {}", fmt_dims(&param.shape())),
-                        found: format!("shape {}", fmt_dims(&dims)),
-                    });
+                    return Err(ValueShape::error(
+                        param.name(),
+                        ValueRole::Update,
+                        Dims::known(&param.shape()),
+                        &dims,
+                    ));
                 }
             }
             let next = p.params.len();

@@ -27,6 +27,7 @@
 
 pub mod check;
 pub mod custom;
+mod dims;
 pub mod error;
 mod exec;
 pub mod expr;
@@ -47,7 +48,8 @@ pub mod tensor;
 pub mod testing;
 
 pub use custom::CustomOp;
-pub use error::{Error, Loc, Result};
+pub use dims::Dims;
+pub use error::{Error, Loc, Result, ValueRole, ValueShape};
 pub use expr::{Expr, Param};
 pub use function::Function;
 pub use grad::grad;

@@ -3,15 +3,13 @@
 //! on fully known dims, so build-time and run-time checks can never disagree.
 
 use crate::custom::CustomOp;
+pub use crate::dims::Dims;
 use crate::expr::Param;
 use crate::kernels::{broadcast_shape, Binary, Unary};
 use crate::tensor::Tensor;
 use smallvec::{smallvec, SmallVec};
 use std::fmt;
 use std::sync::Arc;
-
-/// Dims of a value as known when the graph is built; `None` is a dim only known at run time.
-pub type Dims = SmallVec<[Option<usize>; 4]>;
 
 /// What kind of values a node carries.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -35,7 +33,7 @@ impl Type {
     /// A float type from fully known dims.
     pub fn known(dims: &[usize]) -> Type {
         Type {
-            dims: dims.iter().map(|&d| Some(d)).collect(),
+            dims: Dims::known(dims),
             dtype: DType::Float,
         }
     }
@@ -60,17 +58,7 @@ impl Type {
 
 impl fmt::Display for Type {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "[")?;
-        for (i, d) in self.dims.iter().enumerate() {
-            if i > 0 {
-                write!(f, ", ")?;
-            }
-            match d {
-                Some(d) => write!(f, "{d}")?,
-                None => write!(f, "?")?,
-            }
-        }
-        write!(f, "]")
+        self.dims.fmt(f)
     }
 }
 
@@ -221,15 +209,7 @@ impl Op {
                 kind,
                 axis,
                 keepdims,
-            } => {
-                let k = format!("{kind:?}").to_lowercase();
-                match axis {
-                    Some(a) => {
-                        format!("{k}(axis={a}{})", if *keepdims { ", keepdims" } else { "" })
-                    }
-                    None => k,
-                }
-            }
+            } => reduce_name(*kind, *axis, *keepdims),
             Op::BroadcastLike { mean } => if *mean {
                 "broadcast_mean_like"
             } else {
@@ -327,13 +307,13 @@ impl Op {
                         return Err("a bias row as wide as the product".into());
                     }
                 }
-                float(SmallVec::from_slice(&[m, n]))
+                float(Dims::from([m, n]))
             }
             Op::Transpose => {
                 if ins[0].rank() != 2 {
                     return Err("a matrix (rank 2)".into());
                 }
-                float(SmallVec::from_slice(&[ins[0].dims[1], ins[0].dims[0]]))
+                float(Dims::from([ins[0].dims[1], ins[0].dims[0]]))
             }
             Op::Reshape(target) => reshape_dims(&ins[0].dims, target).map(|d| Type {
                 dims: d,
@@ -369,7 +349,7 @@ impl Op {
                 let dims = &ins[0].dims;
                 match axis {
                     None if *keepdims => float(dims.iter().map(|_| Some(1)).collect()),
-                    None => float(Dims::new()),
+                    None => float(Dims::default()),
                     Some(a) if *a >= dims.len() => {
                         Err(format!("an axis below the rank {}", dims.len()))
                     }
@@ -489,7 +469,7 @@ impl Op {
                 if x.len() != 2 || l.len() != 1 || !compatible(x[0], l[0]) {
                     return Err("a matrix (rows × classes) and one label per row".into());
                 }
-                float(SmallVec::from_slice(&[x[0].or(l[0])]))
+                float(Dims::from([x[0].or(l[0])]))
             }
             Op::Scatter => {
                 let (g, l, like) = (&ins[0].dims, &ins[1].dims, &ins[2].dims);
@@ -502,7 +482,7 @@ impl Op {
                 if ins[0].rank() != 1 {
                     return Err("a vector of labels".into());
                 }
-                float(SmallVec::from_slice(&[ins[0].dims[0], Some(*k)]))
+                float(Dims::from([ins[0].dims[0], Some(*k)]))
             }
             Op::Dropout { p, .. } => {
                 if !(0.0..1.0).contains(p) {
@@ -601,6 +581,20 @@ pub struct CseKey {
     props: SmallVec<[u64; 4]>,
 }
 
+/// A reduction's name, `sum(axis=1, keepdims)`; generic over the axis so that an error can name
+/// the axis as the user wrote it (`-5`) rather than as resolved.
+pub(crate) fn reduce_name<A: fmt::Display>(
+    kind: ReduceKind,
+    axis: Option<A>,
+    keepdims: bool,
+) -> String {
+    let k = format!("{kind:?}").to_lowercase();
+    match axis {
+        Some(a) => format!("{k}(axis={a}{})", if keepdims { ", keepdims" } else { "" }),
+        None => k,
+    }
+}
+
 fn trans_suffix(ta: bool, tb: bool) -> &'static str {
     match (ta, tb) {
         (false, false) => "",
@@ -631,7 +625,7 @@ pub fn broadcast_dims(a: &Dims, b: &Dims) -> Option<Dims> {
         return broadcast_shape(&ca, &cb).map(|s| s.iter().map(|&d| Some(d)).collect());
     }
     let r = a.len().max(b.len());
-    let mut out = Dims::with_capacity(r);
+    let mut out = Dims(SmallVec::with_capacity(r));
     for i in 0..r {
         let da = if i + a.len() >= r {
             a[i + a.len() - r]

@@ -4,7 +4,8 @@
 //! resolved kernel instruction per node.
 
 use crate::custom::CustomCall;
-use crate::error::{fmt_dims, Error, Result};
+use crate::dims::Dims;
+use crate::error::{Error, Result, ValueRole, ValueShape};
 use crate::instr::{Call, Instr, Plan, Src};
 use crate::ir::Program;
 use crate::kernels::{
@@ -86,7 +87,11 @@ pub(crate) fn build(f: &Program, arg_shapes: Vec<Shape>) -> Result<Plan> {
                 let refs: Vec<&Type> = tys.iter().collect();
                 let fail = |expected: String| Error::Shape {
                     op: op.name(),
-                    shapes: node.inputs.iter().map(|&j| fmt_dims(&shape[j])).collect(),
+                    shapes: node
+                        .inputs
+                        .iter()
+                        .map(|&j| Dims::known(&shape[j]))
+                        .collect(),
                     expected,
                     at: node.at,
                 };
@@ -236,11 +241,12 @@ pub(crate) fn build(f: &Program, arg_shapes: Vec<Shape>) -> Result<Plan> {
     for &(slot, u) in &f.updates {
         let want = f.params[slot].shape();
         if shape[u] != want {
-            return Err(Error::Input {
-                input: f.params[slot].name().to_string(),
-                expected: format!("an update of shape {}", fmt_dims(&want)),
-                found: format!("shape {}", fmt_dims(&shape[u])),
-            });
+            return Err(ValueShape::error(
+                f.params[slot].name(),
+                ValueRole::Update,
+                Dims::known(&want),
+                &shape[u],
+            ));
         }
         let s = match src[u] {
             Src::Param(_) => Src::Work(copy_to_work(src[u], &shape[u], &mut instrs, &mut nodes, u)),
