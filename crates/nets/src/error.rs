@@ -35,6 +35,14 @@ pub enum Error {
     Optim(optim::Error),
     /// An error from the graph engine.
     Tape(tape::Error),
+    /// A model or parameter file that cannot be written or read: I/O failure, another format or
+    /// a newer version, damaged contents, or a model that does not match the file.
+    File {
+        /// The file concerned.
+        path: std::path::PathBuf,
+        /// What is wrong with it, e.g. "format version 2 is newer than the newest this build reads (1)".
+        problem: String,
+    },
 }
 
 impl fmt::Display for Error {
@@ -45,6 +53,7 @@ impl fmt::Display for Error {
             Error::NotFound { what, available } => write!(f, "no {what}; available: {available}"),
             Error::Optim(e) => e.fmt(f),
             Error::Tape(e) => e.fmt(f),
+            Error::File { path, problem } => write!(f, "file {}: {problem}", path.display()),
         }
     }
 }
