@@ -514,6 +514,24 @@ fn safetensors_round_trip_in_both_layouts() {
             bits(&net.predict(&x).unwrap())
         );
     }
+    // The native layout also carries models that have no nn.Sequential counterpart.
+    let tied = |seed| {
+        Autoencoder::build(
+            vec![4.into(), 3.into(), LayerSpec::tied()],
+            ModelOptions {
+                seed,
+                ..Default::default()
+            },
+        )
+        .unwrap()
+    };
+    let (a, b) = (tied(1), tied(2));
+    train_a_little(&a, vec![x.clone()]);
+    a.save_safetensors(dir.join("tied.safetensors"), Layout::Native)
+        .unwrap();
+    b.load_safetensors(dir.join("tied.safetensors"), Layout::Native)
+        .unwrap();
+    assert_eq!(bits(&b.predict(&x).unwrap()), bits(&a.predict(&x).unwrap()));
     // The Torch layout holds nn.Linear's [out, in] matrices: check against the transpose by hand.
     let bytes = std::fs::read(dir.join("Torch.safetensors")).unwrap();
     let file = safetensors::SafeTensors::deserialize(&bytes).unwrap();
