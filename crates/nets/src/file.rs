@@ -755,45 +755,55 @@ fn check_params<'d, 'a>(
     Ok(by_name)
 }
 
+/// What [`check_budget`] knows of an earlier layer.
+struct Seen {
+    name: String,
+    width: usize,
+    /// The width of its first input, the rows of its first weight matrix (dense layers).
+    first_in: Option<usize>,
+    tied: bool,
+    /// Whether it owns parameters a tied layer could borrow (dense and custom layers).
+    has_weights: bool,
+}
+
 /// Checks, before a network is built from `layers`, that the parameters its built-in layers
 /// would create fit in the `total` values the file holds. Building allocates those parameters,
-/// so a damaged size could otherwise ask for gigabytes before the shapes are compared.
+/// so a damaged size could otherwise ask for gigabytes before the shapes are compared. Widths
+/// follow the rules of `resolve.rs`; where they cannot be known here (a custom partner) the
+/// widest earlier layer stands in, which only errs towards building and comparing afterwards.
 fn check_budget(layers: &[Box<LayerDoc>], total: usize) -> std::result::Result<(), String> {
     let last = layers.len().saturating_sub(1);
-    let mut widths: Vec<(String, usize)> = Vec::with_capacity(layers.len());
+    let mut seen: Vec<Seen> = Vec::with_capacity(layers.len());
     for (i, l) in layers.iter().enumerate() {
         let name = l.name.clone().unwrap_or_else(|| match i {
             0 => "in".to_string(),
             _ if i == last => "out".to_string(),
             _ => format!("hid{i}"),
         });
-        let widest = widths.iter().map(|w| w.1).max().unwrap_or(0);
-        let (width, fan_in) = match &l.form {
-            FormDoc::Dense | FormDoc::Classifier if i > 0 => {
-                let fan_in = if l.inputs.is_empty() {
-                    widths.last().map_or(0, |w| w.1)
-                } else {
-                    l.inputs
-                        .iter()
-                        .map(|s| {
-                            let layer = s.split(':').next().unwrap_or(s);
-                            widths.iter().find(|w| w.0 == layer).map_or(0, |w| w.1)
-                        })
-                        .fold(0usize, usize::saturating_add)
-                };
-                (l.size.unwrap_or(0), fan_in)
-            }
-            // A tied layer's width is its partner's input width, one of the earlier widths.
-            FormDoc::Tied => (widest, 0),
-            FormDoc::Reshape(dims) => (dims.last().copied().unwrap_or(0), 0),
-            _ => (l.size.unwrap_or(0), 0),
+        let width_of = |input: &str| {
+            let layer = input.split(':').next().unwrap_or(input);
+            seen.iter().find(|s| s.name == layer).map_or(0, |s| s.width)
         };
-        let own = match &l.form {
-            FormDoc::Dense | FormDoc::Classifier if i > 0 => {
-                fan_in.saturating_add(1).saturating_mul(width)
-            }
-            FormDoc::Tied => width,
-            _ => 0,
+        let input_widths: Vec<usize> = if l.inputs.is_empty() {
+            seen.last().map(|s| s.width).into_iter().collect()
+        } else {
+            l.inputs.iter().map(|s| width_of(s)).collect()
+        };
+        let dense = matches!(l.form, FormDoc::Dense | FormDoc::Classifier) && i > 0;
+        let width = match &l.form {
+            FormDoc::Tied => tied_width(l, &seen),
+            FormDoc::Reshape(dims) => dims.last().copied().unwrap_or(0),
+            _ => l.size.unwrap_or(0),
+        };
+        let own = if dense {
+            let fan_in = input_widths
+                .iter()
+                .fold(0usize, |a, &w| a.saturating_add(w));
+            fan_in.saturating_add(1).saturating_mul(width)
+        } else if matches!(l.form, FormDoc::Tied) {
+            width
+        } else {
+            0
         };
         let needed = own.saturating_add(activation_params(l.activation.as_deref(), width));
         if needed > total {
@@ -801,9 +811,35 @@ fn check_budget(layers: &[Box<LayerDoc>], total: usize) -> std::result::Result<(
                 "layer `{name}` would have {needed} parameter values but the file holds {total} in all"
             ));
         }
-        widths.push((name, width));
+        seen.push(Seen {
+            name,
+            width,
+            first_in: dense.then(|| input_widths.first().copied().unwrap_or(0)),
+            tied: matches!(l.form, FormDoc::Tied),
+            has_weights: dense || matches!(l.form, FormDoc::Custom(_)),
+        });
     }
     Ok(())
+}
+
+/// A tied layer's width: the rows of its partner's weight matrix, the partner named or found by
+/// theanets' counting rule as in `resolve.rs`.
+fn tied_width(l: &LayerDoc, seen: &[Seen]) -> usize {
+    let widest = seen.iter().map(|s| s.width).max().unwrap_or(0);
+    let partner = match &l.partner {
+        Some(p) => seen.iter().find(|s| &s.name == p),
+        None => {
+            let mut count = 1i32;
+            seen.iter().rev().find(|s| {
+                count += if s.tied { 1 } else { -1 };
+                count == 0
+            })
+        }
+    };
+    partner
+        .filter(|p| p.has_weights)
+        .and_then(|p| p.first_in)
+        .unwrap_or(widest)
 }
 
 /// How many parameter values an activation spec creates for `width` units (see

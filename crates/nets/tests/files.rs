@@ -627,3 +627,32 @@ fn safetensors_that_do_not_fit_the_model_are_refused_naming_the_tensor() {
         "{problem}"
     );
 }
+
+#[test]
+fn the_size_check_before_building_follows_tied_partners_exactly() {
+    // The tied layer is 1 unit wide (its partner `hid2` reads 1 value), far narrower than the
+    // input; the 100-unit output after it has 1·100 weights. Sizing the tied layer by the widest
+    // earlier layer (40) would count 40·100 and refuse this valid file.
+    let dir = scratch("tied-budget");
+    let path = dir.join("t.model");
+    let net = Regressor::build(
+        vec![
+            40.into(),
+            1.into(),
+            1.into(),
+            LayerSpec::tied().partner("hid2"),
+            100.into(),
+        ],
+        ModelOptions::default(),
+    )
+    .unwrap();
+    assert_eq!(net.layers()[3].size(), 1);
+    net.save(&path).unwrap();
+    let x = normal(&[2, 40], 12);
+    let back = Regressor::load(&path).unwrap();
+    assert_eq!(
+        bits(&back.predict(&x).unwrap()),
+        bits(&net.predict(&x).unwrap())
+    );
+    std::fs::remove_dir_all(dir).unwrap();
+}
