@@ -127,7 +127,7 @@ impl Registry {
 
 /// Bytes stored as a MessagePack `bin` and read back borrowed from the file's buffer, so reading
 /// a parameter allocates nothing beyond the tensor it becomes.
-struct Bytes<'a>(&'a [u8]);
+pub(crate) struct Bytes<'a>(pub(crate) &'a [u8]);
 
 impl Serialize for Bytes<'_> {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
@@ -151,23 +151,26 @@ struct Envelope<'a> {
     payload: Bytes<'a>,
 }
 
-/// Writes `payload` under `format` and `version` to `path`, atomically.
-pub(crate) fn write_document(
+/// Writes a payload (encoded with [`encode`]) under `format` and `version` to `path`,
+/// atomically.
+pub(crate) fn write_envelope(
     path: &Path,
     format: &str,
     version: u32,
-    payload: &impl Serialize,
+    payload: &[u8],
 ) -> Result<()> {
-    let encode_error =
-        |e: rmp_serde::encode::Error| file_error(path, format!("cannot encode: {e}"));
-    let inner = rmp_serde::to_vec_named(payload).map_err(encode_error)?;
     let envelope = Envelope {
         format,
         version,
-        payload: Bytes(&inner),
+        payload: Bytes(payload),
     };
-    let outer = rmp_serde::to_vec_named(&envelope).map_err(encode_error)?;
-    write_atomic(path, &outer)
+    write_atomic(path, &encode(path, &envelope)?)
+}
+
+/// `value` as a MessagePack document with structs as maps keyed by field name, so that fields
+/// can be added later without shifting the others.
+pub(crate) fn encode(path: &Path, value: &impl Serialize) -> Result<Vec<u8>> {
+    rmp_serde::to_vec_named(value).map_err(|e| file_error(path, format!("cannot encode: {e}")))
 }
 
 /// The payload of a file read into `bytes`, with its version, after checking that the file is a
@@ -600,6 +603,17 @@ impl Network {
     /// [`Registry::spec`] (named in the message), or a failure to write.
     pub fn save(&self, path: impl AsRef<Path>) -> Result<()> {
         let path = path.as_ref();
+        write_envelope(
+            path,
+            MODEL_FORMAT,
+            MODEL_VERSION,
+            &self.model_payload(path)?,
+        )
+    }
+
+    /// The model as a version-[`MODEL_VERSION`] payload, for a file or for a document that
+    /// embeds a model (a snapshot); `path` is the file named in errors.
+    pub(crate) fn model_payload(&self, path: &Path) -> Result<Vec<u8>> {
         let layers = self
             .specs
             .iter()
@@ -642,7 +656,7 @@ impl Network {
             options,
             params: docs,
         };
-        write_document(path, MODEL_FORMAT, MODEL_VERSION, &doc)
+        encode(path, &doc)
     }
 
     /// Loads a model of any kind saved with [`Network::save`] whose layers are all built in.
@@ -688,6 +702,17 @@ model_files!(Autoencoder, Kind::Autoencoder);
 fn load_network(path: &Path, registry: &Registry, expected: Option<Kind>) -> Result<Network> {
     let bytes = read_file(path)?;
     let (_version, payload) = read_envelope(path, &bytes, MODEL_FORMAT, MODEL_VERSION)?;
+    network_from_payload(path, payload, registry, expected)
+}
+
+/// Rebuilds a model from a payload made by [`Network::model_payload`] (version 1, the only
+/// one so far), checking it as the module docs describe; `path` is the file named in errors.
+pub(crate) fn network_from_payload(
+    path: &Path,
+    payload: &[u8],
+    registry: &Registry,
+    expected: Option<Kind>,
+) -> Result<Network> {
     let doc: ModelDoc = decode(path, payload, "the model is damaged")?;
     let kind = Kind::from(doc.kind);
     if let Some(want) = expected {
