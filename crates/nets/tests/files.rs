@@ -656,3 +656,24 @@ fn the_size_check_before_building_follows_tied_partners_exactly() {
     );
     std::fs::remove_dir_all(dir).unwrap();
 }
+
+#[test]
+fn deeply_nested_values_are_an_error_not_a_stack_overflow() {
+    let dir = scratch("nested");
+    let path = dir.join("deep.model");
+    // An unknown field whose value is 100 000 arrays each holding the next, in the envelope and
+    // in the payload.
+    let mut deep = vec![0x91u8; 100_000];
+    deep.push(0xc0);
+    let mut outer = vec![0x84, 0xa1, b'x'];
+    outer.extend(&deep);
+    let file = envelope(b"\x80");
+    outer.extend(&file[1..]);
+    let mut payload = vec![0x81, 0xa1, b'x'];
+    payload.extend(&deep);
+    for bytes in [outer, envelope(&payload)] {
+        std::fs::write(&path, bytes).unwrap();
+        assert!(file_problem(Regressor::load(&path), &path).contains("depth"));
+    }
+    std::fs::remove_dir_all(dir).unwrap();
+}
