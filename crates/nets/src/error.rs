@@ -40,7 +40,8 @@ pub enum Error {
     File {
         /// The file concerned.
         path: std::path::PathBuf,
-        /// What is wrong with it, e.g. "format version 2 is newer than the newest this build reads (1)".
+        /// What is wrong with it, e.g. "theanets-rs model version 2 is newer than this build
+        /// reads (versions 1 to 1)".
         problem: String,
     },
 }

@@ -16,7 +16,7 @@
 //! allocation. Writes are atomic (see [`write_atomic`]).
 //!
 //! ```
-//! use nets::{Regressor, Registry};
+//! use nets::Regressor;
 //! use tape::Tensor;
 //! let path = std::env::temp_dir().join(format!("nets-file-doc-{}.model", std::process::id()));
 //! let net = Regressor::new(&[3, 4, 2])?;
@@ -183,12 +183,11 @@ pub(crate) fn read_envelope<'a>(
 ) -> Result<(u32, &'a [u8])> {
     let envelope: Envelope = decode(path, bytes, &format!("not a {format} file"))?;
     if envelope.format != format {
+        // A damaged or hostile name could be long; the start says what it is.
+        let found: String = envelope.format.chars().take(80).collect();
         return Err(file_error(
             path,
-            format!(
-                "is a `{}` file, expected a `{format}` file",
-                envelope.format
-            ),
+            format!("is a `{found}` file, expected a `{format}` file"),
         ));
     }
     if envelope.version > newest {
