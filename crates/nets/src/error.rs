@@ -48,6 +48,15 @@ pub enum Error {
         /// The error that happened meanwhile.
         source: Box<Error>,
     },
+    /// A model or parameter file that cannot be written or read: I/O failure, another format or
+    /// a newer version, damaged contents, or a model that does not match the file.
+    File {
+        /// The file concerned.
+        path: std::path::PathBuf,
+        /// What is wrong with it, e.g. "theanets-rs model version 2 is newer than this build
+        /// reads (versions 1 to 1)".
+        problem: String,
+    },
 }
 
 impl fmt::Display for Error {
@@ -59,6 +68,7 @@ impl fmt::Display for Error {
             Error::Optim(e) => e.fmt(f),
             Error::Tape(e) => e.fmt(f),
             Error::Context { context, .. } => f.write_str(context),
+            Error::File { path, problem } => write!(f, "file {}: {problem}", path.display()),
         }
     }
 }

@@ -93,6 +93,9 @@ pub struct LayerSpec {
     pub(crate) weights: WeightInit,
     pub(crate) bias: BiasInit,
     pub(crate) custom: Option<MakeLayer>,
+    /// The name a custom layer's constructor is registered under (see [`crate::file::Registry`]),
+    /// which is what a model file records in place of the closure.
+    pub(crate) registered: Option<String>,
 }
 
 /// How a custom layer is made from its resolved context.
@@ -130,6 +133,7 @@ impl LayerSpec {
             weights: WeightInit::default(),
             bias: BiasInit::default(),
             custom: None,
+            registered: None,
         }
     }
 

@@ -15,8 +15,10 @@
 
 pub mod activations;
 pub mod error;
+pub mod file;
 mod graph;
 pub mod init;
+pub mod interchange;
 pub mod layers;
 pub mod losses;
 mod models;
@@ -27,6 +29,8 @@ mod resolve;
 mod train;
 
 pub use error::{Error, Result};
+pub use file::Registry;
+pub use interchange::Layout;
 pub use layers::{Layer, LayerContext, LayerSpec};
 pub use losses::{GllForm, HingeForm, Loss, LossKind};
 pub use network::{Autoencoder, Classifier, Graph, Kind, ModelOptions, Network, Regressor};

@@ -63,6 +63,8 @@ pub struct Network {
     pub(crate) layers: Vec<Box<dyn Layer>>,
     pub(crate) losses: Vec<Loss>,
     pub(crate) options: ModelOptions,
+    /// The specs the layers were built from, kept so that a model file can rebuild them.
+    pub(crate) specs: Vec<LayerSpec>,
     /// Compiled prediction and decoding functions, by what they compute (see `predict.rs`).
     pub(crate) compiled: Mutex<Vec<(String, Function)>>,
     /// Compiled loss-and-monitor functions for `evaluate`, per set of regularizers.
@@ -92,6 +94,7 @@ impl Network {
         for loss in &mut losses {
             loss.weighted = options.weighted;
         }
+        let kept_specs = specs.clone();
         let mut layers: Vec<Box<dyn Layer>> = Vec::with_capacity(specs.len());
         let last = specs.len() - 1;
         for (i, spec) in specs.into_iter().enumerate() {
@@ -127,6 +130,7 @@ impl Network {
             layers,
             losses,
             options,
+            specs: kept_specs,
             compiled: Mutex::new(Vec::new()),
             evaluators: Mutex::new(Vec::new()),
         })
