@@ -14,6 +14,7 @@
 #![deny(missing_docs)]
 
 pub mod activations;
+pub mod data;
 pub mod error;
 pub mod file;
 mod graph;
