@@ -34,7 +34,7 @@ pub use file::Registry;
 pub use interchange::Layout;
 pub use layers::{Layer, LayerContext, LayerSpec};
 pub use losses::{GllForm, HingeForm, Loss, LossKind};
-pub use network::{Autoencoder, Classifier, Graph, Kind, ModelOptions, Network, Regressor};
+pub use network::{Autoencoder, Classifier, Graph, Kind, Model, ModelOptions, Network, Regressor};
 pub use optim;
 pub use regularizers::Regularizers;
 pub use tape;

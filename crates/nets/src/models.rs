@@ -202,3 +202,133 @@ impl Classifier {
         Ok(m)
     }
 }
+
+/// What generic code needs from any model kind: its network, predictions, its score and loss on
+/// a data set, and a report of its metrics. A data set is arrays in training order: `[x]` or
+/// `[x, w]` for an autoencoder, `[x, y]` or `[x, y, w]` otherwise (weights only for a model built
+/// `weighted`).
+///
+/// ```
+/// use nets::{Classifier, Model, Regressor};
+/// use nets::tape::Tensor;
+/// fn report(model: &dyn Model, data: &[Tensor]) -> nets::Result<String> {
+///     let metrics = model.metrics(data)?;
+///     Ok(metrics.iter().map(|(k, v)| format!("{k}={v:.3}")).collect::<Vec<_>>().join(" "))
+/// }
+/// let x = Tensor::new(&[2, 2], vec![0.0, 1.0, 1.0, 0.0])?;
+/// let line = report(&Classifier::new(&[2, 3, 2])?, &[x.clone(), Tensor::vector(&[0.0, 1.0])])?;
+/// assert!(line.starts_with("accuracy="));
+/// let line = report(&Regressor::new(&[2, 3, 1])?, &[x, Tensor::new(&[2, 1], vec![0.5, -0.5])?])?;
+/// assert!(line.contains("mse=") && line.contains("mae="));
+/// # Ok::<(), nets::Error>(())
+/// ```
+pub trait Model {
+    /// The network underneath.
+    fn network(&self) -> &Network;
+
+    /// Predictions for `x`: labels for a classifier, values otherwise.
+    fn predict(&self, x: &Tensor) -> Result<Tensor>;
+
+    /// The model's score on a data set: accuracy for a classifier, R² otherwise (weighted when
+    /// the data carries weights). Named `score_on` so that it does not hide the kinds' own
+    /// `score(x, y, w)`.
+    fn score_on(&self, data: &[Tensor]) -> Result<f32>;
+
+    /// The loss (without regularizers) on a data set; see [`Network::loss`], which it does not
+    /// hide.
+    fn loss_on(&self, data: &[Tensor]) -> Result<f32> {
+        self.network().loss(data, &Regularizers::default())
+    }
+
+    /// Named metrics on a data set: `accuracy` and `loss` for a classifier; `r2`, `mse`, `mae`
+    /// and `loss` otherwise (each weighted when the data carries weights).
+    fn metrics(&self, data: &[Tensor]) -> Result<Vec<(&'static str, f32)>>;
+}
+
+/// `x`, the targets (`x` itself for an autoencoder) and the weights of a checked data set.
+fn parts<'a>(
+    net: &Network,
+    data: &'a [Tensor],
+) -> Result<(&'a Tensor, &'a Tensor, Option<&'a Tensor>)> {
+    net.check_data(data)?;
+    // An autoencoder's targets are its input; weights, when the model takes them, come last.
+    let targets = usize::from(net.kind() != Kind::Autoencoder);
+    let weights = net.options.weighted.then(|| &data[data.len() - 1]);
+    Ok((&data[0], &data[targets], weights))
+}
+
+/// Weighted mean squared and mean absolute errors, in f64.
+fn mse_mae(y: &[f32], yhat: &[f32], w: Option<&[f32]>) -> (f32, f32) {
+    let (mut sq, mut ab, mut total) = (0.0f64, 0.0f64, 0.0f64);
+    for i in 0..y.len() {
+        let wi = w.map_or(1.0, |w| f64::from(w[i]));
+        let d = f64::from(y[i]) - f64::from(yhat[i]);
+        sq += wi * d * d;
+        ab += wi * d.abs();
+        total += wi;
+    }
+    ((sq / total) as f32, (ab / total) as f32)
+}
+
+/// R², MSE, MAE and loss of a model that predicts values.
+fn value_metrics(net: &Network, data: &[Tensor], score: f32) -> Result<Vec<(&'static str, f32)>> {
+    let (x, y, w) = parts(net, data)?;
+    let yhat = net.predict_raw(x)?;
+    let (mse, mae) = mse_mae(y.data(), yhat.data(), w.map(Tensor::data));
+    let loss = net.loss(data, &Regularizers::default())?;
+    Ok(vec![
+        ("r2", score),
+        ("mse", mse),
+        ("mae", mae),
+        ("loss", loss),
+    ])
+}
+
+impl Model for Regressor {
+    fn network(&self) -> &Network {
+        &self.0
+    }
+    fn predict(&self, x: &Tensor) -> Result<Tensor> {
+        Regressor::predict(self, x)
+    }
+    fn score_on(&self, data: &[Tensor]) -> Result<f32> {
+        let (x, y, w) = parts(self, data)?;
+        Regressor::score(self, x, y, w)
+    }
+    fn metrics(&self, data: &[Tensor]) -> Result<Vec<(&'static str, f32)>> {
+        value_metrics(self, data, self.score_on(data)?)
+    }
+}
+
+impl Model for Autoencoder {
+    fn network(&self) -> &Network {
+        &self.0
+    }
+    fn predict(&self, x: &Tensor) -> Result<Tensor> {
+        Autoencoder::predict(self, x)
+    }
+    fn score_on(&self, data: &[Tensor]) -> Result<f32> {
+        let (x, _, w) = parts(self, data)?;
+        Autoencoder::score(self, x, w)
+    }
+    fn metrics(&self, data: &[Tensor]) -> Result<Vec<(&'static str, f32)>> {
+        value_metrics(self, data, self.score_on(data)?)
+    }
+}
+
+impl Model for Classifier {
+    fn network(&self) -> &Network {
+        &self.0
+    }
+    fn predict(&self, x: &Tensor) -> Result<Tensor> {
+        Classifier::predict(self, x)
+    }
+    fn score_on(&self, data: &[Tensor]) -> Result<f32> {
+        let (x, y, w) = parts(self, data)?;
+        Classifier::score(self, x, y, w)
+    }
+    fn metrics(&self, data: &[Tensor]) -> Result<Vec<(&'static str, f32)>> {
+        let accuracy = self.score_on(data)?;
+        Ok(vec![("accuracy", accuracy), ("loss", self.loss_on(data)?)])
+    }
+}

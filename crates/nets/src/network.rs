@@ -11,7 +11,7 @@ use std::sync::Mutex;
 use tape::{Function, Param, Tensor};
 
 pub use crate::graph::Graph;
-pub use crate::models::{Autoencoder, Classifier, Regressor};
+pub use crate::models::{Autoencoder, Classifier, Model, Regressor};
 pub(crate) use crate::predict::Evaluator;
 pub use crate::predict::EVALUATE_BATCH;
 

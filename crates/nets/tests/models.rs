@@ -808,3 +808,62 @@ fn corrupting_a_softmax_classifiers_output_is_refused() {
     let net = Regressor::new(&[INPUTS, 13, OUTPUTS]).unwrap();
     assert!(net.trainer("sgd", &["noise=*:out=0.1"]).is_ok());
 }
+
+#[test]
+fn the_model_trait_reports_mse_and_mae_by_hand() {
+    use nets::Model;
+    // The same hand-set regressor: ŷ = [1.5, −1.5, 1.5, 0.5] against y = [2, −1, 0, 4].
+    let net = linear_regressor(&[1.0, -1.0], &[0.5], true);
+    let x = Tensor::new(&[4, 2], vec![1.0, 0.0, 0.0, 2.0, 2.0, 1.0, 1.0, 1.0]).unwrap();
+    let y = Tensor::new(&[4, 1], vec![2.0, -1.0, 0.0, 4.0]).unwrap();
+    let w = Tensor::new(&[4, 1], vec![1.0, 3.0, 0.5, 0.25]).unwrap();
+    let data = [x.clone(), y.clone(), w.clone()];
+    let m: std::collections::HashMap<_, _> = net.metrics(&data).unwrap().into_iter().collect();
+    // Σw = 4.75; Σw(y−ŷ)² = 5.1875; Σw|y−ŷ| = 0.5 + 1.5 + 0.75 + 0.875 = 3.625.
+    assert!((m["mse"] - 5.1875 / 4.75).abs() < 1e-6, "{m:?}");
+    assert!((m["mae"] - 3.625 / 4.75).abs() < 1e-6, "{m:?}");
+    assert!((m["r2"] - (1.0 - 5.1875 / 11.0)).abs() < 1e-6, "{m:?}");
+    assert_eq!(m["loss"], net.loss(&data, &Default::default()).unwrap());
+    assert_eq!(
+        net.score_on(&data).unwrap(),
+        net.score(&x, &y, Some(&w)).unwrap()
+    );
+
+    // Generic code takes any kind.
+    let models: Vec<(Box<dyn Model>, Vec<Tensor>)> = vec![
+        (
+            Box::new(Classifier::new(&[INPUTS, 5, CLASSES]).unwrap()),
+            vec![inputs(), classes()],
+        ),
+        (
+            Box::new(Regressor::new(&[INPUTS, 5, OUTPUTS]).unwrap()),
+            vec![inputs(), targets()],
+        ),
+        (
+            Box::new(Autoencoder::new(&[INPUTS, 3, INPUTS]).unwrap()),
+            vec![inputs()],
+        ),
+    ];
+    for (model, data) in &models {
+        let names: Vec<&str> = model
+            .metrics(data)
+            .unwrap()
+            .iter()
+            .map(|(k, _)| *k)
+            .collect();
+        let want: &[&str] = match model.network().kind() {
+            nets::Kind::Classifier => &["accuracy", "loss"],
+            _ => &["r2", "mse", "mae", "loss"],
+        };
+        assert_eq!(names, want);
+        assert_eq!(model.predict(&data[0]).unwrap().shape()[0], N);
+        assert!(model.loss_on(data).unwrap().is_finite());
+    }
+    // The wrong arrays are an error, not a panic.
+    let e = models[2]
+        .0
+        .metrics(&[inputs(), targets()])
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("takes 1 arrays, [x]"), "{e}");
+}
