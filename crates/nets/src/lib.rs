@@ -27,6 +27,7 @@ mod predict;
 pub mod regularizers;
 mod resolve;
 mod train;
+pub mod trainers;
 
 pub use error::{Error, Result};
 pub use file::Registry;
@@ -37,3 +38,4 @@ pub use network::{Autoencoder, Classifier, Graph, Kind, ModelOptions, Network, R
 pub use optim;
 pub use regularizers::Regularizers;
 pub use tape;
+pub use trainers::Stage;
