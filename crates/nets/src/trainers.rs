@@ -339,7 +339,8 @@ pub fn pretrain(
 /// trains the model itself. A model with tied layers (a mirrored autoencoder) is shortened from
 /// the middle instead: stage `i` keeps the outer `i` encoder layers and their `i` decoders, and
 /// the decoders' biases are trained too. Each stage starts from the model's current parameters
-/// and leaves its best ones in the model.
+/// and leaves its best ones in the model. The model's own monitors are reported by the last
+/// stage only: a shadow network may lack the layers they name.
 ///
 /// Every stage is a full early-stopped run of `algorithm` (theanets' default:
 /// [`DEFAULT_ALGORITHM`]) with `settings`: `batch_size=` and `iteration_size=` cut the datasets
@@ -372,7 +373,8 @@ pub fn layerwise_stages<'a>(
 /// layer is left as it is: train the whole model afterwards.
 ///
 /// Only `train[0]` and `valid[0]` (the inputs) are used; the settings are read as for
-/// [`layerwise_stages`]. The hidden layers must not be tied themselves.
+/// [`layerwise_stages`]. The hidden layers must not be tied themselves, and a model without
+/// hidden layers has no stages.
 pub fn pretrain_stages<'a>(
     net: &'a Network,
     train: &'a [Tensor],
