@@ -28,6 +28,7 @@ mod predict;
 pub mod regularizers;
 mod resolve;
 mod train;
+pub mod trainers;
 
 pub use error::{Error, Result};
 pub use file::Registry;
@@ -38,3 +39,4 @@ pub use network::{Autoencoder, Classifier, Graph, Kind, Model, ModelOptions, Net
 pub use optim;
 pub use regularizers::Regularizers;
 pub use tape;
+pub use trainers::Stage;
