@@ -6,6 +6,7 @@
 use nets::data::rows;
 use nets::{Classifier, LayerSpec, ModelOptions};
 use optim::{Dataset, DatasetOptions};
+use std::io::Write;
 use std::time::Instant;
 use theanets_rs::digits;
 
@@ -37,6 +38,12 @@ fn seed_from_args() -> Result<u64, String> {
 
 fn main() {
     if let Err(e) = run() {
+        // Output piped into a program that stopped reading (`| head`) is not an error.
+        if let Some(io) = e.downcast_ref::<std::io::Error>() {
+            if io.kind() == std::io::ErrorKind::BrokenPipe {
+                return;
+            }
+        }
         eprintln!("error: {e}");
         let mut cause = e.source();
         while let Some(c) = cause {
@@ -49,6 +56,7 @@ fn main() {
 
 fn run() -> Result<(), Box<dyn std::error::Error>> {
     let start = Instant::now();
+    let mut out = std::io::stdout().lock();
     let seed = seed_from_args()?;
     let all = digits::train();
     let test = digits::test();
@@ -75,12 +83,12 @@ fn run() -> Result<(), Box<dyn std::error::Error>> {
             ..Default::default()
         },
     )?;
-    println!(
+    writeln!(out, 
         "digits: {n_train} training, {n_valid} validation, {} test rows; classifier 64-{HIDDEN}-10 ({} parameters), seed {seed}",
         test.y.len(),
         net.num_params()
-    );
-    println!("training with {ALGORITHM} {}", SETTINGS.join(" "));
+    )?;
+    writeln!(out, "training with {ALGORITHM} {}", SETTINGS.join(" "))?;
     let mut trainer = net.trainer(ALGORITHM, &SETTINGS)?;
     let mut best = f32::INFINITY;
     let mut last_valid = f32::NAN;
@@ -89,7 +97,8 @@ fn run() -> Result<(), Box<dyn std::error::Error>> {
         if i % 5 == 0 || v.loss() != last_valid {
             let improved = v.loss() < best;
             best = best.min(v.loss());
-            println!(
+            writeln!(
+                out,
                 "iteration {:4}  train loss {:.4} acc {:.3}  valid loss {:.4} acc {:.3}{}",
                 i + 1,
                 t.loss(),
@@ -97,37 +106,42 @@ fn run() -> Result<(), Box<dyn std::error::Error>> {
                 v.loss(),
                 v.get("acc").unwrap_or(f32::NAN),
                 if improved { "  *" } else { "" }
-            );
+            )?;
             last_valid = v.loss();
         }
     }
     if let Some(b) = trainer.best() {
-        println!(
+        writeln!(
+            out,
             "best validation after iteration {}: loss {:.4} acc {:.3} (those parameters are kept)",
             b.iteration,
             b.valid.loss(),
             b.valid.get("acc").unwrap_or(f32::NAN)
-        );
+        )?;
     }
     let accuracy = net.score(&test.x, &test.y, None)?;
-    println!(
+    writeln!(
+        out,
         "\ntest accuracy {:.2}% ({} rows)",
         100.0 * accuracy,
         test.y.len()
-    );
-    println!("\nconfusion matrix (rows: true class, columns: predicted)");
-    print!("     ");
+    )?;
+    writeln!(
+        out,
+        "\nconfusion matrix (rows: true class, columns: predicted)"
+    )?;
+    write!(out, "     ")?;
     for c in 0..10 {
-        print!("{c:>4}");
+        write!(out, "{c:>4}")?;
     }
-    println!();
+    writeln!(out)?;
     for (t, row) in net.confusion(&test.x, &test.y)?.iter().enumerate() {
-        print!("{t:>4} ");
+        write!(out, "{t:>4} ")?;
         for v in row {
-            print!("{v:>4}");
+            write!(out, "{v:>4}")?;
         }
-        println!();
+        writeln!(out)?;
     }
-    println!("\ndone in {:.1} s", start.elapsed().as_secs_f32());
+    writeln!(out, "\ndone in {:.1} s", start.elapsed().as_secs_f32())?;
     Ok(())
 }
