@@ -83,7 +83,8 @@ fn run() -> Result<(), Box<dyn std::error::Error>> {
             ..Default::default()
         },
     )?;
-    writeln!(out, 
+    writeln!(
+        out,
         "digits: {n_train} training, {n_valid} validation, {} test rows; classifier 64-{HIDDEN}-10 ({} parameters), seed {seed}",
         test.y.len(),
         net.num_params()
