@@ -15,6 +15,7 @@
 
 pub mod activations;
 pub mod error;
+pub mod experiment;
 pub mod file;
 mod graph;
 pub mod init;
@@ -26,9 +27,11 @@ pub mod network;
 mod predict;
 pub mod regularizers;
 mod resolve;
+pub mod snapshot;
 mod train;
 
 pub use error::{Error, Result};
+pub use experiment::{Data, Experiment, SaveEvery, TrainOptions};
 pub use file::Registry;
 pub use interchange::Layout;
 pub use layers::{Layer, LayerContext, LayerSpec};

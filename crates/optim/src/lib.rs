@@ -55,4 +55,4 @@ pub use error::{Error, Result};
 pub use options::{Algorithm, LoopOptions, RuleOptions};
 pub use rules::{Rule, RuleState};
 pub use tape;
-pub use trainer::{Best, Iterate, Monitors, Trainer};
+pub use trainer::{Best, Iterate, LoopState, Monitors, Trainer, TrainerRngs};
