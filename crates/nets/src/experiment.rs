@@ -120,7 +120,9 @@ impl From<Dataset> for Data {
 /// has passed since the last one (checked after each iteration).
 ///
 /// From text, the guide's convention: a positive whole number counts iterations, a negative
-/// number is minutes.
+/// number is minutes. Iterations are counted from 1 within each algorithm's run, so
+/// `Iterations(3)` saves after the 3rd, 6th, … iteration (theanets tested the 0-based index, one
+/// iteration later).
 ///
 /// ```
 /// use nets::experiment::SaveEvery;
@@ -315,6 +317,19 @@ impl<const N: usize> Settings for [&str; N] {
 impl Settings for Vec<&str> {
     fn resolve(&self, algorithm: Algorithm, seed: u64) -> Result<TrainOptions> {
         TrainOptions::parse(algorithm, seed, self)
+    }
+}
+
+impl Settings for [String] {
+    fn resolve(&self, algorithm: Algorithm, seed: u64) -> Result<TrainOptions> {
+        let pairs: Vec<&str> = self.iter().map(String::as_str).collect();
+        TrainOptions::parse(algorithm, seed, &pairs)
+    }
+}
+
+impl Settings for Vec<String> {
+    fn resolve(&self, algorithm: Algorithm, seed: u64) -> Result<TrainOptions> {
+        self.as_slice().resolve(algorithm, seed)
     }
 }
 

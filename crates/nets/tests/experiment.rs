@@ -351,9 +351,8 @@ fn a_run_resumed_from_a_snapshot_equals_the_uninterrupted_run_bit_for_bit() {
 }
 
 #[test]
-fn a_resumed_sequence_continues_in_its_second_algorithm() {
+fn a_sequence_resumes_from_a_snapshot_taken_after_any_iteration() {
     let dir = scratch("sequence");
-    let path = dir.join("seq.snapshot");
     let data = regression(12, 9);
     let opts = [
         "batch_size=4",
@@ -367,21 +366,97 @@ fn a_resumed_sequence_continues_in_its_second_algorithm() {
         .unwrap()
         .map(Result::unwrap)
         .collect();
-    let mut first = Experiment::new(Regressor::new(&[3, 4, 2]).unwrap())
-        .save_progress(&path, Duration::ZERO)
+    assert_eq!(all.len(), 8);
+    // Every cut, including the end of the first algorithm (4) and of the call (8).
+    for cut in 1..=8 {
+        let path = dir.join(format!("seq{cut}.snapshot"));
+        let mut first = Experiment::new(Regressor::new(&[3, 4, 2]).unwrap())
+            .save_progress(&path, Duration::ZERO)
+            .unwrap();
+        let head: Vec<_> = first
+            .itertrain(&data, Data::None, "adam sgd", &opts)
+            .unwrap()
+            .take(cut)
+            .map(Result::unwrap)
+            .collect();
+        drop(first);
+        let mut resumed = Experiment::new(Regressor::new(&[3, 4, 2]).unwrap())
+            .save_progress(&path, Duration::ZERO)
+            .unwrap();
+        let tail: Vec<_> = resumed
+            .itertrain(&data, Data::None, "adam sgd", &opts)
+            .unwrap()
+            .map(Result::unwrap)
+            .collect();
+        assert_eq!([head, tail].concat(), all, "cut after {cut}");
+        assert_eq!(
+            bits(resumed.network()),
+            bits(whole.network()),
+            "cut after {cut}"
+        );
+    }
+    std::fs::remove_dir_all(dir).unwrap();
+}
+
+/// A seeded batch function: the same batches every time it is built.
+fn batches(seed: u64) -> optim::Dataset {
+    let mut rng = Rng::new(seed);
+    let f = move || {
+        let mut x = Tensor::zeros(&[4, 3]);
+        rng.fill_normal(x.data_mut(), 0.0, 1.0);
+        let y = Tensor::new(&[4, 2], x.data().iter().take(8).map(|v| v * 0.5).collect()).unwrap();
+        vec![x, y]
+    };
+    let options = optim::DatasetOptions {
+        iteration_size: Some(2),
+        ..Default::default()
+    };
+    optim::Dataset::from_fn("train", f, options).unwrap()
+}
+
+#[test]
+fn a_callable_dataset_trains_reports_user_monitors_and_resumes() {
+    let dir = scratch("callable");
+    let path = dir.join("fn.snapshot");
+    let build = || {
+        let o = ModelOptions {
+            monitors: vec![("hid1:out".into(), vec![0.0])],
+            ..Default::default()
+        };
+        Regressor::build(
+            vec![3.into(), LayerSpec::dense(4).activation("relu"), 2.into()],
+            o,
+        )
+        .unwrap()
+    };
+    let opts = ["max_updates=6", "validate_every=2", "learning_rate=0.01"];
+    let mut whole = Experiment::new(build());
+    let all: Vec<_> = whole
+        .itertrain(batches(1), batches(2), "rmsprop", &opts)
+        .unwrap()
+        .map(Result::unwrap)
+        .collect();
+    let (t, v) = &all[0];
+    assert_eq!(
+        t.iter().map(|(n, _)| n).collect::<Vec<_>>(),
+        ["loss", "err", "hid1:out<0"]
+    );
+    assert!(v.get("hid1:out<0").is_some());
+    let mut first = Experiment::new(build())
+        .save_progress(&path, SaveEvery::Iterations(3))
         .unwrap();
     let head: Vec<_> = first
-        .itertrain(&data, Data::None, "adam sgd", &opts)
+        .itertrain(batches(1), batches(2), "rmsprop", &opts)
         .unwrap()
-        .take(6)
+        .take(3)
         .map(Result::unwrap)
         .collect();
     drop(first);
-    let mut resumed = Experiment::new(Regressor::new(&[3, 4, 2]).unwrap())
-        .save_progress(&path, Duration::ZERO)
+    let mut resumed = Experiment::new(build())
+        .save_progress(&path, SaveEvery::Iterations(3))
         .unwrap();
     let tail: Vec<_> = resumed
-        .itertrain(&data, Data::None, "adam sgd", &opts)
+        .itertrain(batches(1), batches(2), "rmsprop", &opts)
         .unwrap()
         .map(Result::unwrap)
         .collect();
