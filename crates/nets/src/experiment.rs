@@ -203,7 +203,9 @@ pub struct TrainOptions {
     pub batch_size: usize,
     /// Batches per iteration for array data (default one pass).
     pub iteration_size: Option<usize>,
-    /// Where to write snapshots during this call (overrides [`Experiment::save_progress`]).
+    /// Where to write snapshots during this call (overrides [`Experiment::save_progress`]'s
+    /// file; every iteration unless `save_every` says otherwise). Only
+    /// [`Experiment::save_progress`] resumes from an existing file.
     pub save_progress: Option<PathBuf>,
     /// How often (overrides [`Experiment::save_progress`]'s interval).
     pub save_every: Option<SaveEvery>,
