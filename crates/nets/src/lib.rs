@@ -16,6 +16,7 @@
 pub mod activations;
 pub mod data;
 pub mod error;
+pub mod experiment;
 pub mod file;
 mod graph;
 pub mod init;
@@ -27,10 +28,12 @@ pub mod network;
 mod predict;
 pub mod regularizers;
 mod resolve;
+pub mod snapshot;
 mod train;
 pub mod trainers;
 
 pub use error::{Error, Result};
+pub use experiment::{Data, Experiment, SaveEvery, TrainOptions};
 pub use file::Registry;
 pub use interchange::Layout;
 pub use layers::{Layer, LayerContext, LayerSpec};

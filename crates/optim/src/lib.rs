@@ -41,6 +41,10 @@
 //! - A model can validate on a graph of its own ([`Trainer::validate_with`]): `nets` uses it to
 //!   validate without noise and dropout.
 //! - A [`Dataset`] from a callable resumes exactly from a saved state by replaying the function.
+//! - A run can be stopped and continued in a newly built trainer bit for bit: [`LoopState`],
+//!   [`TrainerRngs`] and [`RuleState`] save it, [`Trainer::begin`] / [`Trainer::advance`] drive
+//!   the loop for a caller that owns the trainer and its datasets side by side (`nets`'
+//!   `Experiment` and its snapshots).
 
 #![deny(missing_docs)]
 
@@ -55,4 +59,4 @@ pub use error::{Error, Result};
 pub use options::{Algorithm, LoopOptions, RuleOptions};
 pub use rules::{Rule, RuleState};
 pub use tape;
-pub use trainer::{Best, Iterate, Monitors, Trainer};
+pub use trainer::{Best, Iterate, LoopState, Monitors, Trainer, TrainerRngs};

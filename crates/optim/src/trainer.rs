@@ -6,13 +6,14 @@ use crate::dataset::Dataset;
 use crate::error::{Error, Result};
 use crate::options::{LoopOptions, RuleOptions};
 use crate::rules::{Rule, RuleState};
+use serde::{Deserialize, Serialize};
 use smallvec::SmallVec;
 use std::fmt;
 use tape::{grad, Expr, Function, Param, Rng, Tensor, TensorView};
 
 /// An ordered map of monitor names to values: `loss` first, then the caller's monitors in order,
 /// then (optionally) `grad(name)` for each parameter.
-#[derive(Clone, Debug, Default, PartialEq)]
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct Monitors(pub Vec<(String, f32)>);
 
 impl Monitors {
@@ -106,7 +107,7 @@ pub struct Trainer {
 
 /// The validation that was best so far in a run of the loop, and the training monitors of the
 /// iteration just before it (empty when it is the validation before the first step).
-#[derive(Clone, Debug, Default, PartialEq)]
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct Best {
     /// Iterations completed when this validation ran (0: before any update).
     pub iteration: usize,
@@ -114,6 +115,45 @@ pub struct Best {
     pub train: Monitors,
     /// The validation monitors.
     pub valid: Monitors,
+}
+
+/// Where a run of the loop stands, for a snapshot: the counters, the best validation so far with
+/// its parameters, and the most recent monitors. [`Trainer::set_loop_state`] puts it back so that
+/// [`Trainer::advance`] continues the run exactly where [`Trainer::loop_state`] left it.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct LoopState {
+    /// Iterations completed in this run.
+    pub iteration: usize,
+    /// Validations run in this run.
+    pub validations: usize,
+    /// The best validation loss so far (infinite before the first validation).
+    pub best_loss: f32,
+    /// The number of the best validation (counted from 1), for patience.
+    pub best_validation: usize,
+    /// The parameters at the best validation, one flat array per parameter in training order
+    /// (empty before the first validation).
+    pub best_params: Vec<Vec<f32>>,
+    /// The best validation with its monitors.
+    pub best: Option<Best>,
+    /// The monitors of the last training iteration.
+    pub last_train: Monitors,
+    /// The monitors of the most recent validation.
+    pub last_valid: Monitors,
+    /// The iteration at which the most recent validation ran.
+    pub validated_at: Option<usize>,
+    /// Whether the run has ended.
+    pub done: bool,
+}
+
+/// The states of every random stream a trainer draws from, for a snapshot.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TrainerRngs {
+    /// The loop's own stream (ESGD's probe vectors).
+    pub loop_rng: [u64; 4],
+    /// The training step function's streams (dropout, noise), in graph order.
+    pub step: Vec<[u64; 4]>,
+    /// The validation function's streams (none unless validation is noisy).
+    pub eval: Vec<[u64; 4]>,
 }
 
 impl Trainer {
@@ -242,6 +282,86 @@ impl Trainer {
     /// Iterations completed so far.
     pub fn iteration(&self) -> usize {
         self.iteration
+    }
+
+    /// Where the current run stands (see [`LoopState`]).
+    pub fn loop_state(&self) -> LoopState {
+        LoopState {
+            iteration: self.iteration,
+            validations: self.validations,
+            best_loss: self.best_loss,
+            best_validation: self.best_validation,
+            best_params: self.best_params.iter().map(|t| t.data().to_vec()).collect(),
+            best: self.best.clone(),
+            last_train: self.last_train.clone(),
+            last_valid: self.last_valid.clone(),
+            validated_at: self.validated_at,
+            done: self.done,
+        }
+    }
+
+    /// Puts back a run saved by [`Trainer::loop_state`] from a trainer built the same way; the
+    /// next [`Trainer::advance`] continues it. Errors (changing nothing) if the saved best
+    /// parameters do not match this trainer's parameters in number and size.
+    pub fn set_loop_state(&mut self, state: LoopState) -> Result<()> {
+        let sizes: Vec<usize> = self.params.iter().map(|p| p.read().len()).collect();
+        let saved: Vec<usize> = state.best_params.iter().map(Vec::len).collect();
+        if !saved.is_empty() && saved != sizes {
+            return Err(Error::Config {
+                what: "loop state".into(),
+                problem: format!(
+                    "its best parameters have sizes {saved:?} but the trainer's have {sizes:?}"
+                ),
+            });
+        }
+        let best_params = self
+            .params
+            .iter()
+            .zip(state.best_params)
+            .map(|(p, data)| Tensor::new(&p.shape(), data))
+            .collect::<std::result::Result<Vec<_>, _>>()?;
+        self.iteration = state.iteration;
+        self.validations = state.validations;
+        self.best_loss = state.best_loss;
+        self.best_validation = state.best_validation;
+        self.best_params = best_params;
+        self.best = state.best;
+        self.last_train = state.last_train;
+        self.last_valid = state.last_valid;
+        self.validated_at = state.validated_at;
+        self.done = state.done;
+        Ok(())
+    }
+
+    /// The states of every random stream (see [`TrainerRngs`]).
+    pub fn rng_states(&self) -> TrainerRngs {
+        TrainerRngs {
+            loop_rng: self.rng.state(),
+            step: self.step_fn.rng_states(),
+            eval: self.eval_fn.rng_states(),
+        }
+    }
+
+    /// Restores states saved by [`Trainer::rng_states`] from a trainer built the same way.
+    /// Errors (changing nothing) if the number of streams differs.
+    pub fn set_rng_states(&mut self, states: &TrainerRngs) -> Result<()> {
+        let (step, eval) = (self.step_fn.rng_states(), self.eval_fn.rng_states());
+        if states.step.len() != step.len() || states.eval.len() != eval.len() {
+            return Err(Error::Config {
+                what: "random streams".into(),
+                problem: format!(
+                    "saved {} training and {} validation streams, the trainer has {} and {}",
+                    states.step.len(),
+                    states.eval.len(),
+                    step.len(),
+                    eval.len()
+                ),
+            });
+        }
+        self.step_fn.set_rng_states(&states.step)?;
+        self.eval_fn.set_rng_states(&states.eval)?;
+        self.rng = Rng::from_state(states.loop_rng);
+        Ok(())
     }
 
     /// One minibatch: computes loss, monitors and gradients, then updates every parameter.
@@ -378,6 +498,18 @@ impl Trainer {
         train: &'a mut Dataset,
         valid: Option<&'a mut Dataset>,
     ) -> Iterate<'a> {
+        self.begin();
+        Iterate {
+            trainer: self,
+            train,
+            valid,
+        }
+    }
+
+    /// Starts a new run of the loop (what [`Trainer::iterate`] does first), for a caller that
+    /// owns the trainer and its datasets side by side and drives the run with
+    /// [`Trainer::advance`].
+    pub fn begin(&mut self) {
         self.done = false;
         self.iteration = 0;
         self.validations = 0;
@@ -388,10 +520,26 @@ impl Trainer {
         self.last_train = Monitors::default();
         self.last_valid = Monitors::default();
         self.validated_at = None;
-        Iterate {
-            trainer: self,
-            train,
-            valid,
+    }
+
+    /// One item of the run started by [`Trainer::begin`] (or put back by
+    /// [`Trainer::set_loop_state`]): exactly what the [`Iterate`] iterator yields, `None` once
+    /// the run is over (the best parameters are then in place).
+    pub fn advance(
+        &mut self,
+        train: &mut Dataset,
+        valid: Option<&mut Dataset>,
+    ) -> Option<Result<(Monitors, Monitors)>> {
+        self.next_item(train, valid)
+    }
+
+    /// Ends a run driven by [`Trainer::advance`] before its end, as dropping an [`Iterate`]
+    /// does: puts the best parameters back without validating again. Does nothing once the run
+    /// is over.
+    pub fn abandon(&mut self) {
+        if !self.done {
+            self.restore_best();
+            self.done = true;
         }
     }
 
@@ -569,9 +717,6 @@ impl Iterator for Iterate<'_> {
 
 impl Drop for Iterate<'_> {
     fn drop(&mut self) {
-        if !self.trainer.done {
-            self.trainer.restore_best();
-            self.trainer.done = true;
-        }
+        self.trainer.abandon();
     }
 }

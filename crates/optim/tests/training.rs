@@ -645,3 +645,79 @@ fn the_tables_state_the_true_defaults() {
         assert_eq!(o, defaults, "{} default `{}`", spec.key, spec.default);
     }
 }
+
+/// The loop state, rule state, random streams and dataset cursor of a trainer stopped halfway
+/// continue, in a newly built trainer, exactly as the uninterrupted run (ESGD: its probe
+/// vectors come from the loop's stream).
+#[test]
+fn a_run_continues_in_a_new_trainer_from_its_saved_state() {
+    for algorithm in [Algorithm::Esgd, Algorithm::Adam] {
+        let run = |stop_at: Option<usize>| {
+            let (loss, params, inputs, mut data) = factorisation();
+            let mut rule = RuleOptions::new(algorithm);
+            rule.learning_rate = 0.01;
+            let lp = LoopOptions {
+                validate_every: 3,
+                patience: 100,
+                max_updates: Some(8),
+                ..Default::default()
+            };
+            let build = || Trainer::new(&loss, &params, &inputs, &[], rule.clone(), lp.clone());
+            let mut trainer = build().unwrap();
+            trainer.begin();
+            let mut items = Vec::new();
+            if let Some(n) = stop_at {
+                for _ in 0..n {
+                    items.push(trainer.advance(&mut data, None).unwrap().unwrap());
+                }
+                let (state, rngs, rules) = (
+                    trainer.loop_state(),
+                    trainer.rng_states(),
+                    trainer.rule_state().clone(),
+                );
+                let cursor = data.state();
+                // Drop all of it: a new trainer and a new dataset built the same way.
+                drop(trainer);
+                let (_, _, _, fresh) = factorisation();
+                data = fresh;
+                data.set_state(cursor).unwrap();
+                trainer = build().unwrap();
+                trainer.set_loop_state(state).unwrap();
+                trainer.set_rng_states(&rngs).unwrap();
+                trainer.set_rule_state(rules).unwrap();
+            }
+            while let Some(item) = trainer.advance(&mut data, None) {
+                items.push(item.unwrap());
+            }
+            let values: Vec<Vec<u32>> = params
+                .iter()
+                .map(|p| p.value().data().iter().map(|v| v.to_bits()).collect())
+                .collect();
+            (items, values, trainer.best().cloned())
+        };
+        let whole = run(None);
+        assert_eq!(whole.0.len(), 8);
+        assert_eq!(run(Some(4)), whole, "{algorithm:?}");
+    }
+}
+
+#[test]
+fn a_saved_state_that_does_not_fit_is_refused() {
+    let (loss, params, inputs, _) = factorisation();
+    let mut t = Trainer::new(
+        &loss,
+        &params,
+        &inputs,
+        &[],
+        RuleOptions::new(Algorithm::Sgd),
+        LoopOptions::default(),
+    )
+    .unwrap();
+    let mut state = t.loop_state();
+    state.best_params = vec![vec![0.0; 3]];
+    let err = t.set_loop_state(state).unwrap_err();
+    assert!(err.to_string().contains("sizes [3]"), "{err}");
+    let mut rngs = t.rng_states();
+    rngs.step.push([1, 2, 3, 4]);
+    assert!(t.set_rng_states(&rngs).is_err());
+}
