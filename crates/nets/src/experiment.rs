@@ -37,17 +37,18 @@ use std::str::FromStr;
 use std::time::{Duration, Instant};
 use tape::Tensor;
 
-/// A model an [`Experiment`] can own: one of the three kinds, or a bare [`Network`].
-pub trait Model: Sized {
+/// A model an [`Experiment`] can own: one of the three kinds, or a bare [`Network`]. (Generic
+/// code that predicts and scores any kind uses [`crate::Model`] instead.)
+pub trait Owned: Sized {
     /// The network inside.
     fn network(&self) -> &Network;
     /// The kind a snapshot must hold to become this model (`None`: any).
     fn expected_kind() -> Option<Kind>;
-    /// Wraps a network of [`Model::expected_kind`].
+    /// Wraps a network of [`Owned::expected_kind`].
     fn wrap(net: Network) -> Self;
 }
 
-impl Model for Network {
+impl Owned for Network {
     fn network(&self) -> &Network {
         self
     }
@@ -61,7 +62,7 @@ impl Model for Network {
 
 macro_rules! model_kind {
     ($name:ident, $kind:expr) => {
-        impl Model for $name {
+        impl Owned for $name {
             fn network(&self) -> &Network {
                 &self.0
             }
@@ -376,14 +377,14 @@ struct Pending {
 /// A model and its training state: repeated [`train`](Experiment::train) calls continue from the
 /// current parameters, and with [`save_progress`](Experiment::save_progress) the run is
 /// snapshotted and resumes after a crash.
-pub struct Experiment<M: Model> {
+pub struct Experiment<M: Owned> {
     model: M,
     registry: Registry,
     progress: Option<(PathBuf, SaveEvery)>,
     pending: Option<Pending>,
 }
 
-impl<M: Model> Experiment<M> {
+impl<M: Owned> Experiment<M> {
     /// An experiment training `model`.
     pub fn new(model: M) -> Experiment<M> {
         Experiment {
@@ -562,7 +563,7 @@ impl<M: Model> Experiment<M> {
 }
 
 /// A training call in progress; see [`Experiment::itertrain`].
-pub struct Itertrain<'e, M: Model> {
+pub struct Itertrain<'e, M: Owned> {
     exp: &'e mut Experiment<M>,
     names: Vec<String>,
     stages: Vec<(Stage, TrainOptions)>,
@@ -576,7 +577,7 @@ pub struct Itertrain<'e, M: Model> {
     failed: bool,
 }
 
-impl<M: Model> Itertrain<'_, M> {
+impl<M: Owned> Itertrain<'_, M> {
     /// The `(train, valid)` monitors of the best validation of the algorithm that ended last
     /// (its parameters are then the model's); `None` until one has ended.
     pub fn best(&self) -> Option<&(Monitors, Monitors)> {
@@ -662,7 +663,7 @@ impl<M: Model> Itertrain<'_, M> {
     }
 }
 
-impl<M: Model> Iterator for Itertrain<'_, M> {
+impl<M: Owned> Iterator for Itertrain<'_, M> {
     type Item = Result<(Monitors, Monitors)>;
 
     fn next(&mut self) -> Option<Self::Item> {
@@ -694,7 +695,7 @@ impl<M: Model> Iterator for Itertrain<'_, M> {
     }
 }
 
-impl<M: Model> Drop for Itertrain<'_, M> {
+impl<M: Owned> Drop for Itertrain<'_, M> {
     fn drop(&mut self) {
         if let Some(t) = &mut self.trainer {
             t.abandon();
