@@ -350,14 +350,18 @@ enum Stage {
 }
 
 /// The stage an algorithm name stands for. The one place names are dispatched: the
-/// network-aware trainers (`sample`, `layerwise`, `pretrain`) are recognised here and refused
-/// until they exist.
+/// network-aware trainers (`sample`, `layerwise`, `pretrain`) are recognised here; an experiment
+/// does not run them yet (they run on arrays, stage by stage, without snapshots), so the error
+/// points at the functions in [`crate::trainers`] that do.
 fn stage(name: &str) -> Result<Stage> {
     let lower = name.to_ascii_lowercase();
     let pending = |trainer: &str| {
         Err(config(
             format!("algorithm `{name}`"),
-            format!("the {trainer} trainer is not available yet"),
+            format!(
+                "an Experiment does not run the {trainer} trainer yet; call \
+                 nets::trainers::{trainer}(model.network(), …) on the arrays, then train on"
+            ),
         ))
     };
     match lower.as_str() {
