@@ -303,11 +303,20 @@ pub trait Settings {
     /// The options for one algorithm of the call; `seed` is the model's, the default seed of
     /// text options.
     fn resolve(&self, algorithm: Algorithm, seed: u64) -> Result<TrainOptions>;
+
+    /// The options as `key=value` text, if they were given that way (the network-aware trainers
+    /// take them so; typed options give `None`).
+    fn text(&self) -> Option<Vec<String>> {
+        None
+    }
 }
 
 impl Settings for [&str] {
     fn resolve(&self, algorithm: Algorithm, seed: u64) -> Result<TrainOptions> {
         TrainOptions::parse(algorithm, seed, self)
+    }
+    fn text(&self) -> Option<Vec<String>> {
+        Some(self.iter().map(|s| s.to_string()).collect())
     }
 }
 
@@ -315,11 +324,17 @@ impl<const N: usize> Settings for [&str; N] {
     fn resolve(&self, algorithm: Algorithm, seed: u64) -> Result<TrainOptions> {
         TrainOptions::parse(algorithm, seed, self)
     }
+    fn text(&self) -> Option<Vec<String>> {
+        Some(self.iter().map(|s| s.to_string()).collect())
+    }
 }
 
 impl Settings for Vec<&str> {
     fn resolve(&self, algorithm: Algorithm, seed: u64) -> Result<TrainOptions> {
         TrainOptions::parse(algorithm, seed, self)
+    }
+    fn text(&self) -> Option<Vec<String>> {
+        Some(self.iter().map(|s| s.to_string()).collect())
     }
 }
 
@@ -328,11 +343,17 @@ impl Settings for [String] {
         let pairs: Vec<&str> = self.iter().map(String::as_str).collect();
         TrainOptions::parse(algorithm, seed, &pairs)
     }
+    fn text(&self) -> Option<Vec<String>> {
+        Some(self.to_vec())
+    }
 }
 
 impl Settings for Vec<String> {
     fn resolve(&self, algorithm: Algorithm, seed: u64) -> Result<TrainOptions> {
         self.as_slice().resolve(algorithm, seed)
+    }
+    fn text(&self) -> Option<Vec<String>> {
+        Some(self.clone())
     }
 }
 
@@ -349,27 +370,46 @@ enum Stage {
     Rule(Algorithm),
 }
 
-/// The stage an algorithm name stands for. The one place names are dispatched: the
-/// network-aware trainers (`sample`, `layerwise`, `pretrain`) are recognised here; an experiment
-/// does not run them yet (they run on arrays, stage by stage, without snapshots), so the error
-/// points at the functions in [`crate::trainers`] that do.
-fn stage(name: &str) -> Result<Stage> {
+/// A network-aware trainer named in a call, with the update rule its stages run.
+#[derive(Clone, Debug, PartialEq)]
+enum Aware {
+    Sample,
+    Layerwise(String),
+    Pretrain(String),
+}
+
+/// The network-aware trainer a name stands for, if any: `sample`, `layer*` / `sup*`,
+/// `pre*` / `unsup*`, optionally with the stages' rule after a colon (`layerwise:nag`; default
+/// RMSProp, as theanets).
+fn aware(name: &str) -> Option<Aware> {
     let lower = name.to_ascii_lowercase();
-    let pending = |trainer: &str| {
-        Err(config(
-            format!("algorithm `{name}`"),
-            format!(
-                "an Experiment does not run the {trainer} trainer yet; call \
-                 nets::trainers::{trainer}(model.network(), …) on the arrays, then train on"
-            ),
-        ))
+    let (head, rule) = match lower.split_once(':') {
+        Some((h, r)) => (h.to_string(), r.to_string()),
+        None => (
+            lower.clone(),
+            crate::trainers::DEFAULT_ALGORITHM.to_string(),
+        ),
     };
-    match lower.as_str() {
-        "sample" => pending("sample"),
-        n if n.starts_with("layer") || n.starts_with("sup") => pending("layerwise"),
-        n if n.starts_with("pre") || n.starts_with("unsup") => pending("pretrain"),
-        _ => Ok(Stage::Rule(name.parse::<Algorithm>()?)),
+    match head.as_str() {
+        "sample" => Some(Aware::Sample),
+        n if n.starts_with("layer") || n.starts_with("sup") => Some(Aware::Layerwise(rule)),
+        n if n.starts_with("pre") || n.starts_with("unsup") => Some(Aware::Pretrain(rule)),
+        _ => None,
     }
+}
+
+/// The stage an algorithm name stands for: an update rule run by the early-stopping loop. The
+/// network-aware trainers are run by [`Experiment::train`] on their own and cannot be part of a
+/// sequence or an iteration.
+fn stage(name: &str) -> Result<Stage> {
+    if aware(name).is_some() {
+        return Err(config(
+            format!("algorithm `{name}`"),
+            "the network-aware trainers (sample, layerwise, pretrain) run stage by stage: give \
+             one alone to Experiment::train (not in a sequence, not to itertrain)",
+        ));
+    }
+    Ok(Stage::Rule(name.parse::<Algorithm>()?))
 }
 
 /// The run state read from a snapshot, waiting for the call that continues it.
@@ -464,6 +504,9 @@ impl<M: Owned> Experiment<M> {
         algorithm: &str,
         options: &S,
     ) -> Result<(Monitors, Monitors)> {
+        if let Some(trainer) = aware(algorithm.trim()) {
+            return self.train_aware(trainer, train.into(), valid.into(), algorithm, options);
+        }
         let mut it = self.itertrain(train, valid, algorithm, options)?;
         for step in &mut it {
             step?;
@@ -547,6 +590,61 @@ impl<M: Owned> Experiment<M> {
             it.start_stage(Some(p))?;
         }
         Ok(it)
+    }
+
+    /// Runs a network-aware trainer ([`crate::trainers`]) on arrays with `key=value` settings;
+    /// returns the last stage's best monitors (`sample`: its monitors on the training data).
+    fn train_aware<S: Settings + ?Sized>(
+        &mut self,
+        trainer: Aware,
+        train: Data,
+        valid: Data,
+        algorithm: &str,
+        options: &S,
+    ) -> Result<(Monitors, Monitors)> {
+        let what = format!("algorithm `{algorithm}`");
+        let arrays = |d: Data, name: &str| -> Result<Option<Vec<Tensor>>> {
+            match d {
+                Data::Arrays(a) => Ok(Some(a)),
+                Data::None => Ok(None),
+                Data::Dataset(_) => Err(config(
+                    what.clone(),
+                    format!(
+                        "the network-aware trainers take arrays, not a Dataset, as {name} data"
+                    ),
+                )),
+            }
+        };
+        let train = arrays(train, "training")?
+            .ok_or_else(|| config(what.clone(), "needs training data"))?;
+        let valid = arrays(valid, "validation")?;
+        let text = options.text().ok_or_else(|| {
+            config(
+                what.clone(),
+                "the network-aware trainers take their settings as key=value text",
+            )
+        })?;
+        let settings: Vec<&str> = text.iter().map(String::as_str).collect();
+        let net = self.model.network();
+        let stages = match trainer {
+            Aware::Sample => {
+                if !settings.is_empty() {
+                    return Err(config(what, "sample takes no settings"));
+                }
+                let m = crate::trainers::sample(net, &train, net.options.seed)?;
+                return Ok((m.clone(), m));
+            }
+            Aware::Layerwise(rule) => {
+                crate::trainers::layerwise(net, &train, valid.as_deref(), &rule, &settings)?
+            }
+            Aware::Pretrain(rule) => {
+                crate::trainers::pretrain(net, &train, valid.as_deref(), &rule, &settings)?
+            }
+        };
+        Ok(stages
+            .last()
+            .map(|s| (s.train.clone(), s.valid.clone()))
+            .unwrap_or_default())
     }
 
     fn dataset(&self, name: &str, data: Data, options: &DatasetOptions) -> Result<Dataset> {

@@ -111,19 +111,43 @@ fn unknown_keys_suggest_the_nearest_valid_one_from_every_namespace() {
 }
 
 #[test]
-fn network_aware_trainers_are_recognised_and_pointed_to_their_functions() {
-    let mut exp = Experiment::new(Regressor::new(&[3, 4, 2]).unwrap());
-    let data = regression(16, 1);
+fn network_aware_trainers_run_alone_through_train() {
+    let data = regression(32, 1);
     for name in [
         "sample",
         "layerwise",
-        "supervised",
+        "supervised:nag",
         "pretrain",
-        "unsupervised",
+        "unsupervised:adam",
     ] {
-        let problem = config_problem(exp.train(&data, Data::None, name, &["max_updates=1"]));
-        assert!(problem.contains("nets::trainers::"), "{name}: {problem}");
+        let mut exp = Experiment::new(Regressor::new(&[3, 4, 4, 2]).unwrap());
+        let before = bits(exp.network());
+        let settings: &[&str] = if name == "sample" {
+            &[]
+        } else {
+            &["max_updates=2"]
+        };
+        exp.train(&data, Data::None, name, settings).unwrap();
+        assert_ne!(bits(exp.network()), before, "{name} changed nothing");
     }
+    let mut exp = Experiment::new(Regressor::new(&[3, 4, 2]).unwrap());
+    // Not in a sequence, not as an iteration, not on a Dataset, not with typed options.
+    let problem = config_problem(exp.train(&data, Data::None, "sgd layerwise", &["max_updates=1"]));
+    assert!(
+        problem.contains("give one alone to Experiment::train"),
+        "{problem}"
+    );
+    let problem = config_problem(
+        exp.itertrain(&data, Data::None, "pretrain", &["max_updates=1"])
+            .map(|_| ()),
+    );
+    assert!(problem.contains("not to itertrain"), "{problem}");
+    let typed = TrainOptions::new(optim::Algorithm::RmsProp, 13);
+    let problem = config_problem(exp.train(&data, Data::None, "layerwise", &typed));
+    assert!(problem.contains("key=value text"), "{problem}");
+    let problem =
+        config_problem(exp.train(&data, Data::None, "layerwise:adamw", &["max_updates=1"]));
+    assert!(problem.contains("adamw"), "{problem}");
     // Before anything trains: a later bad name refuses the whole call.
     let before = bits(exp.network());
     let problem = config_problem(exp.train(&data, Data::None, "sgd adamw", &["max_updates=1"]));
