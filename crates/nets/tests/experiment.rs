@@ -3,6 +3,8 @@
 //! schedule), snapshots that resume a run bit for bit for every update rule with noise and
 //! dropout on, and damaged snapshot files refused as typed file errors.
 
+mod common;
+
 use nets::experiment::{Data, Experiment, SaveEvery, TrainOptions};
 use nets::layers::Feedforward;
 use nets::{Classifier, Error, LayerSpec, ModelOptions, Network, Registry, Regressor};
@@ -642,23 +644,6 @@ fn bit_flips_in_a_snapshot_give_a_file_error_or_a_usable_experiment() {
     std::fs::remove_dir_all(dir).unwrap();
 }
 
-/// `format`, `version` and `payload` as a MessagePack map, with `payload` as a `bin 32`.
-fn envelope(payload: &[u8]) -> Vec<u8> {
-    let mut out = vec![0x83, 0xa6];
-    out.extend(b"format");
-    out.push(0xa0 | 20);
-    out.extend(b"theanets-rs snapshot");
-    out.push(0xa7);
-    out.extend(b"version");
-    out.push(1);
-    out.push(0xa7);
-    out.extend(b"payload");
-    out.push(0xc6);
-    out.extend((payload.len() as u32).to_be_bytes());
-    out.extend(payload);
-    out
-}
-
 #[test]
 fn foreign_newer_huge_and_junk_snapshots_say_what_is_wrong() {
     let dir = scratch("foreign");
@@ -679,7 +664,7 @@ fn foreign_newer_huge_and_junk_snapshots_say_what_is_wrong() {
     assert!(file_problem(open(&path), &path).contains("snapshot version 2 is newer"));
 
     // The payload's length field claims 4 GiB; then the model inside claims as much.
-    let mut huge = envelope(b"abc");
+    let mut huge = common::envelope("theanets-rs snapshot", b"abc");
     let n = huge.len();
     huge[n - 7..n - 3].copy_from_slice(&u32::MAX.to_be_bytes());
     std::fs::write(&path, &huge).unwrap();
@@ -689,7 +674,7 @@ fn foreign_newer_huge_and_junk_snapshots_say_what_is_wrong() {
     doc.push(0xc6);
     doc.extend(u32::MAX.to_be_bytes());
     doc.extend(b"abc");
-    std::fs::write(&path, envelope(&doc)).unwrap();
+    std::fs::write(&path, common::envelope("theanets-rs snapshot", &doc)).unwrap();
     let problem = file_problem(open(&path), &path);
     assert!(
         problem.contains("the snapshot is damaged")

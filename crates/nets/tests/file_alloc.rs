@@ -3,59 +3,29 @@
 //! truncation and a few hundred bit flips. Counted with a global allocator that tracks the peak
 //! of live bytes allocated by the current thread.
 
+mod common;
+
 use nets::{Error, Regressor};
-use std::alloc::{GlobalAlloc, Layout, System};
-use std::cell::Cell;
 use std::io::{Seek, SeekFrom, Write};
 use std::path::Path;
+use tape::testing::{peak_since, start_peak, PeakAllocator};
 use tape::Rng;
 
-struct Counting;
-
-thread_local! {
-    static LIVE: Cell<isize> = const { Cell::new(0) };
-    static PEAK: Cell<isize> = const { Cell::new(0) };
-}
-
-fn grow(bytes: isize) {
-    // `try_with`: the thread-local may already be gone while a thread shuts down.
-    let _ = LIVE.try_with(|live| {
-        live.set(live.get() + bytes);
-        let _ = PEAK.try_with(|peak| peak.set(peak.get().max(live.get())));
-    });
-}
-
-unsafe impl GlobalAlloc for Counting {
-    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        grow(layout.size() as isize);
-        System.alloc(layout)
-    }
-    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
-        grow(-(layout.size() as isize));
-        System.dealloc(ptr, layout)
-    }
-    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
-        grow(new_size as isize - layout.size() as isize);
-        System.realloc(ptr, layout, new_size)
-    }
-}
-
 #[global_allocator]
-static GLOBAL: Counting = Counting;
+static GLOBAL: PeakAllocator = PeakAllocator;
 
 /// The most bytes live at once during `load(path)` beyond those live before it, and whether it
 /// was a file error (anything else but a loaded model fails the test).
 fn peak_of_load(path: &Path) -> (usize, bool) {
-    let base = LIVE.with(Cell::get);
-    PEAK.with(|p| p.set(base));
+    let base = start_peak();
     let result = Regressor::load(path);
-    let peak = PEAK.with(Cell::get) - base;
+    let peak = peak_since(base);
     let refused = match result {
         Err(Error::File { .. }) => true,
         Err(e) => panic!("expected a file error, got {e:?}"),
         Ok(_) => false,
     };
-    (peak.max(0) as usize, refused)
+    (peak, refused)
 }
 
 /// Loads of files this size or less may use this much regardless (error messages, the path, the
@@ -77,7 +47,7 @@ fn assert_bounded(path: &Path, what: &str) -> bool {
     refused
 }
 
-/// The payload of a model file and a function wrapping a payload back into an envelope.
+/// The payload of a model file (wrap it back with `common::envelope`).
 fn payload_of(file: &[u8]) -> Vec<u8> {
     let at = file.windows(7).position(|w| w == b"payload").unwrap() + 7;
     let (len, start) = match file[at] {
@@ -89,22 +59,6 @@ fn payload_of(file: &[u8]) -> Vec<u8> {
         m => panic!("unexpected payload marker {m:#x}"),
     };
     file[start..start + len].to_vec()
-}
-
-fn envelope(payload: &[u8]) -> Vec<u8> {
-    let mut out = vec![0x83, 0xa6];
-    out.extend(b"format");
-    out.push(0xa0 | 17);
-    out.extend(b"theanets-rs model");
-    out.push(0xa7);
-    out.extend(b"version");
-    out.push(1);
-    out.push(0xa7);
-    out.extend(b"payload");
-    out.push(0xc6);
-    out.extend((payload.len() as u32).to_be_bytes());
-    out.extend(payload);
-    out
 }
 
 fn replace(haystack: &[u8], from: &[u8], to: &[u8]) -> Vec<u8> {
@@ -161,7 +115,7 @@ fn damaged_files_load_within_a_small_multiple_of_their_size() {
         let file = if what.starts_with("a 4 GiB payload") {
             bytes
         } else {
-            envelope(&bytes)
+            common::envelope("theanets-rs model", &bytes)
         };
         std::fs::write(&path, &file).unwrap();
         assert!(assert_bounded(&path, what), "{what} was not refused");

@@ -4,6 +4,8 @@
 //! MessagePack) are typed errors naming the file. The PyTorch mapping is checked against a
 //! fixture written by Python's `safetensors` package with its outputs computed by numpy.
 
+mod common;
+
 use nets::layers::Feedforward;
 use nets::{
     Autoencoder, Classifier, Error, LayerSpec, Layout, Loss, LossKind, ModelOptions, Network,
@@ -299,29 +301,12 @@ fn bit_flips_give_a_file_error_or_a_model_that_matches_its_file() {
     std::fs::remove_dir_all(dir).unwrap();
 }
 
-/// `format`, `version` and `payload` as a MessagePack map, with `payload` as a `bin 32`.
-fn envelope(payload: &[u8]) -> Vec<u8> {
-    let mut out = vec![0x83, 0xa6];
-    out.extend(b"format");
-    out.push(0xa0 | 17);
-    out.extend(b"theanets-rs model");
-    out.push(0xa7);
-    out.extend(b"version");
-    out.push(1);
-    out.push(0xa7);
-    out.extend(b"payload");
-    out.push(0xc6);
-    out.extend((payload.len() as u32).to_be_bytes());
-    out.extend(payload);
-    out
-}
-
 #[test]
 fn lengths_claiming_gigabytes_are_refused_before_anything_is_read() {
     let dir = scratch("lengths");
     let path = dir.join("huge.model");
     // The payload's own length field claims 4 GiB.
-    let mut bin = envelope(b"abc");
+    let mut bin = common::envelope("theanets-rs model", b"abc");
     let n = bin.len();
     bin[n - 7..n - 3].copy_from_slice(&u32::MAX.to_be_bytes());
     // A model whose layer list claims 4 billion entries.
@@ -336,9 +321,12 @@ fn lengths_claiming_gigabytes_are_refused_before_anything_is_read() {
     layers.extend([0x90; 8]);
     for (bytes, says) in [
         (bin, "declares 4294967295 bytes"),
-        (envelope(&layers), "declares more elements"),
         (
-            envelope(b"\xdb\xff\xff\xff\xffabc"),
+            common::envelope("theanets-rs model", &layers),
+            "declares more elements",
+        ),
+        (
+            common::envelope("theanets-rs model", b"\xdb\xff\xff\xff\xffabc"),
             "declares 4294967295 bytes",
         ),
     ] {
@@ -667,11 +655,11 @@ fn deeply_nested_values_are_an_error_not_a_stack_overflow() {
     deep.push(0xc0);
     let mut outer = vec![0x84, 0xa1, b'x'];
     outer.extend(&deep);
-    let file = envelope(b"\x80");
+    let file = common::envelope("theanets-rs model", b"\x80");
     outer.extend(&file[1..]);
     let mut payload = vec![0x81, 0xa1, b'x'];
     payload.extend(&deep);
-    for bytes in [outer, envelope(&payload)] {
+    for bytes in [outer, common::envelope("theanets-rs model", &payload)] {
         std::fs::write(&path, bytes).unwrap();
         assert!(file_problem(Regressor::load(&path), &path).contains("depth"));
     }

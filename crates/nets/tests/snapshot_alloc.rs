@@ -5,43 +5,12 @@
 
 use nets::experiment::{Data, Experiment, SaveEvery};
 use nets::{Error, Regressor};
-use std::alloc::{GlobalAlloc, Layout, System};
-use std::cell::Cell;
 use std::path::Path;
+use tape::testing::{peak_since, start_peak, PeakAllocator};
 use tape::{Rng, Tensor};
 
-struct Counting;
-
-thread_local! {
-    static LIVE: Cell<isize> = const { Cell::new(0) };
-    static PEAK: Cell<isize> = const { Cell::new(0) };
-}
-
-fn grow(bytes: isize) {
-    // `try_with`: the thread-local may already be gone while a thread shuts down.
-    let _ = LIVE.try_with(|live| {
-        live.set(live.get() + bytes);
-        let _ = PEAK.try_with(|peak| peak.set(peak.get().max(live.get())));
-    });
-}
-
-unsafe impl GlobalAlloc for Counting {
-    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        grow(layout.size() as isize);
-        System.alloc(layout)
-    }
-    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
-        grow(-(layout.size() as isize));
-        System.dealloc(ptr, layout)
-    }
-    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
-        grow(new_size as isize - layout.size() as isize);
-        System.realloc(ptr, layout, new_size)
-    }
-}
-
 #[global_allocator]
-static GLOBAL: Counting = Counting;
+static GLOBAL: PeakAllocator = PeakAllocator;
 
 /// Reading a snapshot also rebuilds its model (layers, names, parameters): a fixed allowance
 /// for a model this small, then a multiple of the file's size.
@@ -54,10 +23,9 @@ const PER_BYTE: usize = 8;
 fn open_bounded(path: &Path, what: &str) -> bool {
     let len = std::fs::metadata(path).unwrap().len() as usize;
     let model = Regressor::new(&[2, 2, 1]).unwrap();
-    let base = LIVE.with(Cell::get);
-    PEAK.with(|p| p.set(base));
+    let base = start_peak();
     let result = Experiment::new(model).save_progress(path, SaveEvery::Iterations(1));
-    let peak = (PEAK.with(Cell::get) - base).max(0) as usize;
+    let peak = peak_since(base);
     if std::env::var_os("NETS_ALLOC_REPORT").is_some() {
         eprintln!("{what}: {len} bytes, peak {peak}");
     }

@@ -296,3 +296,53 @@ mod tests {
         }
     }
 }
+
+/// A global allocator for tests that bound memory: it counts the bytes live on each thread and
+/// their peak. A test binary installs it with
+/// `#[global_allocator] static GLOBAL: tape::testing::PeakAllocator = tape::testing::PeakAllocator;`
+/// and measures a call between [`start_peak`] and [`peak_since`].
+pub struct PeakAllocator;
+
+thread_local! {
+    static LIVE: std::cell::Cell<isize> = const { std::cell::Cell::new(0) };
+    static PEAK: std::cell::Cell<isize> = const { std::cell::Cell::new(0) };
+}
+
+fn grow(bytes: isize) {
+    // `try_with`: the thread-locals may already be gone while a thread shuts down.
+    let _ = LIVE.try_with(|live| {
+        live.set(live.get() + bytes);
+        let _ = PEAK.try_with(|peak| peak.set(peak.get().max(live.get())));
+    });
+}
+
+// SAFETY: every call is forwarded unchanged to the system allocator; only counters change.
+unsafe impl std::alloc::GlobalAlloc for PeakAllocator {
+    unsafe fn alloc(&self, layout: std::alloc::Layout) -> *mut u8 {
+        grow(layout.size() as isize);
+        // SAFETY: the caller's contract is the system allocator's.
+        unsafe { std::alloc::System.alloc(layout) }
+    }
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: std::alloc::Layout) {
+        grow(-(layout.size() as isize));
+        // SAFETY: as above.
+        unsafe { std::alloc::System.dealloc(ptr, layout) }
+    }
+    unsafe fn realloc(&self, ptr: *mut u8, layout: std::alloc::Layout, new_size: usize) -> *mut u8 {
+        grow(new_size as isize - layout.size() as isize);
+        // SAFETY: as above.
+        unsafe { std::alloc::System.realloc(ptr, layout, new_size) }
+    }
+}
+
+/// Starts measuring this thread's peak from the bytes live now; returns that baseline.
+pub fn start_peak() -> isize {
+    let base = LIVE.with(std::cell::Cell::get);
+    PEAK.with(|p| p.set(base));
+    base
+}
+
+/// The most bytes live at once on this thread since [`start_peak`] returned `base`, above it.
+pub fn peak_since(base: isize) -> usize {
+    (PEAK.with(std::cell::Cell::get) - base).max(0) as usize
+}
