@@ -7,3 +7,8 @@ pub mod digits;
 #[doc = include_str!("../docs/guide.md")]
 #[cfg(doctest)]
 pub struct Guide;
+
+/// The README, included so that its Rust quick start runs as a doctest.
+#[doc = include_str!("../README.md")]
+#[cfg(doctest)]
+pub struct Readme;
