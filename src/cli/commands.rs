@@ -134,8 +134,16 @@ pub fn eval(args: EvalArgs, out: &mut dyn Write) -> CliResult<()> {
     let rows = arrays[0].shape()[0];
     let model = as_model(net);
     let what = format!("{} ({rows} rows)", args.data.data.display());
-    print_metrics(model.as_ref(), &arrays, &what, out)
-        .map_err(|e| context(format!("evaluating {}", args.model.display()), e))
+    print_metrics(model.as_ref(), &arrays, &what, out).map_err(|e| {
+        context(
+            format!(
+                "evaluating {} on {}",
+                args.model.display(),
+                args.data.data.display()
+            ),
+            e,
+        )
+    })
 }
 
 /// `predict`: one CSV row per data row; `label` for a classifier, `y0, y1, …` otherwise.
