@@ -11,11 +11,8 @@ use cli::args::{Cli, Command};
 fn main() {
     let args = Cli::parse();
     if let Err(e) = run(args) {
-        // Output piped into a program that stopped reading (`| head`) is not an error.
-        if let Some(io) = e.downcast_ref::<std::io::Error>() {
-            if io.kind() == std::io::ErrorKind::BrokenPipe {
-                return;
-            }
+        if closed_pipe(e.as_ref()) {
+            return;
         }
         eprintln!("error: {e}");
         let mut cause = e.source();
@@ -36,4 +33,19 @@ fn run(args: Cli) -> cli::CliResult<()> {
         Some(Command::Predict(a)) => cli::commands::predict(a, &mut out),
         Some(Command::Inspect(a)) => cli::commands::inspect(a, &mut out),
     }
+}
+
+/// Whether the error, or one of its causes, is output piped into a program that stopped
+/// reading (`| head`), which is not an error.
+fn closed_pipe(e: &(dyn std::error::Error + 'static)) -> bool {
+    let mut next = Some(e);
+    while let Some(err) = next {
+        if let Some(io) = err.downcast_ref::<std::io::Error>() {
+            if io.kind() == std::io::ErrorKind::BrokenPipe {
+                return true;
+            }
+        }
+        next = err.source();
+    }
+    false
 }

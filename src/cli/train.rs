@@ -171,7 +171,7 @@ fn train_loop(
     while let Some(step) = it.next() {
         let (t, v) = step?;
         let iteration = it.iteration().unwrap_or(records.len() + 1);
-        bar.set_position((iteration % period) as u64);
+        bar.set_position((iteration.saturating_sub(1) % period + 1) as u64);
         bar.set_message(format!("iteration {iteration} loss {:.4}", t.loss()));
         // A validation happened when the validation monitors changed.
         if last_valid.as_ref().is_none_or(|l| l.loss() != v.loss()) {
