@@ -686,6 +686,12 @@ impl<M: Owned> Itertrain<'_, M> {
         self.best.as_ref()
     }
 
+    /// The iteration the running algorithm has reached (counted from 1, continuing across a
+    /// resumed snapshot); `None` between algorithms.
+    pub fn iteration(&self) -> Option<usize> {
+        self.trainer.as_ref().map(Trainer::iteration)
+    }
+
     /// Puts the datasets where the snapshot's were.
     fn resume_datasets(&mut self, p: &Pending) -> Result<()> {
         let misfit = |e: Error| {

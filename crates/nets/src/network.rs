@@ -141,6 +141,11 @@ impl Network {
         self.kind
     }
 
+    /// The options the network was built with (seed, losses, weights, monitors).
+    pub fn options(&self) -> &ModelOptions {
+        &self.options
+    }
+
     /// The layers, input first.
     pub fn layers(&self) -> &[Box<dyn Layer>] {
         &self.layers
