@@ -9,11 +9,8 @@
 
 use nets::{Classifier, LayerSpec, ModelOptions};
 use optim::{Dataset, DatasetOptions};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::Instant;
-
-/// Where the data is looked for when no directory is given.
-pub const DEFAULT_DIR: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../shared/data/mnist");
 
 /// Training images kept for training; the rest of the 60,000 validate (early stopping).
 const TRAIN_ROWS: usize = 50_000;
@@ -115,28 +112,12 @@ pub fn run(dir: &Path, epochs: usize) -> nets::Result<Summary> {
 }
 
 /// How to get the data, for a directory that is missing or lacks the files.
-const HOW_TO_GET: &str = "Download MNIST's four IDX files (train-images-idx3-ubyte.gz, \
-train-labels-idx1-ubyte.gz, t10k-images-idx3-ubyte.gz, t10k-labels-idx1-ubyte.gz) from the MNIST \
-site (https://yann.lecun.com/exdb/mnist/, or a mirror such as \
-https://ossci-datasets.s3.amazonaws.com/mnist/) into one directory, gzipped or not, and pass it \
-as the first argument.";
-
-/// The data directory, or a message saying how to get the data and exit code 1.
-pub fn require_dir(dir: &Path) -> PathBuf {
-    if !dir.is_dir() {
-        eprintln!(
-            "error: MNIST directory {} not found.\n{HOW_TO_GET}",
-            dir.display()
-        );
-        std::process::exit(1);
-    }
-    dir.to_path_buf()
-}
-
 fn main() {
     let mut args = std::env::args().skip(1);
-    let dir = require_dir(Path::new(
-        &args.next().unwrap_or_else(|| DEFAULT_DIR.into()),
+    let dir = theanets_rs::mnist::require_dir(Path::new(
+        &args
+            .next()
+            .unwrap_or_else(|| theanets_rs::mnist::DEFAULT_DIR.into()),
     ));
     let epochs = match args.next().map(|a| a.parse::<usize>()) {
         None => 30,
@@ -152,7 +133,7 @@ fn main() {
             s.test_accuracy, s.epochs, s.seconds_per_epoch
         ),
         Err(e @ nets::Error::File { .. }) => {
-            eprintln!("error: {e}\n{HOW_TO_GET}");
+            eprintln!("error: {e}\n{}", theanets_rs::mnist::HOW_TO_GET);
             std::process::exit(1);
         }
         Err(e) => {
