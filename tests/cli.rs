@@ -416,3 +416,96 @@ fn usage_errors_exit_2_and_help_covers_every_subcommand() {
         }
     }
 }
+
+#[test]
+fn string_class_names_are_kept_in_the_model_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let names = ["cat", "dog", "bird"];
+    // Training data with string labels; the evaluation file lists the classes in another order
+    // of first appearance, so its own numbering differs from the model's.
+    let mut rng = Lcg(9);
+    let mut rows = |n: usize, first: Option<usize>| {
+        let mut csv = String::from("a,b,kind\n");
+        let mut labels = Vec::new();
+        for i in 0..n {
+            let k = match (i, first) {
+                (0, Some(k)) => k,
+                _ => (rng.next() % 3) as usize,
+            };
+            let x = k as f64 + 0.3 * (rng.unit() - 0.5);
+            csv.push_str(&format!("{x:.4},{:.4},{}\n", -x, names[k]));
+            labels.push(names[k]);
+        }
+        (csv, labels)
+    };
+    let (train_csv, _) = rows(120, Some(0));
+    std::fs::write(dir.path().join("train.csv"), train_csv).unwrap();
+    let (test_csv, test_labels) = rows(30, Some(2));
+    std::fs::write(dir.path().join("test.csv"), test_csv).unwrap();
+    let train = run(
+        &[
+            "train",
+            "train.csv",
+            "--target",
+            "kind",
+            "--layers",
+            "2,8:relu,3",
+            "--out",
+            "run",
+            "--set",
+            "learning_rate=0.05",
+            "max_updates=60",
+            "patience=1000",
+        ],
+        dir.path(),
+    );
+    assert!(train.status.success(), "{}", text(&train.stderr));
+    let inspect = run(&["inspect", "run/model.theanets"], dir.path());
+    // Numbered by first appearance in the training file, which starts with a cat.
+    let shown = text(&inspect.stdout);
+    let line = shown
+        .lines()
+        .find(|l| l.contains("classes"))
+        .unwrap_or_default();
+    assert!(line.trim().starts_with("classes cat, "), "{shown}");
+    assert!(names.iter().all(|n| line.contains(n)), "{shown}");
+    // Predictions come out as names, and match the test file's labels (the classes are far apart).
+    let predict = run(
+        &[
+            "predict",
+            "run/model.theanets",
+            "test.csv",
+            "--target",
+            "kind",
+        ],
+        dir.path(),
+    );
+    assert!(predict.status.success(), "{}", text(&predict.stderr));
+    let out = text(&predict.stdout);
+    let predicted: Vec<&str> = out.lines().skip(1).collect();
+    assert_eq!(predicted, test_labels, "{out}");
+    // eval renumbers the file's names into the model's classes: perfect accuracy here.
+    let eval = run(
+        &["eval", "run/model.theanets", "test.csv", "--target", "kind"],
+        dir.path(),
+    );
+    assert!(eval.status.success(), "{}", text(&eval.stderr));
+    let acc = value_after(&text(&eval.stdout), "accuracy");
+    assert!(
+        (acc - 100.0).abs() < 1e-9 || (acc - 1.0).abs() < 1e-9,
+        "{}",
+        text(&eval.stdout)
+    );
+    // A name the model never saw is an error naming it.
+    std::fs::write(dir.path().join("odd.csv"), "a,b,kind\n0,0,fish\n").unwrap();
+    let odd = run(
+        &["eval", "run/model.theanets", "odd.csv", "--target", "kind"],
+        dir.path(),
+    );
+    assert_eq!(odd.status.code(), Some(1));
+    let message = text(&odd.stderr);
+    assert!(
+        message.contains("class `fish` is not one of the model's classes: cat, "),
+        "{message}"
+    );
+}

@@ -48,6 +48,7 @@ pub fn digits(seed: u64, out_dir: Option<PathBuf>, out: &mut dyn Write) -> CliRe
         valid: parts.second,
         test: Some(vec![test.x, test.y]),
         out: out_dir.unwrap_or_else(|| PathBuf::from(format!("runs/digits-seed{seed}"))),
+        classes: Vec::new(),
         progress: None,
     };
     train::run(job, out)
@@ -113,6 +114,7 @@ pub fn train(args: TrainArgs, out: &mut dyn Write) -> CliResult<()> {
         test: data.test,
         out: out_dir,
         progress,
+        classes: data.classes,
     };
     train::run(job, out)
 }
@@ -121,16 +123,18 @@ fn load_model(path: &Path) -> CliResult<Network> {
     Ok(Network::load(path)?)
 }
 
-/// The arrays to evaluate or predict on: MNIST's test set, else the whole file.
-fn eval_arrays(data: super::data::Loaded) -> Vec<Tensor> {
-    data.test.unwrap_or(data.arrays)
+/// The arrays to evaluate or predict on (MNIST's test set, else the whole file), with string
+/// labels numbered as the model's classes.
+fn eval_arrays(mut data: super::data::Loaded, net: &Network) -> CliResult<Vec<Tensor>> {
+    data.align_classes(&net.options().classes)?;
+    Ok(data.test.unwrap_or(data.arrays))
 }
 
 /// `eval`.
 pub fn eval(args: EvalArgs, out: &mut dyn Write) -> CliResult<()> {
     let net = load_model(&args.model)?;
     let kind = net.kind();
-    let arrays = eval_arrays(load(&args.data, kind)?);
+    let arrays = eval_arrays(load(&args.data, kind)?, &net)?;
     let rows = arrays[0].shape()[0];
     let model = as_model(net);
     let what = format!("{} ({rows} rows)", args.data.data.display());
@@ -156,7 +160,8 @@ pub fn predict(args: PredictArgs, out: &mut dyn Write) -> CliResult<()> {
     } else {
         kind.min_targets()
     };
-    let arrays = eval_arrays(load(&args.data, load_kind)?);
+    let arrays = eval_arrays(load(&args.data, load_kind)?, &net)?;
+    let classes = net.options().classes.clone();
     let model = as_model(net);
     let y = model.predict(&arrays[0])?;
     let cols = if y.rank() == 1 { 1 } else { y.shape()[1] };
@@ -170,7 +175,14 @@ pub fn predict(args: PredictArgs, out: &mut dyn Write) -> CliResult<()> {
             + "\n"
     };
     for row in y.data().chunks(cols) {
-        let fields: Vec<String> = row.iter().map(|v| v.to_string()).collect();
+        // A classifier trained on named classes writes the names.
+        let fields: Vec<String> = row
+            .iter()
+            .map(|v| match classes.get(*v as usize) {
+                Some(name) if kind == Kind::Classifier => name.clone(),
+                _ => v.to_string(),
+            })
+            .collect();
         text.push_str(&fields.join(","));
         text.push('\n');
     }
@@ -229,6 +241,9 @@ pub fn inspect(args: InspectArgs, out: &mut dyn Write) -> CliResult<()> {
     writeln!(out, "  weighted {}", o.weighted)?;
     if !o.monitors.is_empty() {
         writeln!(out, "  monitors {:?}", o.monitors)?;
+    }
+    if !o.classes.is_empty() {
+        writeln!(out, "  classes {}", o.classes.join(", "))?;
     }
     Ok(())
 }

@@ -14,6 +14,44 @@ pub struct Loaded {
     pub arrays: Vec<Tensor>,
     /// MNIST's test set, in the same order.
     pub test: Option<Vec<Tensor>>,
+    /// The class names, when the labels were strings (label `k` is `classes[k]`, numbered in
+    /// order of first appearance in the file).
+    pub classes: Vec<String>,
+}
+
+impl Loaded {
+    /// Renumbers string labels into a model's classes (by name), so a file read on its own
+    /// lines up with the classes the model was trained on.
+    pub fn align_classes(&mut self, model: &[String]) -> CliResult<()> {
+        if self.classes.is_empty() {
+            return Ok(());
+        }
+        if model.is_empty() {
+            return Err(fail(format!(
+                "the file's labels are names ({}), but the model was trained on numbered classes",
+                self.classes.join(", ")
+            )));
+        }
+        let mut to_model = Vec::with_capacity(self.classes.len());
+        for name in &self.classes {
+            let k = model.iter().position(|m| m == name).ok_or_else(|| {
+                fail(format!(
+                    "class `{name}` is not one of the model's classes: {}",
+                    model.join(", ")
+                ))
+            })?;
+            to_model.push(k as f32);
+        }
+        for arrays in std::iter::once(&mut self.arrays).chain(self.test.as_mut()) {
+            if let Some(labels) = arrays.get_mut(1) {
+                for v in labels.data_mut() {
+                    *v = to_model[*v as usize];
+                }
+            }
+        }
+        self.classes = model.to_vec();
+        Ok(())
+    }
 }
 
 /// A column named on the command line: a whole number is an index, anything else a name.
@@ -55,7 +93,11 @@ pub fn load(args: &DataArgs, kind: Kind) -> CliResult<Loaded> {
     let table = read_csv(&args.data, &options)?;
     let mut arrays = vec![table.x];
     arrays.extend(table.y);
-    Ok(Loaded { arrays, test: None })
+    Ok(Loaded {
+        arrays,
+        test: None,
+        classes: table.classes.unwrap_or_default(),
+    })
 }
 
 /// MNIST: training and test sets; an autoencoder gets the images only.
@@ -74,6 +116,7 @@ fn load_mnist(args: &DataArgs, kind: Kind) -> CliResult<Loaded> {
     Ok(Loaded {
         arrays: pick(m.train_x, m.train_y),
         test: Some(pick(m.test_x, m.test_y)),
+        classes: Vec::new(),
     })
 }
 

@@ -37,6 +37,8 @@ pub struct Job {
     pub out: PathBuf,
     /// Snapshot file and interval.
     pub progress: Option<(PathBuf, SaveEvery)>,
+    /// Class names of string labels (empty for numbered classes), kept in the model file.
+    pub classes: Vec<String>,
 }
 
 /// Creates the output folder if needed and checks that a file can be written in it, so that a
@@ -114,6 +116,7 @@ pub fn run(job: Job, out: &mut dyn Write) -> CliResult<()> {
     let options = TrainOptions::parse(algorithm, job.seed, &settings)?;
     let model_options = ModelOptions {
         seed: job.seed,
+        classes: job.classes.clone(),
         ..Default::default()
     };
     let net = Network::new(job.kind, job.specs.clone(), model_options)?;

@@ -449,6 +449,9 @@ struct OptionsDoc {
     losses: Vec<Box<Loss>>,
     weighted: bool,
     monitors: Vec<Box<(String, Vec<f32>)>>,
+    /// Added in place (files without it read as no names), so version 1 still describes it.
+    #[serde(default)]
+    classes: Vec<String>,
 }
 
 /// A named parameter: its shape and its values as little-endian f32 bytes (exact, NaN payloads
@@ -625,12 +628,14 @@ impl Network {
             losses,
             weighted,
             monitors,
+            classes,
         } = &self.options;
         let options = OptionsDoc {
             seed: *seed,
             losses: losses.iter().cloned().map(Box::new).collect(),
             weighted: *weighted,
             monitors: monitors.iter().cloned().map(Box::new).collect(),
+            classes: classes.clone(),
         };
         let params = self.params();
         let data: Vec<Vec<u8>> = params.iter().map(|p| f32_bytes(p.read().data())).collect();
@@ -735,12 +740,14 @@ pub(crate) fn network_from_payload(
         losses,
         weighted,
         monitors,
+        classes,
     } = doc.options;
     let options = ModelOptions {
         seed,
         losses: losses.into_iter().map(|l| *l).collect(),
         weighted,
         monitors: monitors.into_iter().map(|m| *m).collect(),
+        classes,
     };
     let net = Network::new(kind, specs, options)
         .map_err(|e| file_error(path, format!("the model in the file cannot be built: {e}")))?;

@@ -44,6 +44,10 @@ pub struct ModelOptions {
     /// Monitors by glob over output and parameter names with thresholds: `("hid1:out", [0.1])`
     /// reports `hid1:out<0.1`, the fraction of values below 0.1.
     pub monitors: Vec<(String, Vec<f32>)>,
+    /// For a classifier trained on named classes (say, string labels in a CSV file): the name of
+    /// each class, label `k` being `classes[k]`. Empty when classes are plain numbers. Kept in
+    /// model files, so predictions can be written and data read back by name.
+    pub classes: Vec<String>,
 }
 
 impl Default for ModelOptions {
@@ -53,6 +57,7 @@ impl Default for ModelOptions {
             losses: Vec::new(),
             weighted: false,
             monitors: Vec::new(),
+            classes: Vec::new(),
         }
     }
 }
@@ -114,6 +119,19 @@ impl Network {
                     "the output layer has {} values but the input has {}",
                     layers[last].size(),
                     layers[0].size()
+                ),
+            ));
+        }
+        let classes = &options.classes;
+        if !classes.is_empty() && (kind != Kind::Classifier || classes.len() != layers[last].size())
+        {
+            return Err(config(
+                "model option `classes`",
+                format!(
+                    "{} class names for a {kind:?} with {} outputs: names are for a classifier, one \
+                     per output",
+                    classes.len(),
+                    layers[last].size()
                 ),
             ));
         }

@@ -587,6 +587,7 @@ impl<'a> Stages<'a> {
                     losses,
                     weighted,
                     monitors: Vec::new(),
+                    classes: Vec::new(),
                 };
                 (Network::new(kind, specs, options)?, fresh)
             }

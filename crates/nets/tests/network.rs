@@ -446,3 +446,40 @@ fn decoding_compiles_once_per_request() {
         "autoencoder decode",
     );
 }
+
+#[test]
+fn class_names_belong_to_a_classifier_one_per_output_and_survive_a_file() {
+    let named = |classes: &[&str]| ModelOptions {
+        classes: classes.iter().map(|s| s.to_string()).collect(),
+        ..Default::default()
+    };
+    let e = nets::Classifier::build(
+        vec![LayerSpec::input(2), LayerSpec::classifier(3)],
+        named(&["a", "b"]),
+    )
+    .err()
+    .unwrap()
+    .to_string();
+    assert!(
+        e.contains("2 class names for a Classifier with 3 outputs"),
+        "{e}"
+    );
+    let e = Regressor::build(
+        vec![LayerSpec::input(2), LayerSpec::dense(2)],
+        named(&["a", "b"]),
+    )
+    .err()
+    .unwrap()
+    .to_string();
+    assert!(e.contains("names are for a classifier"), "{e}");
+    let net = nets::Classifier::build(
+        vec![LayerSpec::input(2), LayerSpec::classifier(3)],
+        named(&["cat", "dog", "bird"]),
+    )
+    .unwrap();
+    let path = std::env::temp_dir().join(format!("nets-classes-{}.model", std::process::id()));
+    net.save(&path).unwrap();
+    let back = nets::Classifier::load(&path).unwrap();
+    assert_eq!(back.options().classes, ["cat", "dog", "bird"]);
+    std::fs::remove_file(path).unwrap();
+}
