@@ -46,7 +46,7 @@ fn sgd_updates_train_the_digits_mlp_to_over_90_percent() {
             let xv = TensorView::new(&xshape, xs).unwrap();
             let yv = TensorView::new(&yshape, ys).unwrap();
             step.run(&[xv, yv]).unwrap();
-            last_loss = step.output(0).data()[0];
+            last_loss = step.output(0).unwrap().data()[0];
             first_loss.get_or_insert(last_loss);
         }
     }

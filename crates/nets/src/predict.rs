@@ -48,9 +48,9 @@ impl Network {
         };
         let f = &mut cache[pos].1;
         f.run(args).map_err(|e| self.data_error(e))?;
-        Ok((0..f.num_outputs())
-            .map(|i| f.output(i).to_tensor())
-            .collect())
+        (0..f.num_outputs())
+            .map(|i| Ok(f.output(i)?.to_tensor()))
+            .collect()
     }
 
     fn data_error(&self, e: tape::Error) -> Error {
@@ -351,7 +351,7 @@ impl Network {
                 .collect::<std::result::Result<Vec<_>, _>>()?;
             f.run(&views).map_err(|e| self.data_error(e))?;
             for (k, s) in sums.iter_mut().enumerate() {
-                *s += (end - start) as f64 * f64::from(f.output(k).data()[0]);
+                *s += (end - start) as f64 * f64::from(f.output(k)?.data()[0]);
             }
             start = end;
         }

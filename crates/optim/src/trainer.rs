@@ -379,7 +379,7 @@ impl Trainer {
         } else {
             self.step_fn.run(batch)?;
         }
-        let loss = self.step_fn.output(0).data()[0];
+        let loss = self.step_fn.output(0)?.data()[0];
         if !loss.is_finite() {
             return Ok(loss);
         }
@@ -390,11 +390,11 @@ impl Trainer {
         self.rows += rows;
         let first_grad = 1 + self.num_monitors;
         for k in 0..1 + self.num_monitors {
-            self.sums[k] += weight * f64::from(self.step_fn.output(k).data()[0]);
+            self.sums[k] += weight * f64::from(self.step_fn.output(k)?.data()[0]);
         }
         if self.options.monitor_gradients {
             for k in 0..np {
-                let g = self.step_fn.output(first_grad + k).data();
+                let g = self.step_fn.output(first_grad + k)?.data();
                 self.sums[first_grad + k] +=
                     weight * g.iter().map(|&v| f64::from(v) * f64::from(v)).sum::<f64>();
             }
@@ -402,10 +402,12 @@ impl Trainer {
         self.rule.begin_step();
         let (f, rule) = (&self.step_fn, &mut self.rule);
         for (k, p) in self.params.iter().enumerate() {
-            let g = f.output(first_grad + k).data();
-            let hv = rule
-                .needs_hv()
-                .then(|| f.output(first_grad + np + k).data());
+            let g = f.output(first_grad + k)?.data();
+            let hv = if rule.needs_hv() {
+                Some(f.output(first_grad + np + k)?.data())
+            } else {
+                None
+            };
             p.update(|values| rule.apply(k, values, g, hv));
         }
         Ok(loss)
@@ -429,9 +431,9 @@ impl Trainer {
         args.extend(probes.iter().map(Tensor::view));
         self.step_fn.run(&args)?;
         let first_hv = 1 + self.num_monitors + np;
-        Ok((0..np)
-            .map(|k| self.step_fn.output(first_hv + k).to_tensor())
-            .collect())
+        (0..np)
+            .map(|k| Ok(self.step_fn.output(first_hv + k)?.to_tensor()))
+            .collect()
     }
 
     /// Loss and monitors over one pass of `data` (no update): each batch's values weighted by
@@ -446,7 +448,7 @@ impl Trainer {
             f.run(batch)?;
             let n = batch_rows(batch);
             for (k, s) in sums.iter_mut().enumerate() {
-                *s += n as f64 * f64::from(f.output(k).data()[0]);
+                *s += n as f64 * f64::from(f.output(k)?.data()[0]);
             }
             rows += n;
             Ok(())

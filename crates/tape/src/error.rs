@@ -93,12 +93,21 @@ pub enum Error {
 impl fmt::Display for Error {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            Error::Data { what, shape, len } => write!(
-                f,
-                "{what}: shape {} needs {} values, got {len}",
-                fmt_dims(shape),
-                shape.iter().product::<usize>()
-            ),
+            // Multiplied with checks: the error may be about a shape whose count overflows.
+            Error::Data { what, shape, len } => {
+                match shape.iter().try_fold(1usize, |n, &d| n.checked_mul(d)) {
+                    Some(n) => write!(
+                        f,
+                        "{what}: shape {} needs {n} values, got {len}",
+                        fmt_dims(shape)
+                    ),
+                    None => write!(
+                    f,
+                    "{what}: shape {} has more elements than a tensor can hold, got {len} values",
+                    fmt_dims(shape)
+                ),
+                }
+            }
             Error::Shape {
                 op,
                 shapes,

@@ -42,6 +42,21 @@ pub(crate) struct Node {
     pub(crate) at: Loc,
 }
 
+/// Dropping the last handle to a long chain would otherwise recurse once per node (each node
+/// drops its inputs' `Arc`s inside its own drop) and overflow the stack; instead the inputs this
+/// node owns alone are moved onto a worklist and emptied one at a time, like graph.rs walks them.
+impl Drop for Node {
+    fn drop(&mut self) {
+        let mut work: Vec<Expr> = std::mem::take(&mut self.inputs);
+        while let Some(e) = work.pop() {
+            // Only a node nobody else holds is taken apart; a shared one just loses a count.
+            if let Ok(mut node) = Arc::try_unwrap(e.0) {
+                work.append(&mut node.inputs);
+            }
+        }
+    }
+}
+
 impl Expr {
     /// Makes a node applying `op` to `inputs`, inferring its type (or recording why it has none).
     /// This is the one door every node goes through, including custom ops'.

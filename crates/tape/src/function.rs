@@ -36,12 +36,21 @@ use crate::tensor::{Tensor, TensorView};
 pub struct Function {
     program: Program,
     rngs: Vec<Rng>,
+    /// Plans by argument shapes, most recently used first, at most
+    /// [`Function::PLAN_CACHE_SIZE`] of them.
     plans: Vec<Plan>,
-    last: Option<usize>,
+    /// Whether `plans[0]` holds the outputs of the last run, i.e. the last run succeeded.
+    last_ok: bool,
     check_finite: bool,
 }
 
 impl Function {
+    /// How many plans (one per distinct set of argument shapes, each with its own workspace) a
+    /// function keeps. The least recently used one is dropped beyond this, so that a server
+    /// seeing many batch sizes keeps its memory bounded, while training, which alternates
+    /// between a few shapes (full batches, the last partial batch, validation), never rebuilds.
+    pub const PLAN_CACHE_SIZE: usize = 8;
+
     /// Compiles a function from `inputs` (each made by [`Expr::input`] or [`Expr::labels`]) to
     /// `outputs`.
     pub fn compile(inputs: &[Expr], outputs: &[Expr]) -> Result<Function> {
@@ -69,8 +78,8 @@ impl Function {
         Ok(Function {
             rngs: program.new_rngs(),
             program,
-            plans: Vec::new(),
-            last: None,
+            plans: Vec::with_capacity(Function::PLAN_CACHE_SIZE),
+            last_ok: false,
             check_finite: true,
         })
     }
@@ -95,38 +104,74 @@ impl Function {
     }
 
     /// Runs the function on borrowed arguments. Outputs stay in the function's workspace, read
-    /// them with [`Function::output`]. On shapes seen before this allocates nothing.
+    /// them with [`Function::output`]. On shapes seen before (among the last
+    /// [`Function::PLAN_CACHE_SIZE`] distinct ones) this allocates nothing.
     pub fn run(&mut self, args: &[TensorView<'_>]) -> Result<()> {
+        // Any failure below, even of the argument check, leaves no outputs to read: a caller
+        // must never mistake an earlier run's values for this one's.
+        self.last_ok = false;
         self.check_args(args)?;
-        let p = match self.plans.iter().position(|p| p.fits(args)) {
-            Some(p) => p,
+        self.use_plan_for(args)?;
+        crate::exec::run(&self.program, &mut self.plans[0], &mut self.rngs, args)?;
+        self.last_ok = true;
+        Ok(())
+    }
+
+    /// Moves the plan for these arguments' shapes to the front of the cache, building it (and
+    /// dropping the least recently used plan when the cache is full) if there is none.
+    fn use_plan_for(&mut self, args: &[TensorView<'_>]) -> Result<()> {
+        match self.plans.iter().position(|p| p.fits(args)) {
+            // Rotating in place keeps the repeated-shape path allocation-free.
+            Some(p) => self.plans[..=p].rotate_right(1),
             None => {
                 let shapes: Vec<Shape> =
                     args.iter().map(|a| Shape::from_slice(a.shape())).collect();
                 let plan = crate::plan::build(&self.program, shapes)?;
-                self.plans.push(plan);
-                self.plans.len() - 1
+                self.plans.truncate(Function::PLAN_CACHE_SIZE - 1);
+                self.plans.insert(0, plan);
             }
-        };
-        self.last = None;
-        crate::exec::run(&self.program, &mut self.plans[p], &mut self.rngs, args)?;
-        self.last = Some(p);
+        }
         Ok(())
+    }
+
+    /// The number of plans currently cached (at most [`Function::PLAN_CACHE_SIZE`]).
+    pub fn cached_plans(&self) -> usize {
+        self.plans.len()
     }
 
     /// Runs the function and returns copies of its outputs.
     pub fn call(&mut self, args: &[&Tensor]) -> Result<Vec<Tensor>> {
         let views: Vec<TensorView<'_>> = args.iter().map(|t| t.view()).collect();
         self.run(&views)?;
-        Ok((0..self.program.outputs.len())
-            .map(|i| self.output(i).to_tensor())
-            .collect())
+        (0..self.program.outputs.len())
+            .map(|i| self.output(i).map(|v| v.to_tensor()))
+            .collect()
     }
 
-    /// The `i`-th output of the last successful [`Function::run`]. Panics if there has been none
-    /// or `i` is out of range (both are programming errors, not data errors).
-    pub fn output(&self, i: usize) -> TensorView<'_> {
-        self.plans[self.last.expect("Function::output before a successful run")].output(i)
+    /// The `i`-th output of the last run. One rule: outputs are there only right after a
+    /// successful [`Function::run`] (or [`Function::call`]); before any run, after any failed
+    /// one (even one refused for its arguments) and for `i` out of range this is an error.
+    pub fn output(&self, i: usize) -> Result<TensorView<'_>> {
+        let n = self.num_outputs();
+        if !self.last_ok {
+            return Err(Error::Input {
+                input: "Function::output".into(),
+                expected: "a successful run before reading outputs".into(),
+                found: if self.plans.is_empty() {
+                    "no run yet".into()
+                } else {
+                    "the last run failed".into()
+                },
+            });
+        }
+        if i >= n {
+            return Err(Error::Input {
+                input: "Function::output".into(),
+                expected: format!("an output index below {n}"),
+                found: format!("{i}"),
+            });
+        }
+        Ok(self.plans[0].output(i))
     }
 
     /// The number of outputs.
@@ -157,14 +202,11 @@ impl Function {
         crate::print::ir(&self.program.nodes, &self.program.outputs)
     }
 
-    /// A listing of the most recently used plan (or the first), one instruction per line with the
+    /// A listing of the most recently used plan, one instruction per line with the
     /// buffers it reads and writes; empty before the first call.
     pub fn debug_plan(&self) -> String {
-        match self
-            .last
-            .or(if self.plans.is_empty() { None } else { Some(0) })
-        {
-            Some(p) => crate::print::plan(&self.program, &self.plans[p]),
+        match self.plans.first() {
+            Some(p) => crate::print::plan(&self.program, p),
             None => String::new(),
         }
     }

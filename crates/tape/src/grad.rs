@@ -430,7 +430,38 @@ fn rule(node: &Expr, g: &Expr, needs: &[bool]) -> Result<Vec<Option<Expr>>> {
                     at,
                 });
             }
+            check_custom_grads(c.name(), x, &gs, at)?;
             gs
         }
     })
+}
+
+/// A custom op's gradient must have its input's type: the same rank and, where both sizes are
+/// known before running, the same sizes. Without this check a wrong shape would be broadcast or
+/// truncated silently further down the graph.
+fn check_custom_grads(name: &str, x: &[Expr], gs: &[Option<Expr>], at: crate::Loc) -> Result<()> {
+    for (k, (xi, gi)) in x.iter().zip(gs).enumerate() {
+        let Some(gi) = gi else { continue };
+        let gt = gi.ty()?;
+        let Ok(xt) = xi.ty() else { continue };
+        let fits = gt.dtype == DType::Float
+            && gt.rank() == xt.rank()
+            && gt
+                .dims
+                .iter()
+                .zip(xt.dims.iter())
+                .all(|(a, b)| a.zip(*b).is_none_or(|(a, b)| a == b));
+        if !fits {
+            return Err(Error::Op {
+                op: name.to_string(),
+                message: format!(
+                    "grad returned a gradient of dims {:?} for input {k} of dims {:?}; \
+                     it must have the input's shape",
+                    gt.dims, xt.dims
+                ),
+                at,
+            });
+        }
+    }
+    Ok(())
 }

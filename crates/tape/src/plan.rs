@@ -96,9 +96,19 @@ pub(crate) fn build(f: &Program, arg_shapes: Vec<Shape>) -> Result<Plan> {
                     at: node.at,
                 };
                 let ty = op.infer(&refs).map_err(fail)?;
-                ty.concrete().ok_or_else(|| {
+                let s = ty.concrete().ok_or_else(|| {
                     fail("dims known at run time (an op left a dim unknown)".into())
-                })?
+                })?;
+                // Every size below is a product of these dims: refuse shapes whose product
+                // overflows rather than let it wrap into a short buffer.
+                if crate::tensor::checked_numel(&s).is_none() {
+                    return Err(fail(format!(
+                        "an output of at most {} elements, not {}",
+                        isize::MAX as usize / std::mem::size_of::<f32>(),
+                        crate::error::fmt_dims(&s)
+                    )));
+                }
+                s
             }
         };
         shape.push(s);

@@ -31,14 +31,38 @@ pub struct TensorView<'a> {
     data: &'a [f32],
 }
 
+/// The number of elements of `shape`, or `None` when a tensor of that shape cannot exist: its
+/// element count (or, for an empty shape, the count of any sub-shape obtained by leaving out
+/// the zero dims, which row and print code multiply out) overflows, or its bytes exceed what
+/// a `Vec` may hold.
+pub(crate) fn checked_numel(shape: &[usize]) -> Option<usize> {
+    let nonzero = shape
+        .iter()
+        .try_fold(1usize, |acc, &d| acc.checked_mul(d.max(1)))?;
+    if nonzero > isize::MAX as usize / std::mem::size_of::<f32>() {
+        return None;
+    }
+    Some(if shape.contains(&0) { 0 } else { nonzero })
+}
+
+/// The element count of a shape that is already known to be valid (a tensor holds it).
 fn numel(shape: &[usize]) -> usize {
     shape.iter().product()
+}
+
+/// The error for a shape whose element count does not fit in memory.
+fn too_large(what: &'static str, shape: &[usize], len: usize) -> Error {
+    Error::Data {
+        what,
+        shape: shape.to_vec(),
+        len,
+    }
 }
 
 impl Tensor {
     /// A tensor of the given shape over `data`; fails if the lengths disagree.
     pub fn new(shape: &[usize], data: Vec<f32>) -> Result<Tensor> {
-        if numel(shape) != data.len() {
+        if checked_numel(shape) != Some(data.len()) {
             return Err(Error::Data {
                 what: "Tensor::new",
                 shape: shape.to_vec(),
@@ -52,21 +76,45 @@ impl Tensor {
     }
 
     /// A tensor filled with zeros.
+    ///
+    /// # Panics
+    /// If the shape's element count overflows (see [`Tensor::try_zeros`] for shapes that come
+    /// from user input).
     pub fn zeros(shape: &[usize]) -> Tensor {
         Tensor::full(shape, 0.0)
     }
 
+    /// A tensor filled with zeros, or an error if the shape's element count overflows.
+    pub fn try_zeros(shape: &[usize]) -> Result<Tensor> {
+        Tensor::try_full(shape, 0.0)
+    }
+
     /// A tensor filled with ones.
+    ///
+    /// # Panics
+    /// If the shape's element count overflows.
     pub fn ones(shape: &[usize]) -> Tensor {
         Tensor::full(shape, 1.0)
     }
 
     /// A tensor filled with `value`.
+    ///
+    /// # Panics
+    /// If the shape's element count overflows (see [`Tensor::try_full`]).
     pub fn full(shape: &[usize], value: f32) -> Tensor {
-        Tensor {
-            shape: Shape::from_slice(shape),
-            data: vec![value; numel(shape)],
+        match Tensor::try_full(shape, value) {
+            Ok(t) => t,
+            Err(e) => panic!("{e}"),
         }
+    }
+
+    /// A tensor filled with `value`, or an error if the shape's element count overflows.
+    pub fn try_full(shape: &[usize], value: f32) -> Result<Tensor> {
+        let n = checked_numel(shape).ok_or_else(|| too_large("Tensor::full", shape, 0))?;
+        Ok(Tensor {
+            shape: Shape::from_slice(shape),
+            data: vec![value; n],
+        })
     }
 
     /// A rank-0 tensor holding one value.
@@ -91,8 +139,13 @@ impl Tensor {
     /// let eye = tape::Tensor::from_fn(&[2, 2], |i| if i[0] == i[1] { 1.0 } else { 0.0 });
     /// assert_eq!(eye.data(), &[1., 0., 0., 1.]);
     /// ```
+    ///
+    /// # Panics
+    /// If the shape's element count overflows.
     pub fn from_fn(shape: &[usize], mut f: impl FnMut(&[usize]) -> f32) -> Tensor {
-        let n = numel(shape);
+        let Some(n) = checked_numel(shape) else {
+            panic!("{}", too_large("Tensor::from_fn", shape, 0));
+        };
         let mut data = Vec::with_capacity(n);
         let mut index = vec![0usize; shape.len()];
         for _ in 0..n {
@@ -204,7 +257,7 @@ impl Tensor {
 impl<'a> TensorView<'a> {
     /// A view of `data` as `shape`; fails if the lengths disagree.
     pub fn new(shape: &'a [usize], data: &'a [f32]) -> Result<TensorView<'a>> {
-        if numel(shape) != data.len() {
+        if checked_numel(shape) != Some(data.len()) {
             return Err(Error::Data {
                 what: "TensorView::new",
                 shape: shape.to_vec(),
