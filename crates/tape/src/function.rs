@@ -158,7 +158,7 @@ impl Function {
                 input: "Function::output".into(),
                 expected: "a successful run before reading outputs".into(),
                 found: if self.plans.is_empty() {
-                    "no run yet".into()
+                    "no successful run yet".into()
                 } else {
                     "the last run failed".into()
                 },
