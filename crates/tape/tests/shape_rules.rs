@@ -322,3 +322,103 @@ fn pick_and_one_hot_check_their_dims() {
     let got = run(&[], &[x.pick(&c(&[2], vec![2., 0.]))], &[]).unwrap();
     assert_eq!(got[0].data(), &[0., 0.]);
 }
+
+mod random {
+    //! Random shape pairs against an independent reference of numpy's broadcasting rule: a
+    //! pair that the reference accepts gives the reference's values, any other pair a shape
+    //! error, and neither ever panics, whether the dims are known at build time (constants)
+    //! or only at run time (inputs).
+
+    use super::*;
+    use proptest::prelude::*;
+
+    /// Whether `from` broadcasts to `to`, written from numpy's definition.
+    fn fits(from: &[usize], to: &[usize]) -> bool {
+        from.len() <= to.len()
+            && (0..from.len()).all(|i| {
+                let (f, t) = (from[from.len() - 1 - i], to[to.len() - 1 - i]);
+                f == 1 || f == t
+            })
+    }
+
+    /// For each flat index of `to`, the flat index of `from` it reads when broadcast.
+    fn source_index(from: &[usize], to: &[usize]) -> Vec<usize> {
+        let n: usize = to.iter().product();
+        (0..n)
+            .map(|flat| {
+                let (mut rest, mut src, mut stride) = (flat, 0, 1);
+                for d in (0..to.len()).rev() {
+                    let i = rest % to[d];
+                    rest /= to[d];
+                    if let Some(fd) = (d + from.len()).checked_sub(to.len()).map(|k| from[k]) {
+                        src += if fd == 1 { 0 } else { i * stride };
+                        stride *= fd;
+                    }
+                }
+                src
+            })
+            .collect()
+    }
+
+    fn shape() -> impl Strategy<Value = Vec<usize>> {
+        prop::collection::vec(0usize..4, 0..4)
+    }
+
+    /// A tensor of `shape` holding 1, 2, 3, …
+    fn counting(shape: &[usize]) -> Tensor {
+        let n: usize = shape.iter().product();
+        t(shape, (1..=n).map(|v| v as f32).collect())
+    }
+
+    /// Builds `op(a, b)` from constants or from inputs and runs it.
+    fn apply(op: Op, a: &Tensor, b: &Tensor, as_inputs: bool) -> tape::Result<Vec<Tensor>> {
+        if as_inputs {
+            let (x, y) = (Expr::input("a", a.rank()), Expr::input("b", b.rank()));
+            let out = Expr::apply(op, &[x.clone(), y.clone()]);
+            run(&[x, y], &[out], &[a, b])
+        } else {
+            let out = Expr::apply(op, &[Expr::constant(a.clone()), Expr::constant(b.clone())]);
+            run(&[], &[out], &[])
+        }
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(256))]
+
+        #[test]
+        fn broadcast_like_matches_numpy(a in shape(), b in shape(), as_inputs: bool) {
+            let (x, like) = (counting(&a), counting(&b));
+            let op = Op::BroadcastLike { mean: false };
+            let got = catch_unwind(AssertUnwindSafe(|| apply(op, &x, &like, as_inputs)));
+            let got = got.map_err(|_| TestCaseError::fail("panicked"))?;
+            if fits(&a, &b) {
+                let want: Vec<f32> = source_index(&a, &b).iter().map(|&i| x.data()[i]).collect();
+                let got = got.map_err(|e| TestCaseError::fail(e.to_string()))?;
+                prop_assert_eq!(got[0].shape(), b.as_slice());
+                prop_assert_eq!(got[0].data(), want.as_slice());
+            } else {
+                prop_assert!(matches!(got, Err(Error::Shape { .. })), "{:?}", got.map(|_| ()));
+            }
+        }
+
+        #[test]
+        fn sum_like_matches_numpy(g in shape(), l in shape(), as_inputs: bool) {
+            let (gt, like) = (counting(&g), counting(&l));
+            let op = Op::SumLike { mean: false };
+            let got = catch_unwind(AssertUnwindSafe(|| apply(op, &gt, &like, as_inputs)));
+            let got = got.map_err(|_| TestCaseError::fail("panicked"))?;
+            if fits(&l, &g) {
+                let mut want = vec![0.0f64; l.iter().product()];
+                for (k, &i) in source_index(&l, &g).iter().enumerate() {
+                    want[i] += f64::from(gt.data()[k]);
+                }
+                let got = got.map_err(|e| TestCaseError::fail(e.to_string()))?;
+                prop_assert_eq!(got[0].shape(), l.as_slice());
+                let got: Vec<f64> = got[0].data().iter().map(|&v| f64::from(v)).collect();
+                prop_assert_eq!(got, want);
+            } else {
+                prop_assert!(matches!(got, Err(Error::Shape { .. })), "{:?}", got.map(|_| ()));
+            }
+        }
+    }
+}
