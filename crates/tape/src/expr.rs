@@ -321,7 +321,8 @@ impl Expr {
     pub fn select(&self, a: &Expr, b: &Expr) -> Expr {
         Expr::apply(Op::Select, &[self.clone(), a.clone(), b.clone()])
     }
-    /// Clamps into `[lo, hi]`; the gradient is 0 outside the range.
+    /// Clamps into `[lo, hi]`; the gradient is 0 outside the range. Bounds with `lo > hi` or a
+    /// NaN bound are a shape error (reported by `grad` or `compile`, like any bad node).
     #[track_caller]
     pub fn clip(&self, lo: f32, hi: f32) -> Expr {
         Expr::apply(Op::Clip { lo, hi }, std::slice::from_ref(self))
@@ -353,7 +354,8 @@ impl Expr {
     pub fn unsqueeze(&self, axis: usize) -> Expr {
         Expr::apply(Op::Unsqueeze(axis), std::slice::from_ref(self))
     }
-    /// Broadcasts to the shape of `like`.
+    /// Broadcasts to the shape of `like`: every dim of `self` (aligned from the right) must be 1
+    /// or equal `like`'s, and `self` may not have more axes.
     #[track_caller]
     pub fn broadcast_like(&self, like: &Expr) -> Expr {
         Expr::apply(
@@ -361,7 +363,8 @@ impl Expr {
             &[self.clone(), like.clone()],
         )
     }
-    /// Sums down to the shape of `like` (the adjoint of broadcasting).
+    /// Sums down to the shape of `like` (the adjoint of broadcasting): `like` must broadcast to
+    /// `self`'s shape.
     #[track_caller]
     pub fn sum_like(&self, like: &Expr) -> Expr {
         Expr::apply(Op::SumLike { mean: false }, &[self.clone(), like.clone()])
@@ -424,32 +427,36 @@ impl Expr {
             at,
         }))
     }
-    /// Sum of all elements (rank 0).
+    /// Sum of all elements (rank 0); 0 for an empty operand.
     #[track_caller]
     pub fn sum(&self) -> Expr {
         self.reduce(ReduceKind::Sum, None, false)
     }
-    /// Mean of all elements (rank 0).
+    /// Mean of all elements (rank 0). An empty operand has no mean: it is a shape error (at
+    /// build time if its dims are known, else when the function is called), not NaN.
     #[track_caller]
     pub fn mean(&self) -> Expr {
         self.reduce(ReduceKind::Mean, None, false)
     }
-    /// Largest element (rank 0).
+    /// Largest element (rank 0). An empty operand has no maximum: it is a shape error (at build
+    /// time if its dims are known, else when the function is called), not −∞.
     #[track_caller]
     pub fn max(&self) -> Expr {
         self.reduce(ReduceKind::Max, None, false)
     }
-    /// Sum over one axis (negative counts from the end).
+    /// Sum over one axis (negative counts from the end); 0 where the axis is empty.
     #[track_caller]
     pub fn sum_axis(&self, axis: isize, keepdims: bool) -> Expr {
         self.reduce(ReduceKind::Sum, Some(axis), keepdims)
     }
-    /// Mean over one axis (negative counts from the end).
+    /// Mean over one axis (negative counts from the end); an empty axis is a shape error, as
+    /// for [`Expr::mean`].
     #[track_caller]
     pub fn mean_axis(&self, axis: isize, keepdims: bool) -> Expr {
         self.reduce(ReduceKind::Mean, Some(axis), keepdims)
     }
-    /// Maximum over one axis (negative counts from the end); gradient to the first maximum.
+    /// Maximum over one axis (negative counts from the end); gradient to the first maximum. An
+    /// empty axis is a shape error, as for [`Expr::max`].
     #[track_caller]
     pub fn max_axis(&self, axis: isize, keepdims: bool) -> Expr {
         self.reduce(ReduceKind::Max, Some(axis), keepdims)
@@ -495,7 +502,8 @@ impl Expr {
     pub fn concat(parts: &[Expr], axis: usize) -> Expr {
         Expr::apply(Op::Concat(axis), parts)
     }
-    /// `len` entries from `start` along `axis`.
+    /// `len` entries from `start` along `axis`; `start + len` past the axis (or past `usize::MAX`)
+    /// is a shape error.
     #[track_caller]
     pub fn slice(&self, axis: usize, start: usize, len: usize) -> Expr {
         Expr::apply(Op::Slice { axis, start, len }, std::slice::from_ref(self))
@@ -509,7 +517,9 @@ impl Expr {
             .iter()
             .map(|&len| {
                 let e = Expr::make(Op::Slice { axis, start, len }, vec![self.clone()], at);
-                start += len;
+                // Saturating: once the sizes pass usize::MAX, every later piece starts at
+                // usize::MAX, which its slice rule refuses instead of the sum wrapping around.
+                start = start.saturating_add(len);
                 e
             })
             .collect()

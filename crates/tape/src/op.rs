@@ -82,7 +82,7 @@ pub enum Op {
     Binary(Binary),
     /// `cond ? a : b` elementwise, with broadcasting of all three.
     Select,
-    /// Clamp into `[lo, hi]`.
+    /// Clamp into `[lo, hi]`; the rule refuses `lo > hi` and NaN bounds.
     Clip {
         /// Lower bound.
         lo: f32,
@@ -117,7 +117,8 @@ pub enum Op {
     ReshapeLike,
     /// Insert a size-1 axis at the given position.
     Unsqueeze(usize),
-    /// Sum, mean or max over one axis (`Some`) or over everything (`None`).
+    /// Sum, mean or max over one axis (`Some`) or over everything (`None`). Summing nothing gives
+    /// 0; the mean and the max of nothing are refused by the rule (rather than NaN and −∞).
     Reduce {
         /// Which reduction.
         kind: ReduceKind,
@@ -154,6 +155,7 @@ pub enum Op {
         len: usize,
     },
     /// `[g, like]`: zeros of like's shape with g placed at `start` along `axis` (adjoint of slice).
+    /// g has like's dims except along `axis`, where `start + g's dim` may not pass like's.
     SliceGrad {
         /// The axis.
         axis: usize,
@@ -162,7 +164,8 @@ pub enum Op {
     },
     /// `[x, labels]`: `x[i, labels[i]]` for each row i.
     Pick,
-    /// `[g, labels, like]`: zeros of like's shape with `g[i]` at `[i, labels[i]]`.
+    /// `[g, labels, like]`: zeros of like's shape with `g[i]` at `[i, labels[i]]`; g and labels
+    /// have one entry per row of the matrix like.
     Scatter,
     /// `[labels]`: one-hot rows with this many classes.
     OneHot(usize),
@@ -226,9 +229,11 @@ impl Op {
             .into(),
             Op::Argmax => "argmax".into(),
             Op::Concat(a) => format!("concat(axis={a})"),
-            Op::Slice { axis, start, len } => {
-                format!("slice(axis={axis}, {start}..{})", start + len)
-            }
+            Op::Slice { axis, start, len } => match start.checked_add(*len) {
+                Some(end) => format!("slice(axis={axis}, {start}..{end})"),
+                // An end past usize::MAX is refused by the rule, but its error still needs a name.
+                None => format!("slice(axis={axis}, {start}..+{len})"),
+            },
             Op::SliceGrad { axis, start } => format!("slice_grad(axis={axis}, at={start})"),
             Op::Pick => "pick".into(),
             Op::Scatter => "scatter".into(),
@@ -262,7 +267,14 @@ impl Op {
             Op::Constant(t) => Ok(Type::known(t.shape())),
             Op::Param(p) => Ok(Type::known(&p.shape())),
             Op::Input(_) => Err("input types are set when the input is made".into()),
-            Op::Unary(_) | Op::Clip { .. } => float(ins[0].dims.clone()),
+            Op::Unary(_) => float(ins[0].dims.clone()),
+            Op::Clip { lo, hi } => {
+                // NaN bounds compare as neither ordered nor equal, so they are refused too.
+                if lo.partial_cmp(hi).is_none_or(|o| o.is_gt()) {
+                    return Err(format!("bounds with lo <= hi, got lo = {lo}, hi = {hi}"));
+                }
+                float(ins[0].dims.clone())
+            }
             Op::Binary(_) | Op::Axpy { .. } => {
                 let dims = broadcast_dims(&ins[0].dims, &ins[1].dims)
                     .ok_or_else(|| "shapes that broadcast together".to_string())?;
@@ -320,7 +332,7 @@ impl Op {
                 dtype: ins[0].dtype,
             }),
             Op::ReshapeLike => {
-                if let (Some(a), Some(b)) = (numel(&ins[0].dims), numel(&ins[1].dims)) {
+                if let (Some(a), Some(b)) = (numel(&ins[0].dims)?, numel(&ins[1].dims)?) {
                     if a != b {
                         return Err(format!("the same number of elements ({a} vs {b})"));
                     }
@@ -347,15 +359,26 @@ impl Op {
                 kind,
             } => {
                 let dims = &ins[0].dims;
+                let undefined_on_empty = matches!(kind, ReduceKind::Max | ReduceKind::Mean);
                 match axis {
-                    None if *keepdims => float(dims.iter().map(|_| Some(1)).collect()),
-                    None => float(Dims::default()),
+                    None => {
+                        if undefined_on_empty && numel(dims)? == Some(0) {
+                            return Err(
+                                "a non-empty operand (max and mean of nothing are undefined)"
+                                    .into(),
+                            );
+                        }
+                        let kept = if *keepdims { dims.len() } else { 0 };
+                        float((0..kept).map(|_| Some(1)).collect())
+                    }
                     Some(a) if *a >= dims.len() => {
                         Err(format!("an axis below the rank {}", dims.len()))
                     }
                     Some(a) => {
-                        if *kind == ReduceKind::Max && dims[*a] == Some(0) {
-                            return Err("a non-empty axis for max".into());
+                        if undefined_on_empty && dims[*a] == Some(0) {
+                            return Err(format!(
+                                "a non-empty axis {a} (max and mean of nothing are undefined)"
+                            ));
                         }
                         let mut d = dims.clone();
                         if *keepdims {
@@ -368,16 +391,15 @@ impl Op {
                 }
             }
             Op::BroadcastLike { .. } => {
-                let out = broadcast_dims(&ins[0].dims, &ins[1].dims)
-                    .filter(|d| d.len() == ins[1].rank())
-                    .ok_or_else(|| "an operand that broadcasts to the target".to_string())?;
-                let _ = out;
+                if !broadcasts_to(&ins[0].dims, &ins[1].dims) {
+                    return Err("an operand that broadcasts to the target".into());
+                }
                 float(ins[1].dims.clone())
             }
             Op::SumLike { .. } => {
-                broadcast_dims(&ins[1].dims, &ins[0].dims)
-                    .filter(|d| d.len() == ins[0].rank())
-                    .ok_or_else(|| "a target that broadcasts to the summed operand".to_string())?;
+                if !broadcasts_to(&ins[1].dims, &ins[0].dims) {
+                    return Err("a target that broadcasts to the summed operand".into());
+                }
                 float(ins[1].dims.clone())
             }
             Op::MaxMask(axis) => {
@@ -429,7 +451,10 @@ impl Op {
                         }
                         *a = a.or(*b);
                     }
-                    total = total.zip(t.dims[*axis]).map(|(s, d)| s + d);
+                    total = match (total, t.dims[*axis]) {
+                        (Some(s), Some(d)) => Some(s.checked_add(d).ok_or_else(too_many)?),
+                        _ => None,
+                    };
                 }
                 dims[*axis] = total;
                 float(dims)
@@ -439,14 +464,17 @@ impl Op {
                 if *axis >= d.len() {
                     return Err(format!("an axis below the rank {}", d.len()));
                 }
-                if let Some(size) = d[*axis] {
-                    if start + len > size {
-                        return Err(format!(
-                            "{}..{} to lie within 0..{size}",
-                            start,
-                            start + len
-                        ));
+                // No axis is longer than usize::MAX, so an end past it never fits.
+                let end = start.checked_add(*len);
+                match (end, d[*axis]) {
+                    (Some(end), Some(size)) if end > size => {
+                        return Err(format!("{start}..{end} to lie within 0..{size}"));
                     }
+                    (None, Some(size)) => {
+                        return Err(format!("{start}+{len} to lie within 0..{size}"));
+                    }
+                    (None, None) => return Err(format!("{start}+{len} to lie within the axis")),
+                    _ => {}
                 }
                 let mut dims = d.clone();
                 dims[*axis] = Some(*len);
@@ -457,10 +485,19 @@ impl Op {
                 if g.len() != like.len() || *axis >= g.len() {
                     return Err("a slice of the target's rank".into());
                 }
-                if let (Some(a), Some(b)) = (g[*axis], like[*axis]) {
-                    if start + a > b {
-                        return Err("a slice that fits the target".into());
-                    }
+                let off_axis_agree = (0..g.len())
+                    .filter(|i| i != axis)
+                    .all(|i| compatible(g[i], like[i]));
+                // The slice's end `start + len` must not pass the target's dim (nor overflow).
+                let fits = match (g[*axis], like[*axis]) {
+                    (Some(len), Some(size)) => start.checked_add(len).is_some_and(|e| e <= size),
+                    (None, Some(size)) => *start <= size,
+                    (_, None) => true,
+                };
+                if !(off_axis_agree && fits) {
+                    return Err(format!(
+                        "a slice with the target's dims off axis {axis} that fits the target along it"
+                    ));
                 }
                 float(like.clone())
             }
@@ -473,8 +510,9 @@ impl Op {
             }
             Op::Scatter => {
                 let (g, l, like) = (&ins[0].dims, &ins[1].dims, &ins[2].dims);
-                if g.len() != 1 || l.len() != 1 || like.len() != 2 || !compatible(g[0], l[0]) {
-                    return Err("one value and one label per row, and a target matrix".into());
+                let ranks = g.len() == 1 && l.len() == 1 && like.len() == 2;
+                if !(ranks && compatible(g[0], like[0]) && compatible(l[0], like[0])) {
+                    return Err("one value and one label per row of the target matrix".into());
                 }
                 float(like.clone())
             }
@@ -611,8 +649,38 @@ fn compatible(a: Option<usize>, b: Option<usize>) -> bool {
     }
 }
 
-fn numel(dims: &Dims) -> Option<usize> {
-    dims.iter().copied().product::<Option<usize>>()
+/// Why an op is refused when an element count does not fit in `usize`.
+fn too_many() -> String {
+    "an operand whose element count fits in memory".into()
+}
+
+/// The number of elements if every dim is known; an error if the known dims alone already
+/// overflow `usize` (no tensor can have that many). A zero dim makes the count 0 whatever the rest.
+fn numel(dims: &Dims) -> Result<Option<usize>, String> {
+    if dims.contains(&Some(0)) {
+        return Ok(Some(0));
+    }
+    let mut count = Some(1usize);
+    let mut known = 1usize;
+    for d in dims.iter() {
+        match d {
+            Some(d) => known = known.checked_mul(*d).ok_or_else(too_many)?,
+            None => count = None,
+        }
+    }
+    Ok(count.map(|_| known))
+}
+
+/// Whether `from` broadcasts *to* `to` (numpy's rule in one direction): it has no more axes, and
+/// each of its dims, aligned from the right, is 1 or equals `to`'s. Unknown dims are assumed to
+/// fit; the rule runs again on the known dims when a plan is made.
+fn broadcasts_to(from: &Dims, to: &Dims) -> bool {
+    from.len() <= to.len()
+        && from
+            .iter()
+            .rev()
+            .zip(to.iter().rev())
+            .all(|(f, t)| *f == Some(1) || compatible(*f, *t))
 }
 
 /// Numpy broadcasting over dims that may be unknown. An unknown dim against a known one > 1 is
@@ -653,12 +721,17 @@ fn reshape_dims(from: &Dims, target: &[isize]) -> Result<Dims, String> {
     if wild > 1 || target.iter().any(|&d| d < -1) {
         return Err("target dims that are sizes or a single -1".into());
     }
-    let known: usize = target
-        .iter()
-        .filter(|&&d| d >= 0)
-        .map(|&d| d as usize)
-        .product();
-    let total = numel(from);
+    // A zero size makes the target empty whatever the others are, as in `numel`.
+    let known = if target.contains(&0) {
+        0
+    } else {
+        target
+            .iter()
+            .filter(|&&d| d >= 0)
+            .try_fold(1usize, |acc, &d| acc.checked_mul(d as usize))
+            .ok_or_else(too_many)?
+    };
+    let total = numel(from)?;
     let mut dims: Dims = target
         .iter()
         .map(|&d| (d >= 0).then_some(d as usize))
