@@ -406,7 +406,9 @@ impl Trainer {
             let hv = rule
                 .needs_hv()
                 .then(|| f.output(first_grad + np + k).data());
-            p.update(|values| rule.apply(k, values, g, hv));
+            let mut applied = Ok(());
+            p.update(|values| applied = rule.apply(k, values, g, hv));
+            applied.map_err(|e| e.context(format!("updating parameter `{}`", p.name())))?;
         }
         Ok(loss)
     }
