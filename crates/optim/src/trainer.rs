@@ -676,6 +676,10 @@ fn compiling(e: tape::Error) -> Error {
 /// engine can only point at the line that built the parameter's node, which for a parameter
 /// list is a line inside this crate or the standard library, not anything of the user's.
 fn name_param(loss: &Expr, params: &[Param], e: tape::Error) -> Error {
+    // A fault of the loss itself (not a scalar, say) is about no parameter in particular.
+    if grad(loss, &[]).is_err() {
+        return compiling(e);
+    }
     let culprit = params.iter().find_map(|p| match grad(loss, &[p.expr()]) {
         Err(tape::Error::Grad { reason, .. }) => Some((p, reason)),
         _ => None,
