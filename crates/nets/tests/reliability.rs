@@ -222,3 +222,47 @@ fn init_errors_name_the_layer() {
         .expect("negative std");
     assert!(chain(&e).contains("`out.b`"), "{}", chain(&e));
 }
+
+/// A custom output layer of width 0: no values to choose a class from.
+struct Empty {
+    name: String,
+    inputs: Vec<(String, usize)>,
+}
+
+impl Layer for Empty {
+    fn name(&self) -> &str {
+        &self.name
+    }
+    fn size(&self) -> usize {
+        0
+    }
+    fn inputs(&self) -> &[(String, usize)] {
+        &self.inputs
+    }
+    fn params(&self) -> Vec<Param> {
+        Vec::new()
+    }
+    fn connect(&self, inputs: &[Expr]) -> nets::Result<Vec<(String, Expr)>> {
+        Ok(vec![("out".into(), inputs[0].slice(1, 0, 0))])
+    }
+}
+
+#[test]
+fn predict_refuses_an_output_of_width_0() {
+    let empty = LayerSpec::custom(0, |ctx: &nets::LayerContext| {
+        Ok(Box::new(Empty {
+            name: ctx.name.clone(),
+            inputs: ctx.inputs.clone(),
+        }) as Box<dyn Layer>)
+    });
+    let specs = vec![LayerSpec::input(2), empty];
+    let options = ModelOptions {
+        losses: vec![Loss::new(LossKind::Hinge)],
+        ..ModelOptions::default()
+    };
+    let model = Classifier::build(specs, options).expect("a width-0 output can be built");
+    let predict = std::panic::AssertUnwindSafe(|| model.predict(&x4()).map(|_| ()));
+    let result = std::panic::catch_unwind(predict).expect("predict must not panic");
+    let e = result.expect_err("no class to predict");
+    assert!(chain(&e).contains("width 0"), "{}", chain(&e));
+}
