@@ -112,7 +112,8 @@ impl Case {
         let hv = self.rule.needs_hv().then_some(&inputs.hv[..]);
         self.rule.begin_step();
         self.rule
-            .apply(0, black_box(&mut self.params), black_box(g), black_box(hv));
+            .apply(0, black_box(&mut self.params), black_box(g), black_box(hv))
+            .expect("the bench's arrays fit the rule");
         black_box(&mut self.params);
     }
 

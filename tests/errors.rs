@@ -314,8 +314,10 @@ impl Layer for Misfit {
 #[test]
 fn a_layers_shape_error_names_the_layer_and_shows_each_cause_once() {
     let specs = vec![LayerSpec::from(2), Misfit::spec(), LayerSpec::from(1)];
-    let net = Regressor::build(specs, ModelOptions::default()).unwrap();
-    let err = net.trainer("sgd", &[]).err().expect("the graph must fail");
+    // The model connects its layers when it is built, so the shape error shows there.
+    let err = Regressor::build(specs, ModelOptions::default())
+        .err()
+        .expect("the graph must fail");
     assert_each_cause_once(&err);
     check_error(
         Err::<(), _>(err),
@@ -420,6 +422,6 @@ fn a_loss_the_trainer_cannot_compile_says_so_once() {
         Err::<(), _>(err),
         expect![[r#"
         trainer: compiling the training functions
-        caused by: grad (node built at tests/errors.rs:413:24): the cost must be a scalar (rank 0), but `matmul` has shape [?, 1]"#]],
+        caused by: grad (node built at tests/errors.rs:415:24): the cost must be a scalar (rank 0), but `matmul` has shape [?, 1]"#]],
     );
 }

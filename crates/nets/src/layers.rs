@@ -345,16 +345,12 @@ impl Feedforward {
                 format!("{name}.w_{input}")
             };
             let mut rng = param_stream(seed, &pname);
-            ws.push(Param::new(
-                &pname,
-                random_matrix(*nin, size, weights, &mut rng)?,
-            ));
+            let w = random_matrix(*nin, size, weights, &mut rng)
+                .map_err(|e| e.context(init_context(name, &pname)))?;
+            ws.push(Param::new(&pname, w));
         }
         let bname = format!("{name}.b");
-        let b = Param::new(
-            &bname,
-            random_vector(size, bias, &mut param_stream(seed, &bname))?,
-        );
+        let b = Param::new(&bname, init_bias(name, &bname, size, bias, seed)?);
         let activation = Activation::build(activation, name, size)?;
         Ok(Feedforward {
             name: name.to_string(),
@@ -384,6 +380,7 @@ impl Layer for Feedforward {
         p
     }
     fn connect(&self, inputs: &[Expr]) -> Result<Vec<(String, Expr)>> {
+        expect_inputs(&self.name, &self.inputs, inputs.len())?;
         let mut pre: Option<Expr> = None;
         for (x, w) in inputs.iter().zip(&self.weights) {
             let term = x.matmul(&w.expr());
@@ -453,10 +450,7 @@ impl Tied {
         }
         let size = shape[0];
         let bname = format!("{name}.b");
-        let bias = Param::new(
-            &bname,
-            random_vector(size, bias, &mut param_stream(seed, &bname))?,
-        );
+        let bias = Param::new(&bname, init_bias(name, &bname, size, bias, seed)?);
         let activation = Activation::build(activation, name, size)?;
         Ok(Tied {
             name: name.to_string(),
@@ -486,6 +480,7 @@ impl Layer for Tied {
         p
     }
     fn connect(&self, inputs: &[Expr]) -> Result<Vec<(String, Expr)>> {
+        expect_inputs(&self.name, &self.inputs, inputs.len())?;
         let pre = inputs[0].matmul(&self.partner.expr().t()) + self.bias.expr();
         Ok(vec![
             ("out".into(), self.activation.apply(&pre)),
@@ -568,6 +563,26 @@ impl Combine {
     }
 }
 
+impl Combine {
+    /// Flatten and reshape keep the batch axis, so the values per row must match exactly;
+    /// otherwise the `-1` batch dim silently absorbs the difference and rows multiply.
+    fn check_row_values(&self, x: &Expr, wanted: usize) -> Result<()> {
+        let have = values_per_row(&self.name, x)?;
+        if have != wanted {
+            return Err(config(
+                format!("layer `{}`", self.name),
+                format!(
+                    "{:?} needs {wanted} values per row, but its input `{}` has {have} (dims {})",
+                    self.form,
+                    self.inputs[0].0,
+                    x.dims()
+                ),
+            ));
+        }
+        Ok(())
+    }
+}
+
 impl Layer for Combine {
     fn name(&self) -> &str {
         &self.name
@@ -582,14 +597,26 @@ impl Layer for Combine {
         Vec::new()
     }
     fn connect(&self, inputs: &[Expr]) -> Result<Vec<(String, Expr)>> {
+        expect_inputs(&self.name, &self.inputs, inputs.len())?;
         let out = match &self.form {
             Form::Product => inputs[1..].iter().fold(inputs[0].clone(), |acc, x| acc * x),
             Form::Concatenate => {
                 let axis = inputs[0].rank().saturating_sub(1);
                 Expr::concat(inputs, axis)
             }
-            Form::Flatten => inputs[0].reshape(&[-1, self.size as isize]),
+            Form::Flatten => {
+                self.check_row_values(&inputs[0], self.size)?;
+                inputs[0].reshape(&[-1, self.size as isize])
+            }
             Form::Reshape(dims) => {
+                let wanted = dims.iter().try_fold(1usize, |acc, &d| acc.checked_mul(d));
+                let wanted = wanted.ok_or_else(|| {
+                    config(
+                        format!("layer `{}`", self.name),
+                        format!("its dims {dims:?} overflow"),
+                    )
+                })?;
+                self.check_row_values(&inputs[0], wanted)?;
                 let mut target = vec![-1isize];
                 target.extend(dims.iter().map(|&d| d as isize));
                 inputs[0].reshape(&target)
@@ -608,6 +635,61 @@ impl Layer for Combine {
             ins.join(", ")
         )
     }
+}
+
+/// The context line of an initialisation error: the layer and parameter, which the init
+/// functions (knowing only shapes and options) cannot name.
+fn init_context(layer: &str, param: &str) -> String {
+    format!("layer `{layer}`: initialising `{param}`")
+}
+
+/// A layer's initial bias vector, with errors naming the layer.
+fn init_bias(
+    layer: &str,
+    param: &str,
+    size: usize,
+    bias: &BiasInit,
+    seed: u64,
+) -> Result<tape::Tensor> {
+    random_vector(size, bias, &mut param_stream(seed, param))
+        .map_err(|e| e.context(init_context(layer, param)))
+}
+
+/// Checks a layer receives as many input expressions as it declared inputs, so a missing input
+/// is an error naming the layer rather than a dropped weight matrix or an index panic.
+fn expect_inputs(name: &str, declared: &[(String, usize)], got: usize) -> Result<()> {
+    if got == declared.len() {
+        return Ok(());
+    }
+    let names: Vec<&str> = declared.iter().map(|(n, _)| n.as_str()).collect();
+    Err(config(
+        format!("layer `{name}`"),
+        format!(
+            "expects {} input(s) ({}), but was connected to {got}",
+            declared.len(),
+            names.join(", ")
+        ),
+    ))
+}
+
+/// The number of values per row of `x` (the product of its dims after the batch axis), or an
+/// error naming the layer when some of those dims are unknown or the product overflows.
+fn values_per_row(name: &str, x: &Expr) -> Result<usize> {
+    let dims = x.dims();
+    let what = || format!("layer `{name}`");
+    if dims.is_empty() {
+        return Err(config(what(), "its input has no batch axis (rank 0)"));
+    }
+    dims[1..].iter().try_fold(1usize, |acc, d| {
+        let d = d.ok_or_else(|| {
+            config(
+                what(),
+                format!("its input's per-row dims {dims} must be known to check its size"),
+            )
+        })?;
+        acc.checked_mul(d)
+            .ok_or_else(|| config(what(), format!("its input's per-row dims {dims} overflow")))
+    })
 }
 
 /// The initialisation stream of one parameter.

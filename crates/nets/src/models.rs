@@ -3,7 +3,7 @@
 
 use crate::error::{Error, Result};
 use crate::layers::LayerSpec;
-use crate::network::{Kind, ModelOptions, Network};
+use crate::network::{check_finite, check_sample_weights, Kind, ModelOptions, Network};
 use crate::regularizers::Regularizers;
 use tape::Tensor;
 
@@ -72,14 +72,49 @@ fn r_squared(y: &[f32], yhat: &[f32], w: Option<&[f32]>) -> f32 {
     (1.0 - res / tot) as f32
 }
 
+/// Checks optional weights: the expected shape, then finite, ≥ 0 and not all zero.
 fn check_weights(w: Option<&Tensor>, want: &[usize]) -> Result<()> {
     match w {
         Some(w) if w.shape() != want => Err(Error::Data {
             what: "weights".into(),
             problem: format!("expected shape {want:?}, got {:?}", w.shape()),
         }),
-        _ => Ok(()),
+        Some(w) => check_sample_weights(w),
+        None => Ok(()),
     }
+}
+
+/// The index of the largest value of each row of `p` (`k` values per row): the predicted class.
+/// A NaN anywhere in a row is an error naming the output layer and the row, because comparing
+/// with NaN is always false and the row would silently come out as class 0.
+fn argmax_rows(p: &[f32], k: usize, layer: &str) -> Result<Vec<f32>> {
+    if k == 0 {
+        return Err(Error::Data {
+            what: format!("output layer `{layer}`"),
+            problem: "has width 0, so there is no class to predict".into(),
+        });
+    }
+    p.chunks(k)
+        .enumerate()
+        .map(|(row, values)| {
+            if values.iter().any(|v| v.is_nan()) {
+                return Err(Error::Data {
+                    what: format!("output layer `{layer}`"),
+                    problem: format!(
+                        "row {row} of the class probabilities is NaN (are the parameters NaN?)"
+                    ),
+                });
+            }
+            let best = values
+                .iter()
+                .enumerate()
+                .fold(
+                    (0, f32::NEG_INFINITY),
+                    |b, (i, &v)| if v > b.1 { (i, v) } else { b },
+                );
+            Ok(best.0 as f32)
+        })
+        .collect()
 }
 
 impl Regressor {
@@ -103,6 +138,7 @@ impl Regressor {
                 problem: format!("expected shape {:?}, got {:?}", yhat.shape(), y.shape()),
             });
         }
+        check_finite("targets", y)?;
         check_weights(w, y.shape())?;
         Ok(r_squared(y.data(), yhat.data(), w.map(Tensor::data)))
     }
@@ -143,22 +179,13 @@ impl Autoencoder {
 
 impl Classifier {
     /// The most probable class of each row, as labels.
+    ///
+    /// Errors when a row's probabilities hold a NaN (NaN parameters, say), naming the output
+    /// layer and the row, rather than returning class 0; and when the output has width 0.
     pub fn predict(&self, x: &Tensor) -> Result<Tensor> {
         let p = self.predict_proba(x)?;
-        let k = p.shape()[1];
-        let labels: Vec<f32> = p
-            .data()
-            .chunks(k)
-            .map(|row| {
-                row.iter()
-                    .enumerate()
-                    .fold(
-                        (0, f32::NEG_INFINITY),
-                        |b, (i, &v)| if v > b.1 { (i, v) } else { b },
-                    )
-                    .0 as f32
-            })
-            .collect();
+        let out = self.layers()[self.layers().len() - 1].name();
+        let labels = argmax_rows(p.data(), self.output_size(), out)?;
         Ok(Tensor::vector(&labels))
     }
 

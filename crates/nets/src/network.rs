@@ -136,6 +136,7 @@ impl Network {
             ));
         }
         for loss in &losses {
+            check_loss_weight(loss)?;
             if loss.takes_labels() != (kind == Kind::Classifier) {
                 return Err(config(
                     format!("loss {}", loss.kind),
@@ -143,7 +144,7 @@ impl Network {
                 ));
             }
         }
-        Ok(Network {
+        let net = Network {
             kind,
             layers,
             losses,
@@ -151,7 +152,19 @@ impl Network {
             specs: kept_specs,
             compiled: Mutex::new(Vec::new()),
             evaluators: Mutex::new(Vec::new()),
-        })
+        };
+        net.check_connects()?;
+        Ok(net)
+    }
+
+    /// Connects every layer once, so that what only shows in the graph (a flatten or reshape
+    /// whose size does not fit its input, a layer given fewer inputs than it has weights) is an
+    /// error when the model is built rather than a wrong batch size at prediction time.
+    fn check_connects(&self) -> Result<()> {
+        let input = &self.layers[0];
+        let x = tape::Expr::input_with_dims(input.name(), &[None, Some(input.size())]);
+        self.connect(&x, &[], &crate::regularizers::Regularizers::default())?;
+        Ok(())
     }
 
     /// The kind of model.
@@ -257,6 +270,9 @@ impl Network {
 
     /// Checks class labels: one per row of `x`, integers in `0..classes`.
     pub fn check_labels(&self, x: &Tensor, y: &Tensor) -> Result<()> {
+        // The labels are counted against x's rows, so x must be a fitting matrix first (a
+        // rank-0 x used to be indexed out of bounds).
+        self.check_x(x)?;
         let classes = self.output_size();
         if y.rank() != 1 || y.len() != x.shape()[0] {
             return Err(Error::Data {
@@ -319,9 +335,71 @@ impl Network {
                 ),
             });
         }
-        if self.kind == Kind::Classifier {
-            self.check_labels(&data[0], &data[1])?;
+        match self.kind {
+            Kind::Classifier => self.check_labels(&data[0], &data[1])?,
+            Kind::Regressor => check_finite("targets", &data[1])?,
+            Kind::Autoencoder => {}
+        }
+        if self.options.weighted {
+            check_sample_weights(&data[data.len() - 1])?;
         }
         Ok(())
     }
+}
+
+/// The row of element `i` of an array whose first axis counts rows.
+fn row_of(t: &Tensor, i: usize) -> usize {
+    let per_row = t.len() / t.shape().first().copied().unwrap_or(1).max(1);
+    i / per_row.max(1)
+}
+
+/// Checks every value of a data array is finite: a NaN target used to turn a score into
+/// `Ok(NaN)` and training into "diverged" without saying which row was at fault.
+pub(crate) fn check_finite(what: &str, t: &Tensor) -> Result<()> {
+    match t.data().iter().position(|v| !v.is_finite()) {
+        Some(i) => Err(Error::Data {
+            what: what.into(),
+            problem: format!(
+                "value {} in row {} is not finite",
+                t.data()[i],
+                row_of(t, i)
+            ),
+        }),
+        None => Ok(()),
+    }
+}
+
+/// Checks per-sample weights: finite, not negative, not all zero (a weighted mean over zero
+/// total weight is NaN, and a negative weight rewards error).
+pub(crate) fn check_sample_weights(w: &Tensor) -> Result<()> {
+    check_finite("weights", w)?;
+    let bad = |problem: String| Error::Data {
+        what: "weights".into(),
+        problem,
+    };
+    if let Some(i) = w.data().iter().position(|&v| v < 0.0) {
+        return Err(bad(format!(
+            "weight {} in row {} is negative; weights must be ≥ 0",
+            w.data()[i],
+            row_of(w, i)
+        )));
+    }
+    if w.data().iter().all(|&v| v == 0.0) {
+        return Err(bad(
+            "all weights are zero; at least one must be positive".into()
+        ));
+    }
+    Ok(())
+}
+
+/// Checks a loss's weight is finite and not negative, naming the loss: a NaN weight used to
+/// surface only as "training diverged".
+fn check_loss_weight(loss: &Loss) -> Result<()> {
+    if loss.weight.is_finite() && loss.weight >= 0.0 {
+        return Ok(());
+    }
+    Err(config(
+        format!("loss {} option `weight`", loss.kind),
+        format!("weight {} must be a finite number ≥ 0", loss.weight),
+    ))
 }

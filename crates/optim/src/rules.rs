@@ -29,7 +29,7 @@ pub struct RuleState {
 /// let mut rule = Rule::new(opts, &[2])?;
 /// let mut p = [1.0f32, 2.0];
 /// rule.begin_step();
-/// rule.apply(0, &mut p, &[2.0, -2.0], None);
+/// rule.apply(0, &mut p, &[2.0, -2.0], None)?;
 /// assert_eq!(p, [0.0, 3.0]);
 /// # Ok::<(), optim::Error>(())
 /// ```
@@ -153,9 +153,19 @@ impl Rule {
 
     /// Updates parameter `index` in place from its gradient (and, for ESGD, its Hessian-vector
     /// product with the step's probe vector).
-    pub fn apply(&mut self, index: usize, p: &mut [f32], g: &[f32], hv: Option<&[f32]>) {
+    ///
+    /// Errors (leaving `p` and the state untouched) when `index` is not one of the parameters
+    /// the rule was made for, when `p`, `g` or `hv` do not have that parameter's length, or when
+    /// ESGD is given no Hessian-vector product.
+    pub fn apply(
+        &mut self,
+        index: usize,
+        p: &mut [f32],
+        g: &[f32],
+        hv: Option<&[f32]>,
+    ) -> Result<()> {
+        let n = self.check_apply(index, p.len(), g.len(), hv.map(<[f32]>::len))?;
         let o = &self.opts;
-        let n = p.len().min(g.len());
         let (p, g) = (&mut p[..n], &g[..n]);
         // Clipping as downhill: per element if asked, else rescaling the whole tensor's norm.
         let (scale, c) = if o.max_gradient_elem > 0.0 {
@@ -293,7 +303,8 @@ impl Rule {
                     unreachable!("esgd has one slot")
                 };
                 let dsq = &mut dsq[..n];
-                let hv = &hv.expect("ESGD is given Hessian-vector products")[..n];
+                // Present with length n: checked in `check_apply`.
+                let hv = &hv.unwrap_or_default()[..n];
                 each!(|i, gi| {
                     dsq[i] = flush(gamma * dsq[i] + (1.0 - gamma) * hv[i] * hv[i]);
                     alpha * gi / ((dsq[i] * inv_correction).sqrt() + eps)
@@ -313,6 +324,32 @@ impl Rule {
                     alpha * (m[i] * inv_c1) / ((v[i] * inv_c2).sqrt() + eps)
                 })
             }
+        }
+        Ok(())
+    }
+
+    /// The length every array given to [`Rule::apply`] for parameter `index` must have, or an
+    /// error saying which array does not fit (a shorter gradient used to be silently truncated).
+    fn check_apply(&self, index: usize, p: usize, g: usize, hv: Option<usize>) -> Result<usize> {
+        let what = format!("{} update of parameter {index}", self.state.algorithm);
+        let bad = |problem: String| Error::Config {
+            what: what.clone(),
+            problem,
+        };
+        let n = *self.sizes.get(index).ok_or_else(|| {
+            bad(format!(
+                "the rule was made for {} parameter(s), so the index must be below that",
+                self.sizes.len()
+            ))
+        })?;
+        let mut arrays = vec![("parameter", p), ("gradient", g)];
+        if self.needs_hv() {
+            let hv = hv.ok_or_else(|| bad("ESGD needs a Hessian-vector product".into()))?;
+            arrays.push(("Hessian-vector product", hv));
+        }
+        match arrays.into_iter().find(|&(_, len)| len != n) {
+            Some((name, len)) => Err(bad(format!("the {name} has {len} values, expected {n}"))),
+            None => Ok(n),
         }
     }
 }

@@ -175,7 +175,7 @@ impl Trainer {
         }
         options.validate()?;
         let exprs: Vec<Expr> = params.iter().map(Param::expr).collect();
-        let grads = grad(loss, &exprs).map_err(compiling)?;
+        let grads = grad(loss, &exprs).map_err(|e| name_param(loss, params, e))?;
         let mut outputs = vec![loss.clone()];
         outputs.extend(monitors.iter().map(|(_, e)| e.clone()));
         let eval_fn = Function::compile(inputs, &outputs).map_err(compiling)?;
@@ -408,7 +408,9 @@ impl Trainer {
             } else {
                 None
             };
-            p.update(|values| rule.apply(k, values, g, hv));
+            let mut applied = Ok(());
+            p.update(|values| applied = rule.apply(k, values, g, hv));
+            applied.map_err(|e| e.context(format!("updating parameter `{}`", p.name())))?;
         }
         Ok(loss)
     }
@@ -672,6 +674,27 @@ fn compiling(e: tape::Error) -> Error {
 
 /// The context of an error met while validating, after `iteration` iterations (counted from 1,
 /// as in [`Error::Diverged`]).
+/// Names the parameter behind a differentiation error (one the loss does not use, say): the
+/// engine can only point at the line that built the parameter's node, which for a parameter
+/// list is a line inside this crate or the standard library, not anything of the user's.
+fn name_param(loss: &Expr, params: &[Param], e: tape::Error) -> Error {
+    // A fault of the loss itself (not a scalar, say) is about no parameter in particular.
+    if grad(loss, &[]).is_err() {
+        return compiling(e);
+    }
+    let culprit = params.iter().find_map(|p| match grad(loss, &[p.expr()]) {
+        Err(tape::Error::Grad { reason, .. }) => Some((p, reason)),
+        _ => None,
+    });
+    match culprit {
+        Some((p, reason)) => Error::Config {
+            what: format!("trainer: parameter `{}`", p.name()),
+            problem: format!("{reason}; every parameter given must be used by the loss"),
+        },
+        None => compiling(e),
+    }
+}
+
 fn validating_context(iteration: usize) -> String {
     if iteration == 0 {
         "validating: before the first iteration".into()

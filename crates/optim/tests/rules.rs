@@ -15,7 +15,8 @@ fn run(opts: RuleOptions, steps: usize) -> Vec<[f32; 2]> {
     let mut out = Vec::new();
     for t in 0..steps {
         rule.begin_step();
-        rule.apply(0, &mut p, &GRADS[t], Some(&HVS[t]));
+        rule.apply(0, &mut p, &GRADS[t], Some(&HVS[t]))
+            .expect("sizes fit");
         out.push(p);
     }
     out
@@ -76,7 +77,7 @@ fn sgd_with_momentum_literal_values() {
     let mut seen = Vec::new();
     for _ in 0..3 {
         rule.begin_step();
-        rule.apply(0, &mut p, &[1.0], None);
+        rule.apply(0, &mut p, &[1.0], None).expect("sizes fit");
         seen.push(p[0]);
     }
     // v1 = -0.1, p = 0.9; v2 = 0.5·(-0.1) - 0.1 = -0.15, p = 0.75; v3 = -0.175, p = 0.575
@@ -96,7 +97,7 @@ fn nag_uses_nesterov_momentum_literal_values() {
     let mut seen = Vec::new();
     for _ in 0..3 {
         rule.begin_step();
-        rule.apply(0, &mut p, &[1.0], None);
+        rule.apply(0, &mut p, &[1.0], None).expect("sizes fit");
         seen.push(p[0]);
     }
     // p += μ²·v_prev − (1+μ)·Δ with v = μ·v_prev − Δ, Δ = 0.1:
@@ -114,7 +115,8 @@ fn clipping_per_element_and_per_tensor_norm() {
     let mut rule = Rule::new(o, &[2]).unwrap();
     let mut p = [0.0f32, 0.0];
     rule.begin_step();
-    rule.apply(0, &mut p, &[0.5, -1.0], None);
+    rule.apply(0, &mut p, &[0.5, -1.0], None)
+        .expect("sizes fit");
     assert_eq!(p, [-0.3, 0.3]);
 
     let mut o = opts(Algorithm::Sgd, 1.0);
@@ -122,8 +124,8 @@ fn clipping_per_element_and_per_tensor_norm() {
     let mut rule = Rule::new(o, &[2, 2]).unwrap();
     let (mut a, mut b) = ([0.0f32, 0.0], [0.0f32, 0.0]);
     rule.begin_step();
-    rule.apply(0, &mut a, &[3.0, 4.0], None); // norm 5 → scaled to norm 1
-    rule.apply(1, &mut b, &[0.3, 0.4], None); // norm 0.5: untouched (per tensor, not global)
+    rule.apply(0, &mut a, &[3.0, 4.0], None).expect("sizes fit"); // norm 5 → scaled to norm 1
+    rule.apply(1, &mut b, &[0.3, 0.4], None).expect("sizes fit"); // norm 0.5: untouched (per tensor, not global)
     check(&[a, b], &[[-0.6, -0.8], [-0.3, -0.4]]);
 }
 
@@ -272,16 +274,19 @@ fn state_round_trips_through_msgpack_and_resumes_exactly() {
         let mut a = Rule::new(o.clone(), &[2]).unwrap();
         let mut pa = START;
         a.begin_step();
-        a.apply(0, &mut pa, &GRADS[0], Some(&HVS[0]));
+        a.apply(0, &mut pa, &GRADS[0], Some(&HVS[0]))
+            .expect("sizes fit");
         let bytes = rmp_serde::to_vec(a.state()).unwrap();
         let mut b = Rule::new(o, &[2]).unwrap();
         b.set_state(rmp_serde::from_slice(&bytes).unwrap()).unwrap();
         let mut pb = pa;
         for t in 1..3 {
             a.begin_step();
-            a.apply(0, &mut pa, &GRADS[t], Some(&HVS[t]));
+            a.apply(0, &mut pa, &GRADS[t], Some(&HVS[t]))
+                .expect("sizes fit");
             b.begin_step();
-            b.apply(0, &mut pb, &GRADS[t], Some(&HVS[t]));
+            b.apply(0, &mut pb, &GRADS[t], Some(&HVS[t]))
+                .expect("sizes fit");
         }
         assert_eq!(pa, pb, "{alg}");
         let other = Rule::new(opts(Algorithm::Sgd, 0.1), &[3]).unwrap();
@@ -301,11 +306,45 @@ fn rmsprop_stays_finite_under_a_steady_gradient() {
     let mut p = vec![0.0f32; n];
     for _ in 0..600 {
         rule.begin_step();
-        rule.apply(0, &mut p, &grads, None);
+        rule.apply(0, &mut p, &grads, None).expect("sizes fit");
     }
     assert!(
         p.iter().all(|v| v.is_finite()),
         "{} NaN parameters",
         p.iter().filter(|v| !v.is_finite()).count()
     );
+}
+
+/// Issue 12 item 9: an index past the rule's parameters, ESGD without a Hessian-vector product
+/// and arrays of the wrong length used to panic or be silently truncated; each is now an error
+/// and leaves the parameter as it was.
+#[test]
+fn apply_rejects_arrays_that_do_not_fit_the_rule() {
+    let mut sgd = Rule::new(RuleOptions::new(Algorithm::Sgd), &[2]).expect("valid options");
+    sgd.begin_step();
+    let mut p = [1.0f32, 2.0];
+    let past = sgd.apply(1, &mut p, &[1.0, 1.0], None).unwrap_err();
+    assert!(past.to_string().contains("parameter 1"), "{past}");
+    let short = sgd.apply(0, &mut p, &[1.0], None).unwrap_err();
+    assert!(
+        short
+            .to_string()
+            .contains("gradient has 1 values, expected 2"),
+        "{short}"
+    );
+    let mut long = [1.0f32, 2.0, 3.0];
+    let err = sgd.apply(0, &mut long, &[1.0, 1.0], None).unwrap_err();
+    assert!(err.to_string().contains("parameter has 3 values"), "{err}");
+    assert_eq!(p, [1.0, 2.0]);
+    assert_eq!(long, [1.0, 2.0, 3.0]);
+
+    let mut esgd = Rule::new(RuleOptions::new(Algorithm::Esgd), &[2]).expect("valid options");
+    esgd.begin_step();
+    let no_hv = esgd.apply(0, &mut p, &[1.0, 1.0], None).unwrap_err();
+    assert!(no_hv.to_string().contains("Hessian-vector"), "{no_hv}");
+    let short_hv = esgd
+        .apply(0, &mut p, &[1.0, 1.0], Some(&[1.0]))
+        .unwrap_err();
+    assert!(short_hv.to_string().contains("has 1 values"), "{short_hv}");
+    assert_eq!(p, [1.0, 2.0]);
 }

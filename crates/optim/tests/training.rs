@@ -721,3 +721,20 @@ fn a_saved_state_that_does_not_fit_is_refused() {
     rngs.step.push([1, 2, 3, 4]);
     assert!(t.set_rng_states(&rngs).is_err());
 }
+
+/// Issue 12 item 15: a parameter the loss does not use was reported at a line inside the
+/// standard library (where the trainer's parameter list was mapped); the error names it.
+#[test]
+fn an_unused_parameter_is_named_without_a_source_path() {
+    let x = Expr::input_with_dims("x", &[None, Some(2)]);
+    let w = Param::new("w", Tensor::zeros(&[2, 1]));
+    let lonely = Param::new("lonely", Tensor::zeros(&[1]));
+    let loss = x.matmul(&w.expr()).mean();
+    let rule = RuleOptions::new(Algorithm::Sgd);
+    let e = Trainer::new(&loss, &[w, lonely], &[x], &[], rule, LoopOptions::default())
+        .err()
+        .expect("`lonely` is not used by the loss");
+    let text = e.to_string();
+    assert!(text.contains("parameter `lonely`"), "{text}");
+    assert!(!text.contains(".rs"), "{text}");
+}
