@@ -111,34 +111,13 @@ pub fn run(dir: &Path, epochs: usize) -> nets::Result<Summary> {
     })
 }
 
-/// How to get the data, for a directory that is missing or lacks the files.
 fn main() {
-    let mut args = std::env::args().skip(1);
-    let dir = theanets_rs::mnist::require_dir(Path::new(
-        &args
-            .next()
-            .unwrap_or_else(|| theanets_rs::mnist::DEFAULT_DIR.into()),
-    ));
-    let epochs = match args.next().map(|a| a.parse::<usize>()) {
-        None => 30,
-        Some(Ok(e)) if e > 0 => e,
-        Some(_) => {
-            eprintln!("error: EPOCHS must be a whole number ≥ 1");
-            std::process::exit(2);
-        }
-    };
+    let (dir, epochs) = theanets_rs::mnist::args(30);
     match run(&dir, epochs) {
         Ok(s) => println!(
             "test accuracy {:.4} after {} epochs, {:.1} s/epoch",
             s.test_accuracy, s.epochs, s.seconds_per_epoch
         ),
-        Err(e @ nets::Error::File { .. }) => {
-            eprintln!("error: {e}\n{}", theanets_rs::mnist::HOW_TO_GET);
-            std::process::exit(1);
-        }
-        Err(e) => {
-            eprintln!("error: {e}");
-            std::process::exit(1);
-        }
+        Err(e) => theanets_rs::mnist::exit_with(e),
     }
 }

@@ -23,3 +23,32 @@ pub fn require_dir(dir: &Path) -> PathBuf {
     }
     dir.to_path_buf()
 }
+
+/// The MNIST examples' arguments, `[DIR] [EPOCHS]`: the data directory (default
+/// [`DEFAULT_DIR`], checked with [`require_dir`]) and the number of epochs (default
+/// `default_epochs`). A bad epoch count exits with code 2.
+pub fn args(default_epochs: usize) -> (PathBuf, usize) {
+    let mut args = std::env::args().skip(1);
+    let dir = require_dir(Path::new(
+        &args.next().unwrap_or_else(|| DEFAULT_DIR.into()),
+    ));
+    let epochs = match args.next().map(|a| a.parse::<usize>()) {
+        None => default_epochs,
+        Some(Ok(e)) if e > 0 => e,
+        Some(_) => {
+            eprintln!("error: EPOCHS must be a whole number ≥ 1");
+            std::process::exit(2);
+        }
+    };
+    (dir, epochs)
+}
+
+/// Reports an example's failure and exits with code 1; a file problem also says how to get
+/// the data.
+pub fn exit_with(e: nets::Error) -> ! {
+    match e {
+        e @ nets::Error::File { .. } => eprintln!("error: {e}\n{HOW_TO_GET}"),
+        e => eprintln!("error: {e}"),
+    }
+    std::process::exit(1)
+}
