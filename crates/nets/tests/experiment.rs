@@ -6,7 +6,6 @@
 mod common;
 
 use nets::experiment::{Data, Experiment, SaveEvery, TrainOptions};
-use nets::layers::Feedforward;
 use nets::{Classifier, Error, LayerSpec, ModelOptions, Network, Registry, Regressor};
 use optim::{Algorithm, Monitors};
 use std::path::{Path, PathBuf};
@@ -21,10 +20,7 @@ fn normal(shape: &[usize], seed: u64) -> Tensor {
 
 /// A fresh directory for one test (tests run in parallel in one process).
 fn scratch(test: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("nets-exp-{}-{test}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
+    common::scratch("exp", test)
 }
 
 /// Regression data: y = tanh(x·A) + a little noise, so a small net can fit it.
@@ -491,26 +487,12 @@ fn a_callable_dataset_trains_reports_user_monitors_and_resumes() {
     std::fs::remove_dir_all(dir).unwrap();
 }
 
-fn plain_layer(ctx: &nets::LayerContext) -> nets::Result<Box<dyn nets::Layer>> {
-    let seed = ctx.rng.lock().unwrap().next_u64();
-    let layer = Feedforward::new(
-        &ctx.name,
-        ctx.size,
-        &ctx.inputs,
-        "tanh",
-        &Default::default(),
-        &Default::default(),
-        seed,
-    )?;
-    Ok(Box::new(layer))
-}
-
 #[test]
 fn custom_layers_resume_through_the_registry() {
     let dir = scratch("custom");
     let path = dir.join("custom.snapshot");
     let mut registry = Registry::new();
-    registry.register("plain", plain_layer).unwrap();
+    registry.register("plain", common::plain_layer).unwrap();
     let specs = || {
         vec![
             LayerSpec::input(3),

@@ -6,7 +6,6 @@
 
 mod common;
 
-use nets::layers::Feedforward;
 use nets::{
     Autoencoder, Classifier, Error, LayerSpec, Layout, Loss, LossKind, ModelOptions, Network,
     Registry, Regressor,
@@ -26,10 +25,7 @@ fn normal(shape: &[usize], seed: u64) -> Tensor {
 
 /// A fresh directory for one test (tests run in parallel in one process).
 fn scratch(test: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("nets-files-{}-{test}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
+    common::scratch("files", test)
 }
 
 /// A few SGD updates, so that saved parameters differ from the ones a rebuild initialises.
@@ -379,28 +375,13 @@ fn parameters_must_fill_their_shapes_and_match_the_layers() {
     std::fs::remove_dir_all(dir).unwrap();
 }
 
-fn plain_layer(ctx: &nets::LayerContext) -> nets::Result<Box<dyn nets::Layer>> {
-    let mut rng = ctx.rng.lock().unwrap();
-    let seed = rng.next_u64();
-    let layer = Feedforward::new(
-        &ctx.name,
-        ctx.size,
-        &ctx.inputs,
-        "tanh",
-        &Default::default(),
-        &Default::default(),
-        seed,
-    )?;
-    Ok(Box::new(layer))
-}
-
 #[test]
 fn custom_layers_come_back_through_a_registry() {
     let dir = scratch("custom");
     let path = dir.join("custom.model");
     let mut registry = Registry::new();
-    registry.register("plain", plain_layer).unwrap();
-    assert!(registry.register("plain", plain_layer).is_err());
+    registry.register("plain", common::plain_layer).unwrap();
+    assert!(registry.register("plain", common::plain_layer).is_err());
     let specs = vec![
         LayerSpec::input(3),
         registry.spec("plain", 4).unwrap().name("mine"),
@@ -432,7 +413,7 @@ fn custom_layers_come_back_through_a_registry() {
     let unnamed = Regressor::build(
         vec![
             3.into(),
-            LayerSpec::custom(4, plain_layer).name("anon"),
+            LayerSpec::custom(4, common::plain_layer).name("anon"),
             2.into(),
         ],
         ModelOptions::default(),

@@ -1,5 +1,34 @@
-//! Helpers shared by the file tests (`files.rs`, `file_alloc.rs`, `experiment.rs`): hand-made
-//! MessagePack documents for damaged-file cases.
+//! Helpers shared by the file tests (`files.rs`, `file_alloc.rs`, `experiment.rs`): a scratch
+//! folder, a custom layer to register, and hand-made MessagePack documents for damaged-file cases.
+
+// Each test binary includes this module and uses a part of it.
+#![allow(dead_code)]
+
+use nets::layers::Feedforward;
+use std::path::PathBuf;
+
+/// An empty folder for one test: `nets-{suite}-{pid}-{test}` under the temp dir.
+pub fn scratch(suite: &str, test: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("nets-{suite}-{}-{test}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+/// A custom layer for registries: a tanh feedforward layer seeded from its context's stream.
+pub fn plain_layer(ctx: &nets::LayerContext) -> nets::Result<Box<dyn nets::Layer>> {
+    let seed = ctx.rng.lock().unwrap().next_u64();
+    let layer = Feedforward::new(
+        &ctx.name,
+        ctx.size,
+        &ctx.inputs,
+        "tanh",
+        &Default::default(),
+        &Default::default(),
+        seed,
+    )?;
+    Ok(Box::new(layer))
+}
 
 /// A file envelope `{format, version: 1, payload}` as a MessagePack map, with `payload` as a
 /// `bin 32`, written byte by byte so a test can damage any field.
