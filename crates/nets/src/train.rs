@@ -4,7 +4,8 @@
 use crate::error::Result;
 use crate::network::Network;
 use crate::regularizers::Regularizers;
-use optim::{Algorithm, LoopOptions, RuleOptions, Trainer};
+use optim::{Algorithm, LoopOptions, RowProblem, RuleOptions, Trainer};
+use tape::DType;
 
 impl Network {
     /// A trainer for this network: `algorithm` by name and `settings` as `key=value` pairs for
@@ -46,6 +47,29 @@ impl Network {
     ) -> Result<Trainer> {
         let g = self.graph(regs)?;
         let mut trainer = Trainer::new(&g.loss, &self.params(), &g.inputs, &g.monitors, rule, lp)?;
+        if let Some(k) = g
+            .inputs
+            .iter()
+            .position(|e| e.ty().is_ok_and(|t| t.dtype == DType::Label))
+        {
+            // Checked here, before the graph runs, so that a bad label is reported against the
+            // output layer and the data set's row rather than the op that reads it.
+            let layer = self.layers[self.layers.len() - 1].name().to_string();
+            let classes = self.output_size();
+            trainer.check_batches_with(move |batch| {
+                let Some(labels) = batch.get(k) else {
+                    return Ok(());
+                };
+                tape::kernels::check_labels(labels.data(), classes).map_err(|(row, value)| {
+                    RowProblem {
+                        row,
+                        problem: format!(
+                            "labels for layer `{layer}`: label {value} is not a class in 0..{classes}"
+                        ),
+                    }
+                })
+            });
+        }
         if regs.rewrites() && !regs.noisy_validation {
             // Validate the model as it will predict: penalties kept, noise and dropout off.
             let clean = self.graph(&regs.without_rewrites())?;

@@ -266,3 +266,69 @@ fn predict_refuses_an_output_of_width_0() {
     let e = result.expect_err("no class to predict");
     assert!(chain(&e).contains("width 0"), "{}", chain(&e));
 }
+
+#[test]
+fn label_errors_on_the_direct_trainer_path_name_the_layer_the_dataset_and_the_row() {
+    // A user who builds the trainer and the dataset by hand (no Experiment, no model-level
+    // check) must still learn which layer's labels, which data set and which row are wrong,
+    // not an op name at a line inside nets.
+    let model = Classifier::new(&[2, 3, 2]).expect("model");
+    let mut trainer = model.trainer("sgd", &["max_updates=1"]).expect("trainer");
+    let labels = Tensor::vector(&[0.0, 1.0, 1.0, 7.0]);
+    let mut train = optim::Dataset::new(
+        "train",
+        vec![x4(), labels],
+        optim::DatasetOptions {
+            batch_size: 2,
+            shuffle_samples: false,
+            ..Default::default()
+        },
+    )
+    .expect("dataset");
+    let e = trainer
+        .train(&mut train, None)
+        .map(|_| ())
+        .expect_err("label 7 with 2 classes");
+    let text = chain(&nets::Error::from(e));
+    assert!(text.contains("layer `out`"), "{text}");
+    assert!(text.contains("`train`"), "{text}");
+    assert!(text.contains("row 3"), "{text}");
+    assert!(text.contains("label 7"), "{text}");
+    assert!(!text.contains("crates/nets/src"), "{text}");
+}
+
+#[test]
+fn a_bad_label_met_in_shuffled_training_batches_is_reported_at_its_original_row() {
+    let model = Classifier::new(&[2, 3, 2]).expect("model");
+    let mut trainer = model.trainer("sgd", &["max_updates=3"]).expect("trainer");
+    let options = optim::DatasetOptions {
+        batch_size: 1,
+        shuffle_samples: true,
+        seed: 5,
+        ..Default::default()
+    };
+    let good = Tensor::vector(&[0.0, 1.0, 1.0, 0.0]);
+    let bad = Tensor::vector(&[0.0, 1.0, 2.0, 0.0]);
+    let mut train =
+        optim::Dataset::new("train", vec![x4(), bad.clone()], options.clone()).expect("dataset");
+    let mut valid = optim::Dataset::new("valid", vec![x4(), good], options).expect("dataset");
+    let e = trainer
+        .train(&mut train, Some(&mut valid))
+        .map(|_| ())
+        .expect_err("label 2 with 2 classes");
+    let text = chain(&nets::Error::from(e));
+    assert!(text.starts_with("training: iteration 1"), "{text}");
+    assert!(
+        text.contains("dataset `train`: row 2: labels for layer `out`: label 2"),
+        "{text}"
+    );
+
+    // A batch handed to `step` directly is located within the batch.
+    let e = trainer
+        .step(&[x4().view(), bad.view()])
+        .expect_err("label 2 with 2 classes");
+    assert!(
+        e.to_string().contains("row 2: labels for layer `out`"),
+        "{e}"
+    );
+}

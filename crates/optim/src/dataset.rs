@@ -490,6 +490,23 @@ impl Dataset {
         }
     }
 
+    /// Where row `row` of the batch most recently returned by [`Dataset::next_batch`] came from,
+    /// in words a user can look up: `row 37` (of the arrays as given, through any shuffling) for
+    /// arrays, `row 3 of call 12` for a callable. Errors about one row of a batch use it.
+    pub fn describe_batch_row(&self, row: usize) -> String {
+        match &self.source {
+            Source::Arrays(a) => match a.cursor.checked_sub(1).map(|c| a.order[c]) {
+                Some(b) => {
+                    let at = a.ranges[b].0 + row;
+                    let original = a.samples.as_ref().map_or(at, |s| s.perm[at]);
+                    format!("row {original}")
+                }
+                None => format!("row {row} of the batch"),
+            },
+            Source::Callable(c) => format!("row {row} of call {}", c.calls),
+        }
+    }
+
     /// Every batch of one full pass, in natural row order and from the original (unpermuted)
     /// rows, without touching the cursor or the random stream (for validation): calls `f` with
     /// each batch's views and stops at the first error.

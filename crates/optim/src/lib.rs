@@ -59,4 +59,6 @@ pub use error::{Error, Result};
 pub use options::{Algorithm, LoopOptions, RuleOptions};
 pub use rules::{Rule, RuleState};
 pub use tape;
-pub use trainer::{Best, Iterate, LoopState, Monitors, Trainer, TrainerRngs};
+pub use trainer::{
+    BatchCheck, Best, Iterate, LoopState, Monitors, RowProblem, Trainer, TrainerRngs,
+};

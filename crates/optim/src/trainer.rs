@@ -9,6 +9,7 @@ use crate::rules::{Rule, RuleState};
 use serde::{Deserialize, Serialize};
 use smallvec::SmallVec;
 use std::fmt;
+use std::sync::Arc;
 use tape::{grad, Expr, Function, Param, Rng, Tensor, TensorView};
 
 /// An ordered map of monitor names to values: `loss` first, then the caller's monitors in order,
@@ -87,6 +88,8 @@ pub struct Trainer {
     num_monitors: usize,
     rng: Rng,
     probes: Vec<Tensor>,
+    /// The caller's check of each batch's values, run before computing with it.
+    check: Option<BatchCheck>,
     /// Row-weighted sums of the loss, the monitors and the gradient norms over an iteration.
     sums: Vec<f64>,
     /// Rows seen by `sums`.
@@ -143,6 +146,22 @@ pub struct LoopState {
     pub validated_at: Option<usize>,
     /// Whether the run has ended.
     pub done: bool,
+}
+
+/// A check of a batch's values that the trainer runs before computing with the batch (see
+/// [`Trainer::check_batches_with`]): `Err` names the first bad row of the batch and what is
+/// wrong with it.
+pub type BatchCheck =
+    Arc<dyn Fn(&[TensorView<'_>]) -> std::result::Result<(), RowProblem> + Send + Sync>;
+
+/// What a [`BatchCheck`] found: the row of the batch and the problem in words, naming the
+/// caller's thing (for a classifier: the output layer whose labels are wrong).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RowProblem {
+    /// The row of the batch (counted from 0).
+    pub row: usize,
+    /// What is wrong with it.
+    pub problem: String,
 }
 
 /// The states of every random stream a trainer draws from, for a snapshot.
@@ -220,6 +239,7 @@ impl Trainer {
             names,
             num_monitors: monitors.len(),
             probes,
+            check: None,
             sums,
             rows: 0,
             iteration: 0,
@@ -364,9 +384,37 @@ impl Trainer {
         Ok(())
     }
 
+    /// Checks every batch with `check` before training or validating on it. A bad row then
+    /// fails with an error naming the data set and the row (through any shuffling) instead of
+    /// an error from inside the compiled graph. `nets` installs one that checks a classifier's
+    /// labels against its output layer.
+    pub fn check_batches_with(
+        &mut self,
+        check: impl Fn(&[TensorView<'_>]) -> std::result::Result<(), RowProblem> + Send + Sync + 'static,
+    ) {
+        self.check = Some(Arc::new(check));
+    }
+
+    /// Runs the batch check, if any.
+    fn check_batch(&self, batch: &[TensorView<'_>]) -> std::result::Result<(), RowProblem> {
+        match &self.check {
+            Some(check) => check(batch),
+            None => Ok(()),
+        }
+    }
+
     /// One minibatch: computes loss, monitors and gradients, then updates every parameter.
     /// Returns the loss computed before the update.
     pub fn step(&mut self, batch: &[TensorView<'_>]) -> Result<f32> {
+        self.check_batch(batch).map_err(|p| Error::Data {
+            dataset: "the batch given to Trainer::step".into(),
+            problem: format!("row {}: {}", p.row, p.problem),
+        })?;
+        self.step_checked(batch)
+    }
+
+    /// [`Trainer::step`] after the batch check.
+    fn step_checked(&mut self, batch: &[TensorView<'_>]) -> Result<f32> {
         let _flush = tape::fpenv::FlushDenormals::new();
         let np = self.params.len();
         if self.rule.needs_hv() {
@@ -445,8 +493,23 @@ impl Trainer {
         let n_out = 1 + self.num_monitors;
         let mut sums = vec![0.0f64; n_out];
         let mut rows = 0usize;
-        let f = &mut self.eval_fn;
+        let (f, check) = (&mut self.eval_fn, &self.check);
+        let (name, arrays) = (data.name().to_string(), data.len().is_some());
+        let mut batches = 0;
         data.for_each_batch(|batch| {
+            batches += 1;
+            if let Some(Err(p)) = check.as_ref().map(|c| c(batch)) {
+                // Validation walks arrays in their natural order, so rows count on from here.
+                let at = if arrays {
+                    format!("row {}", rows + p.row)
+                } else {
+                    format!("row {} of batch {batches}", p.row)
+                };
+                return Err(Error::Data {
+                    dataset: name.clone(),
+                    problem: format!("{at}: {}", p.problem),
+                });
+            }
             f.run(batch)?;
             let n = batch_rows(batch);
             for (k, s) in sums.iter_mut().enumerate() {
@@ -636,7 +699,21 @@ impl Trainer {
         self.rows = 0;
         let batches = train.iteration_size();
         for b in 0..batches {
-            let loss = match train.next_batch().and_then(|batch| self.step(&batch)) {
+            // The batch's views borrow the dataset, so a bad row is located after they end.
+            let stepped = match train.next_batch() {
+                Ok(batch) => match self.check_batch(&batch) {
+                    Ok(()) => self.step_checked(&batch).map_err(Ok),
+                    Err(p) => Err(Err(p)),
+                },
+                Err(e) => Err(Ok(e)),
+            };
+            let stepped = stepped.map_err(|e| {
+                e.unwrap_or_else(|p| Error::Data {
+                    dataset: train.name().to_string(),
+                    problem: format!("{}: {}", train.describe_batch_row(p.row), p.problem),
+                })
+            });
+            let loss = match stepped {
                 Ok(l) => l,
                 Err(e) => {
                     let context = format!(

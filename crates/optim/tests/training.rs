@@ -738,3 +738,62 @@ fn an_unused_parameter_is_named_without_a_source_path() {
     assert!(text.contains("parameter `lonely`"), "{text}");
     assert!(!text.contains(".rs"), "{text}");
 }
+
+/// A batch check's row is reported where the user can find it: through the shuffle for arrays,
+/// by call for a callable, and within the batch for a direct `step`.
+#[test]
+fn batch_checks_locate_the_bad_row() {
+    let x = Expr::input("x", 2);
+    let w = Param::new("w", Tensor::zeros(&[1, 1]));
+    let loss = x.matmul(&w.expr()).square().mean();
+    let lp = LoopOptions {
+        max_updates: Some(5),
+        ..Default::default()
+    };
+    let rule = RuleOptions::new(Algorithm::Sgd);
+    let mut trainer = Trainer::new(&loss, &[w], &[x], &[], rule, lp).unwrap();
+    trainer.check_batches_with(
+        |batch| match batch[0].data().iter().position(|&v| v < 0.0) {
+            Some(row) => Err(optim::RowProblem {
+                row,
+                problem: "negative".into(),
+            }),
+            None => Ok(()),
+        },
+    );
+    // Validation sees the arrays in their natural order.
+    let xs = Tensor::new(&[5, 1], vec![1.0, 2.0, 3.0, -4.0, 5.0]).unwrap();
+    let options = DatasetOptions {
+        batch_size: 2,
+        ..Default::default()
+    };
+    let mut data = Dataset::new("d", vec![xs], options.clone()).unwrap();
+    let e = trainer.train(&mut data, None).unwrap_err();
+    assert_eq!(e.root().to_string(), "dataset `d`: row 3: negative");
+
+    // A callable's third call returns the bad row second.
+    let mut calls = 0;
+    let mut data = Dataset::from_fn(
+        "gen",
+        move || {
+            calls += 1;
+            let bad = if calls == 3 { -1.0 } else { 1.0 };
+            vec![Tensor::new(&[2, 1], vec![1.0, bad]).unwrap()]
+        },
+        DatasetOptions {
+            iteration_size: Some(2),
+            ..options
+        },
+    )
+    .unwrap();
+    let mut valid = one_batch("v", vec![Tensor::new(&[1, 1], vec![1.0]).unwrap()]);
+    let e = trainer.train(&mut data, Some(&mut valid)).unwrap_err();
+    assert_eq!(
+        e.root().to_string(),
+        "dataset `gen`: row 1 of call 3: negative"
+    );
+
+    let bad = Tensor::new(&[2, 1], vec![1.0, -1.0]).unwrap();
+    let e = trainer.step(&[bad.view()]).unwrap_err();
+    assert!(e.to_string().ends_with("row 1: negative"), "{e}");
+}
