@@ -566,3 +566,148 @@ fn the_rnn_step_reads_like_a_layer() {
     let r = f.call(&case.args(false)).unwrap();
     assert_eq!(r[0].data(), r[1].data());
 }
+
+/// A step mixing many kinds of ops (softmax, concat, slices, reductions with kept axes,
+/// maximum, clip, log-sum-exp): any graph works as a step.
+fn busy_step(x_t: &Expr, h: &Expr, w: &Expr) -> Expr {
+    let d = 3;
+    let a = (h.matmul(w) + x_t).softmax();
+    let c = Expr::concat(&[a, h.maximum(x_t).clip(-0.8, 0.8)], 1);
+    let s = c.sum_axis(1, true);
+    let l = c.logsumexp().unsqueeze(1);
+    c.slice(1, 0, d) * 0.5 + c.slice(1, d, d) * 0.5 + (s - l) * 0.01
+}
+
+#[test]
+fn a_step_of_many_ops_equals_the_unrolled_graph_in_values_and_gradients() {
+    let (batch, time, d) = (2, 4, 3);
+    let x = Expr::input_with_dims("x", &[Some(batch), Some(time), Some(d)]);
+    let h0 = Expr::input_with_dims("h0", &[Some(batch), Some(d)]);
+    let w = Param::new("w", normal(&[d, d], 21));
+    let out = scan(
+        Scan {
+            sequences: std::slice::from_ref(&x),
+            states: std::slice::from_ref(&h0),
+            non_sequences: &[w.expr()],
+            reverse: true,
+            ..Scan::default()
+        },
+        |s| Ok(vec![busy_step(&s[0], &s[1], &s[2])]),
+    )
+    .unwrap();
+    let mut h = h0.clone();
+    for t in (0..time).rev() {
+        let x_t = x.slice(1, t, 1).reshape(&[batch as isize, d as isize]);
+        h = busy_step(&x_t, &h, &w.expr());
+    }
+    let r = Expr::constant(normal(&[batch, d], 22));
+    let losses = [(&out.finals[0] * &r).sum(), (&h * &r).sum()];
+    let xs = normal(&[batch, time, d], 23);
+    let hs = normal(&[batch, d], 24);
+    let mut results = Vec::new();
+    for loss in &losses {
+        let mut outs = vec![loss.clone()];
+        outs.extend(grad(loss, &[x.clone(), h0.clone(), w.expr()]).unwrap());
+        let mut f = Function::compile(&[x.clone(), h0.clone()], &outs).unwrap();
+        results.push(f.call(&[&xs, &hs]).unwrap());
+    }
+    for ((g, want), name) in results[0]
+        .iter()
+        .zip(&results[1])
+        .zip(["loss", "dx", "dh0", "dw"])
+    {
+        assert_close_tensor(g, want, 1e-4, 1e-5, name);
+    }
+    let inputs = [(x.clone(), xs), (h0.clone(), hs)];
+    let report =
+        check::gradient(&losses[0], &inputs, &[x, h0, w.expr()], &Options::default()).unwrap();
+    assert!(report.ok(), "{report}");
+}
+
+#[test]
+fn a_scan_inside_a_step_runs_and_differentiates() {
+    // Outer loop over t, inner loop over s of x[:, t, s, :]: the inner scan starts from the
+    // outer state and its final state is the outer step's new state.
+    let (batch, time, inner, d) = (2, 3, 2, 2);
+    let x = Expr::input_with_dims("x", &[Some(batch), Some(time), Some(inner), Some(d)]);
+    let h0 = Expr::input_with_dims("h0", &[Some(batch), Some(d)]);
+    let w = Param::new("w", normal(&[d, d], 31));
+    let u = Param::new("u", normal(&[d, d], 32));
+    let cell = |x: &Expr, g: &Expr, w: &Expr, u: &Expr| (x.matmul(w) + g.matmul(u)).tanh();
+    let out = scan(
+        Scan {
+            sequences: std::slice::from_ref(&x),
+            states: std::slice::from_ref(&h0),
+            non_sequences: &[w.expr(), u.expr()],
+            ..Scan::default()
+        },
+        |s| {
+            let inner = scan(
+                Scan {
+                    sequences: std::slice::from_ref(&s[0]),
+                    states: std::slice::from_ref(&s[1]),
+                    non_sequences: &s[2..4],
+                    ..Scan::default()
+                },
+                |q| Ok(vec![cell(&q[0], &q[1], &q[2], &q[3])]),
+            )?;
+            Ok(inner.finals)
+        },
+    )
+    .unwrap();
+    let dump = out.finals[0].debug_print();
+    assert!(
+        dump.contains("    │     │ "),
+        "the inner body is indented twice:\n{dump}"
+    );
+
+    let mut h = h0.clone();
+    for t in 0..time {
+        for s in 0..inner {
+            let x_ts = x
+                .slice(1, t, 1)
+                .slice(2, s, 1)
+                .reshape(&[batch as isize, d as isize]);
+            h = cell(&x_ts, &h, &w.expr(), &u.expr());
+        }
+    }
+    let r = Expr::constant(normal(&[batch, d], 33));
+    let losses = [(&out.finals[0] * &r).sum(), (&h * &r).sum()];
+    let xs = normal(&[batch, time, inner, d], 34);
+    let hs = normal(&[batch, d], 35);
+    let mut results = Vec::new();
+    for loss in &losses {
+        let mut outs = vec![loss.clone()];
+        outs.extend(grad(loss, &[x.clone(), w.expr(), u.expr()]).unwrap());
+        let mut f = Function::compile(&[x.clone(), h0.clone()], &outs).unwrap();
+        results.push(f.call(&[&xs, &hs]).unwrap());
+    }
+    for ((g, want), name) in results[0]
+        .iter()
+        .zip(&results[1])
+        .zip(["loss", "dx", "dw", "du"])
+    {
+        assert_close_tensor(g, want, 1e-4, 1e-5, name);
+    }
+}
+
+#[test]
+fn a_truncated_backward_pass_cannot_be_differentiated_again() {
+    let case = Case::new(
+        Dims {
+            batch: 1,
+            time: 3,
+            dx: 1,
+            dh: 1,
+        },
+        2,
+    );
+    let out = case.scanned(false, false, Some(2));
+    let loss = case.loss(&out.states[0], &out.finals[0]);
+    let g = grad(&loss, &case.weights()).unwrap();
+    let err = grad(&g[0].square().sum(), &case.weights()).unwrap_err();
+    assert!(
+        matches!(&err, Error::Grad { reason, .. } if reason.contains("bptt_limit")),
+        "{err}"
+    );
+}
