@@ -711,3 +711,108 @@ fn a_truncated_backward_pass_cannot_be_differentiated_again() {
         "{err}"
     );
 }
+
+/// An LSTM step as a layer would write it: two states (h, c) and the output gate as an extra
+/// per-step output.
+fn lstm(s: &[Expr], dh: usize) -> Vec<Expr> {
+    let [x_t, h, c, w, u, b] = s else {
+        unreachable!("one sequence, two states, three weights")
+    };
+    let z = x_t.matmul(w) + h.matmul(u) + b;
+    let gates = z.split(1, &[dh; 4]);
+    let (i, f, g, o) = (
+        gates[0].sigmoid(),
+        (&gates[1] + 1.0).sigmoid(),
+        gates[2].tanh(),
+        gates[3].sigmoid(),
+    );
+    let c_new = &f * c + &i * &g;
+    let h_new = &o * &c_new.tanh();
+    vec![h_new, c_new, o]
+}
+
+#[test]
+fn an_lstm_scan_with_two_states_and_an_output_equals_the_unrolled_graph() {
+    let (batch, time, dx, dh) = (2, 4, 3, 2);
+    let x = Expr::input_with_dims("x", &[Some(batch), Some(time), Some(dx)]);
+    let m = Expr::input_with_dims("m", &[Some(batch), Some(time)]);
+    let h0 = Expr::input_with_dims("h0", &[Some(batch), Some(dh)]);
+    let c0 = Expr::input_with_dims("c0", &[Some(batch), Some(dh)]);
+    let w = Param::new("w", normal(&[dx, 4 * dh], 41));
+    let u = Param::new("u", normal(&[dh, 4 * dh], 42));
+    let b = Param::new("b", normal(&[4 * dh], 43));
+    let weights = [w.expr(), u.expr(), b.expr()];
+    let out = scan(
+        Scan {
+            sequences: std::slice::from_ref(&x),
+            states: &[h0.clone(), c0.clone()],
+            non_sequences: &weights,
+            mask: Some(&m),
+            ..Scan::default()
+        },
+        |s| Ok(lstm(s, dh)),
+    )
+    .unwrap();
+
+    let (mut h, mut c) = (h0.clone(), c0.clone());
+    let mut stacked: [Vec<Expr>; 3] = Default::default();
+    for t in 0..time {
+        let x_t = x.slice(1, t, 1).reshape(&[batch as isize, dx as isize]);
+        let m_t = m.slice(1, t, 1);
+        let new = lstm(
+            &[x_t, h.clone(), c.clone(), w.expr(), u.expr(), b.expr()],
+            dh,
+        );
+        for (k, v) in new.iter().enumerate() {
+            stacked[k].push((&m_t * v).unsqueeze(1));
+        }
+        h = &m_t * &new[0] + (1.0 - &m_t) * &h;
+        c = &m_t * &new[1] + (1.0 - &m_t) * &c;
+    }
+    let [hs, cs, os] = stacked.map(|v| Expr::concat(&v, 1));
+    // Σ_k ⟨part_k, R_k⟩ with fixed random R_k: every result reaches the loss.
+    let loss = |parts: [&Expr; 5]| {
+        let terms = parts.iter().zip(50u64..).map(|(p, seed)| {
+            let dims: Vec<usize> = p.dims().iter().map(|d| d.unwrap()).collect();
+            (*p * &Expr::constant(normal(&dims, seed))).sum()
+        });
+        terms.reduce(|a, b| a + b).unwrap()
+    };
+    let got = loss([
+        &out.states[0],
+        &out.states[1],
+        &out.outputs[0],
+        &out.finals[0],
+        &out.finals[1],
+    ]);
+    let want = loss([&hs, &cs, &os, &h, &c]);
+    let inputs = [x.clone(), m.clone(), h0.clone(), c0.clone()];
+    let values = [
+        normal(&[batch, time, dx], 44),
+        Tensor::new(&[batch, time], vec![1., 1., 0., 1., 1., 0., 1., 0.]).unwrap(),
+        normal(&[batch, dh], 45),
+        normal(&[batch, dh], 46),
+    ];
+    let wrt = [
+        x.clone(),
+        h0.clone(),
+        c0.clone(),
+        w.expr(),
+        u.expr(),
+        b.expr(),
+    ];
+    let mut results = Vec::new();
+    for l in [&got, &want] {
+        let mut outs = vec![l.clone()];
+        outs.extend(grad(l, &wrt).unwrap());
+        let mut f = Function::compile(&inputs, &outs).unwrap();
+        results.push(f.call(&values.iter().collect::<Vec<_>>()).unwrap());
+    }
+    let names = ["loss", "dx", "dh0", "dc0", "dw", "du", "db"];
+    for ((g, w), name) in results[0].iter().zip(&results[1]).zip(names) {
+        assert_close_tensor(g, w, 1e-4, 1e-5, name);
+    }
+    let pairs: Vec<(Expr, Tensor)> = inputs.into_iter().zip(values).collect();
+    let report = check::gradient(&got, &pairs, &wrt, &Options::default()).unwrap();
+    assert!(report.ok(), "{report}");
+}
