@@ -39,7 +39,8 @@
 //! A mask `(batch, time)` marks padding with 0: there the state is carried through unchanged
 //! and the step's outputs (stacked states included) are zero, so variable-length sequences can
 //! share a batch. Random ops (dropout, noise) may be used in a step, but such a scan has no
-//! gradient: its backward pass would draw new numbers.
+//! gradient (its backward pass would draw new numbers), and the step's streams belong to the
+//! plan: they restart with each new plan and are not among [`crate::Function::rng_states`].
 
 use crate::dims::Dims;
 use crate::error::{Error, Loc, Result};

@@ -831,3 +831,38 @@ fn an_lstm_scan_with_two_states_and_an_output_equals_the_unrolled_graph() {
     let report = check::gradient(&got, &pairs, &wrt, &Options::default()).unwrap();
     assert!(report.ok(), "{report}");
 }
+
+#[test]
+fn a_scan_without_states_maps_over_time_and_empty_time_keeps_the_initial_state() {
+    // No state: a per-step map, here x_t · 2 stacked back.
+    let x = Expr::input("x", 3);
+    let out = scan(
+        Scan {
+            sequences: std::slice::from_ref(&x),
+            ..Scan::default()
+        },
+        |s| Ok(vec![&s[0] * 2.0]),
+    )
+    .unwrap();
+    let mut f = Function::compile(std::slice::from_ref(&x), &[out.outputs[0].clone()]).unwrap();
+    let xs = Tensor::new(&[1, 2, 2], vec![1., 2., 3., 4.]).unwrap();
+    assert_eq!(f.call(&[&xs]).unwrap()[0].data(), &[2., 4., 6., 8.]);
+
+    // Zero steps: the final state is the initial one, the stacked states are empty.
+    let h0 = Expr::input("h0", 2);
+    let out = scan(
+        Scan {
+            sequences: std::slice::from_ref(&x),
+            states: std::slice::from_ref(&h0),
+            ..Scan::default()
+        },
+        |s| Ok(vec![&s[1] + &s[0]]),
+    )
+    .unwrap();
+    let mut f =
+        Function::compile(&[x, h0], &[out.finals[0].clone(), out.states[0].clone()]).unwrap();
+    let h0s = Tensor::new(&[1, 2], vec![5., 6.]).unwrap();
+    let r = f.call(&[&Tensor::zeros(&[1, 0, 2]), &h0s]).unwrap();
+    assert_eq!(r[0].data(), h0s.data());
+    assert_eq!(r[1].shape(), &[1, 0, 2]);
+}
