@@ -2,9 +2,10 @@
 //! instruction, then applies the parameter updates.
 
 use crate::error::{Error, Result};
-use crate::instr::{Failure, Plan, Src};
+use crate::instr::{Call, Failure, Nested, Plan, Src};
 use crate::ir::Program;
 use crate::rng::Rng;
+use crate::scan_exec::{gather_step, scatter_step, zero_step, ScanCall};
 use crate::tensor::{Tensor, TensorView};
 use smallvec::SmallVec;
 use std::sync::RwLockReadGuard;
@@ -24,11 +25,18 @@ pub(crate) fn run(
             program.params.iter().map(|p| p.read()).collect();
         let params: SmallVec<[&[f32]; 16]> = guards.iter().map(|g| g.data()).collect();
         let consts = &program.consts;
-        for (ins, &node) in plan.instrs.iter().zip(&plan.nodes) {
+        let Plan {
+            instrs,
+            nodes,
+            workspace,
+            nested,
+            ..
+        } = &mut *plan;
+        for (ins, &node) in instrs.iter().zip(nodes.iter()) {
             // The output buffer is taken out of the workspace for the call, so the other buffers
             // can be read freely; an in-place call reads its operand from it.
-            let mut out = std::mem::take(&mut plan.workspace[ins.out]);
-            let ws = &plan.workspace;
+            let mut out = std::mem::take(&mut workspace[ins.out]);
+            let ws = &*workspace;
             let get = |s: &Src| -> &[f32] {
                 match *s {
                     Src::Arg(i) => args[i].data(),
@@ -37,8 +45,16 @@ pub(crate) fn run(
                     Src::Work(i) => &ws[i],
                 }
             };
-            let r = ins.call.run(get, rngs, &mut out);
-            plan.workspace[ins.out] = out;
+            let r = match &ins.call {
+                Call::Scan(c) => {
+                    let r = run_scan(program, c, &mut nested[c.nested], get, &mut out);
+                    workspace[ins.out] = out;
+                    r?;
+                    continue;
+                }
+                call => call.run(get, rngs, &mut out),
+            };
+            workspace[ins.out] = out;
             if let Err(failure) = r {
                 let n = &program.nodes[node];
                 return Err(match failure {
@@ -73,6 +89,83 @@ pub(crate) fn run(
             Src::Param(_) => {
                 unreachable!("parameter-sourced updates are copied into the workspace")
             }
+        }
+    }
+    Ok(())
+}
+
+/// Runs a scan's loop: per step, the sequences' slices and the carried states go into the
+/// nested plan's step buffers, the body runs, the new states are carried over and the outputs
+/// stacked into `out`. Nothing is allocated: every buffer was sized when the plan was made.
+fn run_scan<'a>(
+    program: &Program,
+    c: &ScanCall<Src>,
+    nested: &mut Nested,
+    get: impl Fn(&Src) -> &'a [f32],
+    out: &mut [f32],
+) -> Result<()> {
+    let body = program.body(c.node);
+    let Nested {
+        plan,
+        rngs,
+        bufs,
+        shapes,
+    } = nested;
+    let (s, h) = (c.n_seqs, c.n_states);
+    let (seq_bufs, state_bufs) = bufs.split_at_mut(s);
+    for (j, buf) in state_bufs.iter_mut().enumerate() {
+        let n = buf.len();
+        buf.copy_from_slice(&get(&c.operands[s + j])[..n]);
+    }
+    for step in 0..c.time {
+        let t = if c.reverse { c.time - 1 - step } else { step };
+        if step >= c.steps {
+            for &(at, row) in c.entering.iter().flatten().chain(&c.outputs) {
+                zero_step(&mut out[at..], row, c.batch, c.time, t);
+            }
+            continue;
+        }
+        for (i, buf) in seq_bufs.iter_mut().enumerate() {
+            gather_step(get(&c.operands[i]), buf, c.batch, c.time, t);
+        }
+        for (buf, entering) in state_bufs.iter().zip(&c.entering) {
+            if let Some((at, _)) = entering {
+                scatter_step(buf, &mut out[*at..], c.batch, c.time, t);
+            }
+        }
+        {
+            // Bodies with more inputs than this spill to the heap; the ones built from
+            // recurrent layers and their gradients stay well below.
+            let mut args: SmallVec<[TensorView<'_>; 32]> = SmallVec::new();
+            for (buf, shape) in seq_bufs.iter().chain(state_bufs.iter()).zip(shapes.iter()) {
+                args.push(TensorView::new(shape, buf)?);
+            }
+            for (src, shape) in c.operands[s + h..].iter().zip(&shapes[s + h..]) {
+                let n = shape.iter().product();
+                args.push(TensorView::new(shape, &get(src)[..n])?);
+            }
+            run(body, plan, rngs, &args)?;
+        }
+        for (j, buf) in state_bufs.iter_mut().enumerate() {
+            buf.copy_from_slice(plan.output(j).data());
+        }
+        for (l, &(at, _)) in c.outputs.iter().enumerate() {
+            scatter_step(
+                plan.output(h + l).data(),
+                &mut out[at..],
+                c.batch,
+                c.time,
+                t,
+            );
+        }
+    }
+    let truncated = c.steps < c.time;
+    for ((buf, &at), &cut) in state_bufs.iter().zip(&c.finals).zip(&c.cut) {
+        let dst = &mut out[at..at + buf.len()];
+        if truncated && cut {
+            dst.fill(0.0);
+        } else {
+            dst.copy_from_slice(buf);
         }
     }
     Ok(())

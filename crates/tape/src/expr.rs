@@ -97,6 +97,12 @@ impl Expr {
         }))
     }
 
+    /// A stand-in for a value that is only known inside a scan's step (a sequence's slice, a
+    /// state, a non-sequence, an incoming gradient): an input leaf of the given type.
+    pub(crate) fn placeholder(name: &str, ty: Type, at: Loc) -> Expr {
+        Expr::leaf(Op::Input(name.to_string()), ty, at)
+    }
+
     /// A float argument of the given rank, sizes known only when a function is called
     /// (like Theano's `T.matrix('x')` for rank 2).
     #[track_caller]

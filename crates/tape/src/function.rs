@@ -74,7 +74,8 @@ impl Function {
             .map(|(p, _)| p.clone())
             .zip(update_ids.iter().copied())
             .collect();
-        let program = Program::new(input_specs, nodes, out_ids.to_vec(), &updates)?;
+        let mut program = Program::new(input_specs, nodes, out_ids.to_vec(), &updates)?;
+        attach_bodies(&mut program)?;
         Ok(Function {
             rngs: program.new_rngs(),
             program,
@@ -199,7 +200,7 @@ impl Function {
 
     /// A listing of the rewritten graph, one node per line.
     pub fn debug_graph(&self) -> String {
-        crate::print::ir(&self.program.nodes, &self.program.outputs)
+        crate::print::ir(&self.program)
     }
 
     /// A listing of the most recently used plan, one instruction per line with the
@@ -248,4 +249,19 @@ impl Function {
         }
         Ok(())
     }
+}
+
+/// Compiles the step body of every scan node of `program` into a program of its own (rewritten
+/// like any function's graph), recursively for scans inside bodies.
+fn attach_bodies(program: &mut Program) -> Result<()> {
+    for i in 0..program.nodes.len() {
+        if let crate::op::Op::Scan(body) = &program.nodes[i].op {
+            let (specs, nodes, roots) = crate::ir::flatten_body(&body.inputs, &body.roots)?;
+            let (nodes, roots) = crate::rewrite::optimize(nodes, roots)?;
+            let mut compiled = Program::new(specs, nodes, roots, &[])?;
+            attach_bodies(&mut compiled)?;
+            program.bodies.push((i, compiled));
+        }
+    }
+    Ok(())
 }

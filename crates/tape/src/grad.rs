@@ -11,6 +11,9 @@ use crate::expr::Expr;
 use crate::graph::{key, positions, topo};
 use crate::kernels::{Binary, Unary};
 use crate::op::{DType, Op, ReduceKind, SoftmaxKind, Type};
+use crate::scan::{build, RawScan};
+use crate::scan_body::{Part, ScanBody};
+use std::collections::HashMap;
 
 /// Gradients of the scalar `cost` with respect to each of `wrt` (parameters' expressions, inputs,
 /// or any node of the graph), as new expressions.
@@ -41,14 +44,13 @@ pub fn grad(cost: &Expr, wrt: &[Expr]) -> Result<Vec<Expr>> {
     }
     let order = topo(std::slice::from_ref(cost))?;
     let pos = positions(&order);
-    let mut targets = Vec::with_capacity(wrt.len());
     for w in wrt {
-        let Some(&i) = pos.get(&key(w)) else {
+        if !pos.contains_key(&key(w)) {
             return Err(Error::Grad {
                 reason: format!("the cost does not depend on {}", w.op().name()),
                 at: w.location(),
             });
-        };
+        }
         if w.ty()?.dtype == DType::Label {
             return Err(Error::Grad {
                 reason: format!(
@@ -58,13 +60,41 @@ pub fn grad(cost: &Expr, wrt: &[Expr]) -> Result<Vec<Expr>> {
                 at: w.location(),
             });
         }
-        targets.push(i);
     }
+    let one = Expr::make(
+        Op::Constant(std::sync::Arc::new(crate::Tensor::scalar(1.0))),
+        vec![],
+        cost.location(),
+    );
+    let grads = backprop(std::slice::from_ref(cost), &[one], wrt)?;
+    Ok(grads
+        .into_iter()
+        .zip(wrt)
+        .map(|(g, w)| g.unwrap_or_else(|| zeros_like(w)))
+        .collect())
+}
 
-    // Only nodes between a target and the cost need gradients.
+fn zeros_like(w: &Expr) -> Expr {
+    Expr::make(
+        Op::BroadcastLike { mean: false },
+        vec![Expr::scalar(0.0), w.clone()],
+        w.location(),
+    )
+}
+
+/// Reverse-mode differentiation of several `roots` at once, each seeded with its incoming
+/// gradient (`seeds[k]` has the type of `roots[k]`): the vector-Jacobian product with respect
+/// to each of `wrt`, `None` where none flows. A scan's results reach it through its part nodes:
+/// their gradients are collected per part and handed to the scan's rule together.
+pub(crate) fn backprop(roots: &[Expr], seeds: &[Expr], wrt: &[Expr]) -> Result<Vec<Option<Expr>>> {
+    let order = topo(roots)?;
+    let pos = positions(&order);
+    let targets: Vec<Option<usize>> = wrt.iter().map(|w| pos.get(&key(w)).copied()).collect();
+
+    // Only nodes between a target and the roots need gradients.
     let n = order.len();
     let mut reach = vec![false; n];
-    for &i in &targets {
+    for &i in targets.iter().flatten() {
         reach[i] = true;
     }
     for i in 0..n {
@@ -74,24 +104,17 @@ pub fn grad(cost: &Expr, wrt: &[Expr]) -> Result<Vec<Expr>> {
     }
 
     let mut pending: Vec<Vec<Expr>> = vec![Vec::new(); n];
+    for (r, s) in roots.iter().zip(seeds) {
+        pending[pos[&key(r)]].push(s.clone());
+    }
+    let mut parts: HashMap<usize, Vec<Vec<Expr>>> = HashMap::new();
     let mut total: Vec<Option<Expr>> = vec![None; n];
-    pending[n - 1].push(Expr::make(
-        Op::Constant(std::sync::Arc::new(crate::Tensor::scalar(1.0))),
-        vec![],
-        cost.location(),
-    ));
     for i in (0..n).rev() {
-        if !reach[i] || pending[i].is_empty() {
+        if !reach[i] {
             continue;
         }
-        let parts = std::mem::take(&mut pending[i]);
         let node = &order[i];
         let at = node.location();
-        let g = parts
-            .into_iter()
-            .reduce(|a, b| Expr::make(Op::Binary(Binary::Add), vec![a, b], at))
-            .expect("non-empty");
-        total[i] = Some(g.clone());
         let needs: Vec<bool> = node
             .inputs()
             .iter()
@@ -99,10 +122,31 @@ pub fn grad(cost: &Expr, wrt: &[Expr]) -> Result<Vec<Expr>> {
                 reach[pos[&key(x)]] && x.ty().map(|t| t.dtype == DType::Float).unwrap_or(false)
             })
             .collect();
-        if !needs.iter().any(|&b| b) {
-            continue;
-        }
-        let grads = rule(node, &g, &needs)?;
+        let grads = if let Op::Scan(body) = node.op() {
+            let Some(per_part) = parts.remove(&i) else {
+                continue;
+            };
+            let gparts: Vec<Option<Expr>> = per_part.into_iter().map(|v| sum(v, at)).collect();
+            scan_rule(node, body, &gparts, &needs)?
+        } else {
+            let Some(g) = sum(std::mem::take(&mut pending[i]), at) else {
+                continue;
+            };
+            total[i] = Some(g.clone());
+            if let Op::ScanPart { body, part } = node.op() {
+                // The part's gradient waits for its scan, which takes all parts' at once.
+                let scan = pos[&key(&node.inputs()[0])];
+                parts
+                    .entry(scan)
+                    .or_insert_with(|| vec![Vec::new(); body.n_parts()])[*part]
+                    .push(g);
+                continue;
+            }
+            if !needs.iter().any(|&b| b) {
+                continue;
+            }
+            rule(node, &g, &needs)?
+        };
         for ((x, gx), need) in node.inputs().iter().zip(grads).zip(&needs) {
             if let (Some(gx), true) = (gx, need) {
                 pending[pos[&key(x)]].push(gx);
@@ -111,16 +155,170 @@ pub fn grad(cost: &Expr, wrt: &[Expr]) -> Result<Vec<Expr>> {
     }
     Ok(targets
         .iter()
-        .zip(wrt)
-        .map(|(&i, w)| match &total[i] {
-            Some(g) => g.clone(),
-            None => Expr::make(
-                Op::BroadcastLike { mean: false },
-                vec![Expr::scalar(0.0), w.clone()],
-                w.location(),
-            ),
-        })
+        .map(|t| t.and_then(|i| total[i].clone()))
         .collect())
+}
+
+/// The sum of a node's gradient contributions, `None` if it has none.
+fn sum(parts: Vec<Expr>, at: crate::Loc) -> Option<Expr> {
+    parts
+        .into_iter()
+        .reduce(|a, b| Expr::make(Op::Binary(Binary::Add), vec![a, b], at))
+}
+
+/// The gradient of a scan (backpropagation through time): a scan over the same steps in the
+/// other direction, whose step recomputes the forward step from the recorded entering states and
+/// takes its vector-Jacobian product. It carries the gradient of each state backwards and sums
+/// each non-sequence's gradient over the steps in a state of its own (an accumulator); each
+/// sequence's gradient is a stacked output. `bptt_limit` makes it run over the last steps only.
+fn scan_rule(
+    node: &Expr,
+    body: &std::sync::Arc<ScanBody>,
+    gparts: &[Option<Expr>],
+    needs: &[bool],
+) -> Result<Vec<Option<Expr>>> {
+    let at = node.location();
+    let refuse = |reason: &str| {
+        Err(Error::Grad {
+            reason: format!("{}: {reason}", body.name()),
+            at,
+        })
+    };
+    if body.limit.is_some() {
+        return refuse("a truncated backward pass (bptt_limit) cannot be differentiated again");
+    }
+    if body.random {
+        return refuse(
+            "a step with random ops (dropout, noise) has no gradient: the backward pass would draw new numbers",
+        );
+    }
+    let (s, h, w) = (body.n_seqs, body.n_states, body.n_nonseqs);
+    let ops = node.inputs();
+    let (seq_ph, rest) = body.inputs.split_at(s);
+    let (state_ph, nonseq_ph) = rest.split_at(h);
+    let (new_states, outs) = body.roots.split_at(h);
+    let ph = |name: String, like: &Expr| -> Result<Expr> {
+        Ok(Expr::placeholder(&name, like.ty()?.clone(), at))
+    };
+    let add = |a: Expr, b: Option<Expr>| match b {
+        Some(b) => Expr::make(Op::Binary(Binary::Add), vec![a, b], at),
+        None => a,
+    };
+
+    // The backward step's sequences: the forward's, its states entering each step, and the
+    // incoming gradients of the stacked results.
+    let mut seqs = ops[..s].to_vec();
+    let mut seq_ph_b = seq_ph.to_vec();
+    for j in body.recorded_states() {
+        seqs.push(part_of(node, body, Part::Entering(j)));
+        seq_ph_b.push(state_ph[j].clone());
+    }
+    let grad_states: Vec<Expr> = (0..h)
+        .map(|j| ph(format!("scan.grad_state{j}"), &state_ph[j]))
+        .collect::<Result<_>>()?;
+    let mut cot_roots = new_states.to_vec();
+    let mut seeds = grad_states.clone();
+    for (l, y) in outs.iter().enumerate() {
+        if let Some(g) = &gparts[body.part_index(Part::Output(l))] {
+            let gy = ph(format!("scan.grad_output{l}"), y)?;
+            cot_roots.push(y.clone());
+            seeds.push(gy.clone());
+            seqs.push(g.clone());
+            seq_ph_b.push(gy);
+        }
+    }
+    let mut grad_entering: Vec<Option<Expr>> = vec![None; h];
+    for j in body.recorded_states() {
+        if let Some(g) = &gparts[body.part_index(Part::Entering(j))] {
+            let gh = ph(format!("scan.grad_entering{j}"), &state_ph[j])?;
+            seqs.push(g.clone());
+            seq_ph_b.push(gh.clone());
+            grad_entering[j] = Some(gh);
+        }
+    }
+
+    // One backward step: the vector-Jacobian product of the forward step.
+    let v = backprop(&cot_roots, &seeds, &body.inputs)?;
+    let (v_seq, rest) = v.split_at(s);
+    let (v_state, v_nonseq) = rest.split_at(h);
+    let mut roots: Vec<Expr> = (0..h)
+        .map(|j| {
+            let g = v_state[j]
+                .clone()
+                .unwrap_or_else(|| zeros_like(&grad_states[j]));
+            add(g, grad_entering[j].clone())
+        })
+        .collect();
+    let acc_for: Vec<usize> = (0..w).filter(|&k| needs[s + h + k]).collect();
+    let mut acc_ph = Vec::with_capacity(acc_for.len());
+    for &k in &acc_for {
+        let acc = ph(format!("scan.grad_non_seq{k}"), &nonseq_ph[k])?;
+        roots.push(add(acc.clone(), v_nonseq[k].clone()));
+        acc_ph.push(acc);
+    }
+    let dx_for: Vec<usize> = (0..s).filter(|&i| needs[i]).collect();
+    for &i in &dx_for {
+        roots.push(v_seq[i].clone().unwrap_or_else(|| zeros_like(&seq_ph[i])));
+    }
+    let reads = topo(&roots)?;
+    for j in (0..h).filter(|&j| !body.recorded[j]) {
+        if reads.iter().any(|e| key(e) == key(&state_ph[j])) {
+            return refuse(&format!(
+                "its gradient needs the values of state {j} at every step, which are not recorded"
+            ));
+        }
+    }
+
+    let mut inits: Vec<Expr> = (0..h)
+        .map(|j| match &gparts[body.part_index(Part::Final(j))] {
+            Some(g) => g.clone(),
+            None => zeros_like(&ops[s + j]),
+        })
+        .collect();
+    inits.extend(acc_for.iter().map(|&k| zeros_like(&ops[s + h + k])));
+    let n_acc = acc_for.len();
+    let parts = build(
+        RawScan {
+            seqs,
+            seq_ph: seq_ph_b,
+            inits,
+            state_ph: [grad_states, acc_ph].concat(),
+            nonseqs: ops[s + h..].to_vec(),
+            nonseq_ph: nonseq_ph.to_vec(),
+            roots,
+            recorded: [body.recorded.clone(), vec![false; n_acc]].concat(),
+            reverse: !body.reverse,
+            limit: body.bptt_limit,
+            cut: [vec![true; h], vec![false; n_acc]].concat(),
+            bptt_limit: None,
+        },
+        at,
+    )?;
+    // The backward scan's parts: its final states (the initial states' gradients, then the
+    // accumulated non-sequences' ones), its recorded entering states, then the sequences' gradients.
+    let first_output = h + n_acc + body.recorded_states().count();
+    let mut grads = vec![None; ops.len()];
+    for j in (0..h).filter(|&j| needs[s + j]) {
+        grads[s + j] = Some(parts[j].clone());
+    }
+    for (a, &k) in acc_for.iter().enumerate() {
+        grads[s + h + k] = Some(parts[h + a].clone());
+    }
+    for (a, &i) in dx_for.iter().enumerate() {
+        grads[i] = Some(parts[first_output + a].clone());
+    }
+    Ok(grads)
+}
+
+/// The node reading one result of the scan `node`.
+fn part_of(node: &Expr, body: &std::sync::Arc<ScanBody>, part: Part) -> Expr {
+    let mut inputs = vec![node.clone()];
+    inputs.extend(node.inputs().iter().cloned());
+    let op = Op::ScanPart {
+        body: body.clone(),
+        part: body.part_index(part),
+    };
+    Expr::make(op, inputs, node.location())
 }
 
 fn known_equal(a: &Expr, b: &Expr) -> bool {
@@ -417,6 +615,15 @@ fn rule(node: &Expr, g: &Expr, needs: &[bool]) -> Result<Vec<Option<Expr>>> {
             None,
             None,
         ],
+        Op::Scan(_) | Op::ScanPart { .. } => {
+            return Err(Error::Grad {
+                reason: format!(
+                    "{} is differentiated through its parts, together",
+                    node.op().name()
+                ),
+                at,
+            });
+        }
         Op::Custom(c) => {
             let gs = c.grad(x, y, g)?;
             if gs.len() != x.len() {

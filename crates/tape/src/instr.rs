@@ -9,6 +9,7 @@ use crate::kernels::{
     SliceGradCall, SoftmaxCall, SumToCall, TransposeCall, UnaryCall,
 };
 use crate::rng::{DropoutCall, NoiseCall, Rng};
+use crate::scan_exec::{PartCall, ScanCall};
 use crate::tensor::TensorView;
 use std::fmt;
 
@@ -60,6 +61,9 @@ pub(crate) enum Call {
     Dropout(DropoutCall),
     Noise(NoiseCall),
     Custom(CustomCall<Src>),
+    /// Run by the interpreter itself: the loop runs a nested plan.
+    Scan(ScanCall<Src>),
+    ScanPart(PartCall<Src>),
 }
 
 /// Why a call failed: data it checks on every run (labels), or a user's op's own message.
@@ -114,6 +118,8 @@ impl Call {
             Call::Dropout(c) => c.run(rngs, out),
             Call::Noise(c) => c.run(rngs, out),
             Call::Custom(c) => c.run(get, out).map_err(Failure::Op)?,
+            Call::ScanPart(c) => c.run(get, out),
+            Call::Scan(_) => unreachable!("the interpreter runs scans with their nested plans"),
         }
         Ok(())
     }
@@ -144,6 +150,8 @@ impl Call {
             Call::Dropout(c) => c.describe(),
             Call::Noise(c) => c.describe(),
             Call::Custom(c) => c.describe(name),
+            Call::Scan(c) => c.describe(name),
+            Call::ScanPart(c) => c.describe(name),
         }
     }
 }
@@ -168,6 +176,19 @@ pub(crate) struct Plan {
     pub(crate) outputs: Vec<(usize, Shape)>,
     /// Per update: parameter slot, source, length, and whether the source buffer may be swapped in.
     pub(crate) updates: Vec<(usize, Src, usize, bool)>,
+    /// The plans of the scans' step bodies, each with its step buffers, made with this plan.
+    pub(crate) nested: Vec<Nested>,
+}
+
+/// A scan's step body planned for one step's shapes, with the buffers its loop reuses at every
+/// step: one per sequence (the step's slice) and one per state (its value carried over).
+#[derive(Clone)]
+pub(crate) struct Nested {
+    pub(crate) plan: Plan,
+    pub(crate) rngs: Vec<Rng>,
+    pub(crate) bufs: Vec<Vec<f32>>,
+    /// The shape of each of the body's inputs at one step.
+    pub(crate) shapes: Vec<Shape>,
 }
 
 impl Plan {
@@ -179,6 +200,7 @@ impl Plan {
         workspace: Vec<Vec<f32>>,
         outputs: Vec<(usize, Shape)>,
         updates: Vec<(usize, Src, usize, bool)>,
+        nested: Vec<Nested>,
     ) -> Plan {
         Plan {
             key,
@@ -187,6 +209,7 @@ impl Plan {
             workspace,
             outputs,
             updates,
+            nested,
         }
     }
 

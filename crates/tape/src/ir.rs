@@ -42,6 +42,8 @@ pub(crate) struct Program {
     pub(crate) rng_slot: Vec<usize>,
     /// The seed of each random stream.
     pub(crate) rng_seeds: Vec<u64>,
+    /// `(node, its step body's program)` for every scan node, attached after compiling.
+    pub(crate) bodies: Vec<(usize, Program)>,
 }
 
 /// Flattens the graph below `roots` (outputs, then updates) into nodes in topological order,
@@ -105,7 +107,55 @@ pub(crate) fn flatten(
     Ok((input_specs, nodes, root_ids))
 }
 
+/// Flattens a scan's step body: like [`flatten`], but its inputs are the body's placeholders
+/// (inputs, or parameters read directly), named `#0`, `#1`… in order. Any other input is an
+/// outer value the body may not read; `tape::scan` refuses those when building.
+#[allow(clippy::type_complexity)]
+pub(crate) fn flatten_body(
+    inputs: &[Expr],
+    roots: &[Expr],
+) -> Result<(Vec<(String, Type)>, Vec<INode>, Vec<usize>)> {
+    let order = topo(roots)?;
+    let slot: HashMap<usize, usize> = inputs
+        .iter()
+        .enumerate()
+        .map(|(i, e)| (key(e), i))
+        .collect();
+    let specs = inputs
+        .iter()
+        .enumerate()
+        .map(|(i, e)| Ok((format!("#{i}"), e.ty()?.clone())))
+        .collect::<Result<Vec<_>>>()?;
+    let mut index: HashMap<usize, usize> = HashMap::new();
+    let mut nodes: Vec<INode> = Vec::with_capacity(order.len());
+    for e in &order {
+        let op = match slot.get(&key(e)) {
+            Some(i) => Op::Input(format!("#{i}")),
+            None => e.op().clone(),
+        };
+        nodes.push(INode {
+            op,
+            inputs: e.inputs().iter().map(|x| index[&key(x)]).collect(),
+            ty: e.ty()?.clone(),
+            at: e.location(),
+        });
+        index.insert(key(e), nodes.len() - 1);
+    }
+    let root_ids = roots.iter().map(|r| index[&key(r)]).collect();
+    Ok((specs, nodes, root_ids))
+}
+
 impl Program {
+    /// The program of the step body of scan node `node`.
+    pub(crate) fn body(&self, node: usize) -> &Program {
+        &self
+            .bodies
+            .iter()
+            .find(|(n, _)| *n == node)
+            .expect("every scan node has its body attached when compiled")
+            .1
+    }
+
     /// Resolves the leaves and random nodes of an already rewritten flat graph, and checks the
     /// updates (shapes, at most one per parameter).
     pub(crate) fn new(
@@ -123,6 +173,7 @@ impl Program {
             leaf_slot: vec![usize::MAX; nodes.len()],
             rng_slot: vec![usize::MAX; nodes.len()],
             rng_seeds: Vec::new(),
+            bodies: Vec::new(),
             nodes,
         };
         let mut param_slot: HashMap<usize, usize> = HashMap::new();

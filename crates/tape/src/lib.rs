@@ -11,6 +11,9 @@
 //!    rewrites the graph once and runs a flat, allocation-free plan per distinct input shapes.
 //! 4. Check any gradient against finite differences with [`check`].
 //!
+//! Loops over time steps (recurrent networks) are graphs too: [`scan`] runs a step written as
+//! an expression graph over the time axis, and its gradient is a scan running backwards.
+//!
 //! ```
 //! use tape::{grad, Expr, Function, Param, Tensor};
 //! let x = Expr::input("x", 2);
@@ -43,6 +46,9 @@ mod plan;
 mod print;
 mod rewrite;
 pub mod rng;
+pub mod scan;
+mod scan_body;
+mod scan_exec;
 pub mod tensor;
 #[cfg(any(test, feature = "testing"))]
 pub mod testing;
@@ -55,4 +61,5 @@ pub use function::Function;
 pub use grad::grad;
 pub use op::{DType, Op, Type};
 pub use rng::Rng;
+pub use scan::{scan, Scan, ScanOutput};
 pub use tensor::{Tensor, TensorView};

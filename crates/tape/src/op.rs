@@ -6,6 +6,7 @@ use crate::custom::CustomOp;
 pub use crate::dims::Dims;
 use crate::expr::Param;
 use crate::kernels::{broadcast_shape, Binary, Unary};
+pub use crate::scan_body::ScanBody;
 use crate::tensor::Tensor;
 use smallvec::{smallvec, SmallVec};
 use std::fmt;
@@ -185,6 +186,17 @@ pub enum Op {
     },
     /// A user-defined op.
     Custom(Arc<dyn CustomOp>),
+    /// `[sequences…, initial states…, non-sequences…]`: a symbolic loop over the time axis
+    /// running the body once per step (made by `tape::scan`). Its value packs all its
+    /// results into one vector; [`Op::ScanPart`] nodes read them out.
+    Scan(Arc<ScanBody>),
+    /// `[scan, the scan's operands…]`: one result of a scan (the operands give its shape).
+    ScanPart {
+        /// The scan's body.
+        body: Arc<ScanBody>,
+        /// Which result.
+        part: usize,
+    },
 }
 
 impl Op {
@@ -241,12 +253,18 @@ impl Op {
             Op::Dropout { p, .. } => format!("dropout_mask(p={p})"),
             Op::Noise { std, .. } => format!("noise(std={std})"),
             Op::Custom(c) => c.name().to_string(),
+            Op::Scan(body) => body.name(),
+            Op::ScanPart { body, part } => body.part_name(*part),
         }
     }
 
     /// Whether the op draws random numbers (never merged, folded or reordered).
     pub fn is_random(&self) -> bool {
-        matches!(self, Op::Dropout { .. } | Op::Noise { .. })
+        match self {
+            Op::Dropout { .. } | Op::Noise { .. } => true,
+            Op::Scan(body) => body.random,
+            _ => false,
+        }
     }
 
     /// Whether the op's output is the same buffer as its first input read another way (no work).
@@ -540,6 +558,17 @@ impl Op {
                 let owned: Vec<Type> = ins.iter().map(|t| (*t).clone()).collect();
                 c.output_type(&owned)
             }
+            Op::Scan(body) => body.packed_type(ins),
+            Op::ScanPart { body, part } => {
+                if ins.is_empty() {
+                    return Err("the scan as first operand".into());
+                }
+                let mut parts = body.part_types(&ins[1..])?;
+                if *part >= parts.len() {
+                    return Err(format!("a part below {}", parts.len()));
+                }
+                Ok(parts.swap_remove(*part))
+            }
         }
     }
 
@@ -559,7 +588,7 @@ impl Op {
             | Op::BroadcastLike { .. } => 2,
             Op::SumLike { .. } | Op::SliceGrad { .. } | Op::Pick => 2,
             Op::Select | Op::GemmBias { .. } | Op::Scatter => 3,
-            Op::Concat(_) | Op::Custom(_) => return None,
+            Op::Concat(_) | Op::Custom(_) | Op::Scan(_) | Op::ScanPart { .. } => return None,
         })
     }
 
@@ -577,6 +606,12 @@ impl Op {
                 props
             }
             Op::Custom(c) => smallvec![Arc::as_ptr(c) as *const u8 as usize as u64],
+            // A random body must run once per node, so its scans are never merged.
+            Op::Scan(body) if body.random => return None,
+            Op::Scan(body) => smallvec![Arc::as_ptr(body) as usize as u64],
+            Op::ScanPart { body, part } => {
+                smallvec![Arc::as_ptr(body) as usize as u64, *part as u64]
+            }
             Op::Unary(u) => smallvec![*u as u64],
             Op::Binary(b) => smallvec![*b as u64],
             Op::Select | Op::Transpose | Op::ReshapeLike | Op::Argmax | Op::Pick | Op::Scatter => {

@@ -6,7 +6,7 @@
 use crate::custom::CustomCall;
 use crate::dims::Dims;
 use crate::error::{Error, Result, ValueRole, ValueShape};
-use crate::instr::{Call, Instr, Plan, Src};
+use crate::instr::{Call, Instr, Nested, Plan, Src};
 use crate::ir::Program;
 use crate::kernels::{
     ArgmaxCall, AxpyCall, BinaryCall, BroadcastCall, ClipCall, ConcatCall, CopyCall, GemmCall,
@@ -16,6 +16,8 @@ use crate::kernels::{
 use crate::kernels::{Layout, Shape};
 use crate::op::{Op, SoftmaxKind, Type};
 use crate::rng::{DropoutCall, NoiseCall};
+use crate::scan_body::{Part, ScanBody};
+use crate::scan_exec::{PartCall, ScanCall};
 
 fn numel(s: &[usize]) -> usize {
     s.iter().product()
@@ -149,6 +151,7 @@ pub(crate) fn build(f: &Program, arg_shapes: Vec<Shape>) -> Result<Plan> {
     let mut freed = vec![false; n];
     let mut instrs = Vec::new();
     let mut nodes = Vec::new();
+    let mut nested = Vec::new();
     for (i, node) in ir.iter().enumerate() {
         match &node.op {
             Op::Input(_) => {
@@ -198,15 +201,18 @@ pub(crate) fn build(f: &Program, arg_shapes: Vec<Shape>) -> Result<Plan> {
         src[i] = Src::Work(out);
         let ins: Vec<Src> = node.inputs.iter().map(|&j| src[j]).collect();
         let shp: Vec<&[usize]> = node.inputs.iter().map(|&j| shape[j].as_slice()).collect();
-        let call = emit(
-            f,
-            i,
-            &node.op,
-            &ins,
-            &shp,
-            out_shape,
-            inplace.map(|(k, _)| k),
-        );
+        let call = match &node.op {
+            Op::Scan(body) => scan_call(f, i, body, &ins, &shp, &mut nested)?,
+            Op::ScanPart { body, part } => {
+                let (offsets, sizes) = part_layout(body, &shp[1..])?;
+                Call::ScanPart(PartCall {
+                    x: ins[0],
+                    offset: offsets[*part],
+                    n: sizes[*part],
+                })
+            }
+            op => emit(f, i, op, &ins, &shp, out_shape, inplace.map(|(k, _)| k)),
+        };
         instrs.push(Instr { call, out });
         nodes.push(i);
         for &j in &node.inputs {
@@ -277,8 +283,111 @@ pub(crate) fn build(f: &Program, arg_shapes: Vec<Shape>) -> Result<Plan> {
     }
     let workspace = pool.sizes.iter().map(|&s| vec![0.0f32; s]).collect();
     Ok(Plan::new(
-        arg_shapes, instrs, nodes, workspace, outputs, updates,
+        arg_shapes, instrs, nodes, workspace, outputs, updates, nested,
     ))
+}
+
+/// Where each result of a scan with operands of these shapes lies in its packed output:
+/// offsets and sizes, in part order.
+#[track_caller]
+fn part_layout(body: &ScanBody, operands: &[&[usize]]) -> Result<(Vec<usize>, Vec<usize>)> {
+    let types: Vec<Type> = operands.iter().map(|s| Type::known(s)).collect();
+    let refs: Vec<&Type> = types.iter().collect();
+    // The node's shape rule accepted these operands moments ago, so this does not fail.
+    let parts = body.part_types(&refs).map_err(|expected| Error::Shape {
+        op: body.name(),
+        shapes: types.iter().map(|t| t.dims.clone()).collect(),
+        expected,
+        at: std::panic::Location::caller(),
+    })?;
+    let sizes: Vec<usize> = parts
+        .iter()
+        .map(|t| t.dims.iter().map(|d| d.unwrap_or(0)).product())
+        .collect();
+    let offsets = sizes
+        .iter()
+        .scan(0, |acc, &n| {
+            let at = *acc;
+            *acc += n;
+            Some(at)
+        })
+        .collect();
+    Ok((offsets, sizes))
+}
+
+/// Plans a scan: its body for one step's shapes (a nested plan with its step buffers, pushed
+/// onto `nested`) and the loop's call.
+fn scan_call(
+    f: &Program,
+    node: usize,
+    body: &ScanBody,
+    ins: &[Src],
+    shp: &[&[usize]],
+    nested: &mut Vec<Nested>,
+) -> Result<Call> {
+    let (s, h) = (body.n_seqs, body.n_states);
+    let (offsets, sizes) = part_layout(body, shp)?;
+    let step_shapes: Vec<Shape> = shp
+        .iter()
+        .enumerate()
+        .map(|(i, sh)| {
+            let mut sh = Shape::from_slice(sh);
+            if i < s {
+                sh.remove(1);
+            }
+            sh
+        })
+        .collect();
+    let program = f.body(node);
+    let plan = build(program, step_shapes.clone())?;
+    nested.push(Nested {
+        plan,
+        rngs: program.new_rngs(),
+        bufs: step_shapes[..s + h]
+            .iter()
+            .map(|sh| vec![0.0; numel(sh)])
+            .collect(),
+        shapes: step_shapes,
+    });
+    let (batch, time) = (shp[0][0], shp[0][1]);
+    // Elements per batch row and step of a part stacked as (batch, time, …).
+    let row = |k: usize| {
+        if batch == 0 || time == 0 {
+            0
+        } else {
+            sizes[k] / (batch * time)
+        }
+    };
+    let entering = (0..h)
+        .map(|j| {
+            body.recorded[j].then(|| {
+                let k = body.part_index(Part::Entering(j));
+                (offsets[k], row(k))
+            })
+        })
+        .collect();
+    let outputs = (0..body.n_outputs())
+        .map(|l| {
+            let k = body.part_index(Part::Output(l));
+            (offsets[k], row(k))
+        })
+        .collect();
+    Ok(Call::Scan(ScanCall {
+        node,
+        nested: nested.len() - 1,
+        operands: ins.to_vec(),
+        n_seqs: s,
+        n_states: h,
+        batch,
+        time,
+        reverse: body.reverse,
+        steps: body.limit.map_or(time, |k| k.min(time)),
+        cut: body.cut.clone(),
+        entering,
+        outputs,
+        finals: offsets[..h].to_vec(),
+        total: sizes.iter().sum(),
+    }))
 }
 
 /// Whether node `i` is stored in its first operand's buffer, read with another shape.
@@ -310,7 +419,9 @@ fn is_alias(op: &Op, inputs: &[usize], shape: &[Shape], i: usize) -> bool {
         | Op::OneHot(_)
         | Op::Dropout { .. }
         | Op::Noise { .. }
-        | Op::Custom(_) => false,
+        | Op::Custom(_)
+        | Op::Scan(_)
+        | Op::ScanPart { .. } => false,
     }
 }
 
@@ -345,7 +456,9 @@ fn inplace_candidates(op: &Op) -> &'static [usize] {
         | Op::OneHot(_)
         | Op::Dropout { .. }
         | Op::Noise { .. }
-        | Op::Custom(_) => &[],
+        | Op::Custom(_)
+        | Op::Scan(_)
+        | Op::ScanPart { .. } => &[],
     }
 }
 
@@ -555,6 +668,7 @@ fn emit(
             std: *std,
             n: len,
         }),
+        Op::Scan(_) | Op::ScanPart { .. } => unreachable!("scans are planned by scan_call"),
         Op::Custom(op) => Call::Custom(CustomCall {
             op: op.clone(),
             args: ins

@@ -3,8 +3,9 @@
 
 use crate::expr::Expr;
 use crate::graph::{key, positions, topo};
-use crate::instr::{Plan, Src};
-use crate::ir::{INode, Program};
+use crate::instr::{Call, Plan, Src};
+use crate::ir::Program;
+use crate::op::Op;
 use std::fmt::Write;
 
 impl Expr {
@@ -37,14 +38,24 @@ pub(crate) fn graph(roots: &[Expr]) -> String {
             args.join(", "),
             e.location()
         );
+        if let Op::Scan(body) = e.op() {
+            s += &indent(&graph(&body.roots));
+        }
     }
     s
 }
 
-/// Lists a compiled function's rewritten graph, marking its outputs.
-pub(crate) fn ir(ir: &[INode], outputs: &[usize]) -> String {
+/// A nested listing (a scan's body), indented under its scan's line.
+fn indent(text: &str) -> String {
+    text.lines().map(|l| format!("    │ {l}\n")).collect()
+}
+
+/// Lists a compiled function's rewritten graph, marking its outputs; each scan's body follows
+/// its line, indented.
+pub(crate) fn ir(program: &Program) -> String {
+    let outputs = &program.outputs;
     let mut s = String::new();
-    for (i, n) in ir.iter().enumerate() {
+    for (i, n) in program.nodes.iter().enumerate() {
         let args: Vec<String> = n.inputs.iter().map(|j| format!("%{j}")).collect();
         let mark = outputs
             .iter()
@@ -58,6 +69,9 @@ pub(crate) fn ir(ir: &[INode], outputs: &[usize]) -> String {
             args.join(", "),
             n.ty
         );
+        if let Op::Scan(_) = n.op {
+            s += &indent(&ir(program.body(i)));
+        }
     }
     s
 }
@@ -78,6 +92,9 @@ pub(crate) fn plan(f: &Program, p: &Plan) -> String {
     for (ins, &node) in p.instrs.iter().zip(&p.nodes) {
         let what = ins.render(&|x| src(f, x));
         let _ = writeln!(s, "{what}   # %{node} {}", f.nodes[node].op.name());
+        if let Call::Scan(c) = &ins.call {
+            s += &indent(&plan(f.body(c.node), &p.nested[c.nested].plan));
+        }
     }
     let sizes = p.workspace_sizes();
     let _ = writeln!(

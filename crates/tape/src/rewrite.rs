@@ -117,7 +117,7 @@ fn rewrite_in_place(node: &mut INode, out: &[INode]) {
 fn foldable(node: &INode, out: &[INode]) -> bool {
     !node.inputs.is_empty()
         && !node.op.is_random()
-        && !matches!(node.op, Op::Custom(_))
+        && !matches!(node.op, Op::Custom(_) | Op::Scan(_) | Op::ScanPart { .. })
         && node
             .inputs
             .iter()
