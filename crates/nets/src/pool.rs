@@ -154,7 +154,9 @@ impl<T: Pooled> Drop for Lease<'_, T> {
     fn drop(&mut self) {
         if let Some(item) = self.item.take() {
             self.pool.lock()[self.index].free.push(item);
-            self.pool.returned.notify_one();
+            // All waiters, not one: they share the condition variable across requests, and a
+            // single wake-up could go to a waiter for another request and be lost.
+            self.pool.returned.notify_all();
         }
     }
 }

@@ -220,33 +220,6 @@ impl CustomOp for Rendezvous {
     }
 }
 
-/// An output layer that passes its input through the rendezvous op.
-struct Meeting {
-    name: String,
-    size: usize,
-    inputs: Vec<(String, usize)>,
-    op: Arc<Rendezvous>,
-}
-
-impl Layer for Meeting {
-    fn name(&self) -> &str {
-        &self.name
-    }
-    fn size(&self) -> usize {
-        self.size
-    }
-    fn inputs(&self) -> &[(String, usize)] {
-        &self.inputs
-    }
-    fn params(&self) -> Vec<Param> {
-        Vec::new()
-    }
-    fn connect(&self, inputs: &[Expr]) -> nets::Result<Vec<(String, Expr)>> {
-        let op: Arc<dyn CustomOp> = self.op.clone();
-        Ok(vec![("out".into(), Expr::custom(op, &inputs[..1]))])
-    }
-}
-
 #[test]
 fn predictions_on_a_shared_model_run_at_the_same_time() {
     let op = Arc::new(Rendezvous {
@@ -255,18 +228,7 @@ fn predictions_on_a_shared_model_run_at_the_same_time() {
         wake: Condvar::new(),
         met: AtomicUsize::new(0),
     });
-    let layer_op = op.clone();
-    let specs = vec![
-        LayerSpec::input(3),
-        LayerSpec::custom(3, move |ctx: &LayerContext| {
-            Ok(Box::new(Meeting {
-                name: ctx.name.clone(),
-                size: ctx.size,
-                inputs: ctx.inputs.clone(),
-                op: layer_op.clone(),
-            }) as Box<dyn Layer>)
-        }),
-    ];
+    let specs = vec![LayerSpec::input(3), through(op.clone())];
     let net = Regressor::build(specs, ModelOptions::default()).unwrap();
     let x = values(4, 3, 7);
     // Compiled once before the threads start, as a server warms up.
@@ -284,6 +246,111 @@ fn predictions_on_a_shared_model_run_at_the_same_time() {
     );
     assert_eq!(net.compiled_functions(), 1);
     assert_eq!(net.pooled_functions(), 2);
+}
+
+/// An identity op that takes a while and counts how many runs are inside it at once.
+#[derive(Default)]
+struct Busy {
+    inside: AtomicUsize,
+    most_inside: AtomicUsize,
+}
+
+impl CustomOp for Busy {
+    fn name(&self) -> &str {
+        "busy"
+    }
+
+    fn forward(&self, inputs: &[TensorView], out: &mut [f32]) -> Result<(), String> {
+        let now = self.inside.fetch_add(1, Ordering::SeqCst) + 1;
+        self.most_inside.fetch_max(now, Ordering::SeqCst);
+        std::thread::sleep(Duration::from_millis(1));
+        out.copy_from_slice(inputs[0].data());
+        self.inside.fetch_sub(1, Ordering::SeqCst);
+        Ok(())
+    }
+
+    fn grad(
+        &self,
+        _inputs: &[Expr],
+        _output: &Expr,
+        _g: &Expr,
+    ) -> nets::tape::Result<Vec<Option<Expr>>> {
+        Ok(vec![None])
+    }
+}
+
+/// An output layer that passes its input through `op`.
+fn through(op: Arc<dyn CustomOp>) -> LayerSpec {
+    LayerSpec::custom(3, move |ctx: &LayerContext| {
+        let layer = OpLayer {
+            name: ctx.name.clone(),
+            size: ctx.size,
+            inputs: ctx.inputs.clone(),
+            op: op.clone(),
+        };
+        Ok(Box::new(layer) as Box<dyn Layer>)
+    })
+}
+
+struct OpLayer {
+    name: String,
+    size: usize,
+    inputs: Vec<(String, usize)>,
+    op: Arc<dyn CustomOp>,
+}
+
+impl Layer for OpLayer {
+    fn name(&self) -> &str {
+        &self.name
+    }
+    fn size(&self) -> usize {
+        self.size
+    }
+    fn inputs(&self) -> &[(String, usize)] {
+        &self.inputs
+    }
+    fn params(&self) -> Vec<Param> {
+        Vec::new()
+    }
+    fn connect(&self, inputs: &[Expr]) -> nets::Result<Vec<(String, Expr)>> {
+        Ok(vec![(
+            "out".into(),
+            Expr::custom(self.op.clone(), &inputs[..1]),
+        )])
+    }
+}
+
+#[test]
+fn more_threads_than_the_pool_holds_wait_their_turn() {
+    let op = Arc::new(Busy::default());
+    let specs = vec![LayerSpec::input(3), through(op.clone())];
+    let net = Regressor::build(specs, ModelOptions::default()).unwrap();
+    let x = values(5, 3, 9);
+    // Twelve threads on two requests (predictions and every named output): six want each
+    // request at once, more than its pool may hold, so some wait for an instance to come back.
+    std::thread::scope(|s| {
+        for thread in 0..12 {
+            let (net, x) = (&net, &x);
+            s.spawn(move || {
+                for _ in 0..20 {
+                    let got = if thread % 2 == 0 {
+                        net.predict(x).unwrap()
+                    } else {
+                        net.feed_forward(x).unwrap().pop().unwrap().1
+                    };
+                    assert_eq!(bits(&got), bits(x));
+                }
+            });
+        }
+    });
+    assert_eq!(net.compiled_functions(), 2);
+    assert!(net.pooled_functions() <= 2 * POOL_SIZE);
+    let most = op.most_inside.load(Ordering::SeqCst);
+    assert!(
+        (2..=2 * POOL_SIZE).contains(&most),
+        "{most} runs at once; the pools allow {} and twelve threads should reach two",
+        2 * POOL_SIZE
+    );
 }
 
 #[test]
