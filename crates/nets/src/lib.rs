@@ -25,6 +25,7 @@ pub mod layers;
 pub mod losses;
 mod models;
 pub mod network;
+mod pool;
 mod predict;
 pub mod regularizers;
 mod resolve;

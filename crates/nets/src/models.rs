@@ -10,6 +10,9 @@ use tape::Tensor;
 macro_rules! model {
     ($name:ident, $kind:expr, $doc:literal) => {
         #[doc = $doc]
+        ///
+        /// `Send` and `Sync`: predict, score and evaluate from several threads on one shared
+        /// model; see [`Network`]'s notes on threads.
         pub struct $name(pub Network);
 
         impl $name {

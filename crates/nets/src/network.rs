@@ -7,11 +7,12 @@
 use crate::error::{config, Error, Result};
 use crate::layers::{Layer, LayerSpec};
 use crate::losses::{Loss, LossKind};
-use std::sync::Mutex;
+use crate::pool::Pool;
 use tape::{Function, Param, Tensor};
 
 pub use crate::graph::Graph;
 pub use crate::models::{Autoencoder, Classifier, Model, Regressor};
+pub use crate::pool::POOL_SIZE;
 pub(crate) use crate::predict::Evaluator;
 pub use crate::predict::EVALUATE_BATCH;
 
@@ -63,6 +64,21 @@ impl Default for ModelOptions {
 }
 
 /// A feedforward network of layers; [`Regressor`], [`Classifier`] and [`Autoencoder`] wrap one.
+///
+/// # Threads
+///
+/// `Network` (and each model wrapping it) is `Send` and `Sync`. Everything that predicts or
+/// evaluates takes `&self`, so a model shared by reference (or in an `Arc`) serves several threads
+/// at once: each call runs on a compiled instance of its own, leased from a pool of at most
+/// [`POOL_SIZE`] per kind of request, and gives the same bits as the same call on one thread.
+/// Requests with dropout or noise (an [`Network::output`] with such regularizers, an
+/// [`Network::evaluate`] with them) keep one instance, so their random stream stays one
+/// sequence; concurrent calls of those take turns, and which call gets which draws depends on
+/// the order they run in. Prediction never touches a trainer's random streams.
+///
+/// Parameters are shared, not copied: training on one thread while another predicts is safe
+/// (each parameter is read or replaced whole, under its lock) but a prediction made during a
+/// step may mix parameters from before and after it.
 pub struct Network {
     pub(crate) kind: Kind,
     pub(crate) layers: Vec<Box<dyn Layer>>,
@@ -70,10 +86,11 @@ pub struct Network {
     pub(crate) options: ModelOptions,
     /// The specs the layers were built from, kept so that a model file can rebuild them.
     pub(crate) specs: Vec<LayerSpec>,
-    /// Compiled prediction and decoding functions, by what they compute (see `predict.rs`).
-    pub(crate) compiled: Mutex<Vec<(String, Function)>>,
+    /// Compiled prediction and decoding functions, by what they compute (see `predict.rs`),
+    /// pooled so that threads sharing the network predict at once.
+    pub(crate) compiled: Pool<Function>,
     /// Compiled loss-and-monitor functions for `evaluate`, per set of regularizers.
-    pub(crate) evaluators: Mutex<Vec<Evaluator>>,
+    pub(crate) evaluators: Pool<Evaluator>,
 }
 
 impl Network {
@@ -150,8 +167,8 @@ impl Network {
             losses,
             options,
             specs: kept_specs,
-            compiled: Mutex::new(Vec::new()),
-            evaluators: Mutex::new(Vec::new()),
+            compiled: Pool::new(),
+            evaluators: Pool::new(),
         };
         net.check_connects()?;
         Ok(net)

@@ -5,17 +5,23 @@
 use crate::error::{config, Error, Result};
 use crate::layers::Layer;
 use crate::network::Network;
+use crate::pool::Pooled;
 use crate::regularizers::Regularizers;
 use optim::Monitors;
 use tape::{Expr, Function, Tensor, TensorView};
 
 /// A compiled loss-and-monitors function for [`Network::evaluate`], per set of regularizers.
+#[derive(Clone)]
 pub(crate) struct Evaluator {
-    /// The regularizers it was built for, printed.
-    key: String,
     /// `loss`, then the monitors' names, in output order.
     names: Vec<String>,
     f: Function,
+}
+
+impl Pooled for Evaluator {
+    fn is_random(&self) -> bool {
+        self.f.is_random()
+    }
 }
 
 impl Network {
@@ -30,23 +36,18 @@ impl Network {
         self.run_cached(key, &[x.view()], make)
     }
 
-    /// Runs the function cached under `key` (compiled by `make` on first use) on `args`.
+    /// Runs the function cached under `key` (compiled by `make` on first use) on `args`, on an
+    /// instance leased from the pool so that other threads can run the same request meanwhile.
     fn run_cached(
         &self,
         key: &str,
         args: &[tape::TensorView<'_>],
         make: impl FnOnce(&Self) -> Result<(Vec<Expr>, Vec<Expr>)>,
     ) -> Result<Vec<Tensor>> {
-        let mut cache = self.compiled.lock().unwrap_or_else(|e| e.into_inner());
-        let pos = match cache.iter().position(|(k, _)| k == key) {
-            Some(p) => p,
-            None => {
-                let (inputs, outputs) = make(self)?;
-                cache.push((key.to_string(), Function::compile(&inputs, &outputs)?));
-                cache.len() - 1
-            }
-        };
-        let f = &mut cache[pos].1;
+        let mut f = self.compiled.lease(key, || {
+            let (inputs, outputs) = make(self)?;
+            Ok(Function::compile(&inputs, &outputs)?)
+        })?;
         f.run(args).map_err(|e| self.data_error(e))?;
         (0..f.num_outputs())
             .map(|i| Ok(f.output(i)?.to_tensor()))
@@ -285,10 +286,15 @@ impl Network {
     /// How many compiled functions the network keeps (one per distinct prediction, output or
     /// decoding request); repeated requests reuse them.
     pub fn compiled_functions(&self) -> usize {
-        self.compiled
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .len()
+        self.compiled.requests()
+    }
+
+    /// How many compiled instances the network holds for predictions, outputs and decoding,
+    /// over all requests: one per request while a single thread uses the network, more when
+    /// threads predict at once, at most [`POOL_SIZE`](crate::network::POOL_SIZE) per request
+    /// (and one for a request with dropout or noise, whose random stream stays one sequence).
+    pub fn pooled_functions(&self) -> usize {
+        self.compiled.instances()
     }
 
     /// The loss and monitors (`loss`, `err`, `acc` for classifiers, and the model's own
@@ -311,23 +317,17 @@ impl Network {
     /// ```
     pub fn evaluate(&self, data: &[Tensor], regs: &Regularizers) -> Result<Monitors> {
         self.check_data(data)?;
-        let key = format!("{regs:?}");
-        let mut cache = self.evaluators.lock().unwrap_or_else(|e| e.into_inner());
-        let pos = match cache.iter().position(|e| e.key == key) {
-            Some(p) => p,
-            None => {
-                let g = self.graph(regs)?;
-                let mut outputs = vec![g.loss.clone()];
-                outputs.extend(g.monitors.iter().map(|(_, e)| e.clone()));
-                let names = std::iter::once("loss".to_string())
-                    .chain(g.monitors.iter().map(|(n, _)| n.clone()))
-                    .collect();
-                let f = Function::compile(&g.inputs, &outputs)?;
-                cache.push(Evaluator { key, names, f });
-                cache.len() - 1
-            }
-        };
-        let Evaluator { names, f, .. } = &mut cache[pos];
+        let mut evaluator = self.evaluators.lease(&format!("{regs:?}"), || {
+            let g = self.graph(regs)?;
+            let mut outputs = vec![g.loss.clone()];
+            outputs.extend(g.monitors.iter().map(|(_, e)| e.clone()));
+            let names = std::iter::once("loss".to_string())
+                .chain(g.monitors.iter().map(|(n, _)| n.clone()))
+                .collect();
+            let f = Function::compile(&g.inputs, &outputs)?;
+            Ok(Evaluator { names, f })
+        })?;
+        let Evaluator { names, f } = &mut *evaluator;
         let rows = data[0].shape()[0];
         let mut sums = vec![0.0f64; names.len()];
         let mut start = 0;

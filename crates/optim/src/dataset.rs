@@ -79,6 +79,9 @@ pub struct DatasetState {
 /// assert_eq!(batch[0].data()[0], 2.0 * batch[1].data()[0]);
 /// # Ok::<(), optim::Error>(())
 /// ```
+///
+/// `Send` but not `Sync`: a dataset built from a callable holds an `FnMut + Send`, and drawing a
+/// batch needs `&mut` anyway, so a dataset moves to a thread rather than being shared.
 pub struct Dataset {
     name: String,
     check_finite: bool,

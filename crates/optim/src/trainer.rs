@@ -78,6 +78,9 @@ impl fmt::Display for Monitors {
 /// assert!((fitted.data()[0] - 2.0).abs() < 1e-2 && (fitted.data()[1] + 1.0).abs() < 1e-2);
 /// # Ok::<(), optim::Error>(())
 /// ```
+///
+/// `Send` and `Sync`; a step needs `&mut`. The trainer's compiled functions and random streams are
+/// its own: predictions made from the model meanwhile neither use nor advance them.
 pub struct Trainer {
     step_fn: Function,
     eval_fn: Function,

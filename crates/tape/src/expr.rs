@@ -658,6 +658,9 @@ impl ops::Neg for Expr {
 
 /// A shared variable (Theano's `shared`): a named tensor that lives outside any one function.
 /// Functions read it when they run and may update it in place; clones share the same value.
+/// `Send` and `Sync`: the value sits behind a read-write lock and is read or replaced whole, so
+/// a function running on one thread while another updates the parameter sees the old or the
+/// new value, never a mix within one parameter.
 ///
 /// ```
 /// use tape::{Param, Tensor};

@@ -16,6 +16,17 @@ use crate::tensor::{Tensor, TensorView};
 /// A compiled function of some input expressions to some output expressions, optionally updating
 /// parameters in place after each call (like `theano.function(inputs, outputs, updates=...)`).
 ///
+/// # Threads
+///
+/// `Send` and `Sync`. Running takes `&mut self`, because a run writes the function's workspace
+/// (its cached plans) and advances its random streams, so one function serves one call at a
+/// time; what `&Function` allows (reading the last outputs, the parameters, the listings) only
+/// reads. To run one computation on several threads at once, give each thread its own clone:
+/// clones share the compiled program's constants and the parameters, and have their own
+/// workspaces. A clone also copies the random streams' states, so clones of a function with
+/// dropout or noise draw the same values; re-seed them with [`Function::set_rng_states`] if they
+/// must differ. Kernels give the same bits on any thread.
+///
 /// ```
 /// use tape::{Expr, Function, Param, Tensor};
 /// // One step of gradient descent on f(w) = Σ (w - x)², written as an update.

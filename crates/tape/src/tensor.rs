@@ -9,6 +9,8 @@ use std::fmt;
 /// Class labels are stored here too, as integer-valued floats; the ops that consume them check
 /// range and integrality when they run.
 ///
+/// `Send` and `Sync`: plain owned data.
+///
 /// ```
 /// use tape::Tensor;
 /// let t = Tensor::new(&[2, 3], vec![1., 2., 3., 4., 5., 6.])?;
@@ -24,7 +26,8 @@ pub struct Tensor {
 }
 
 /// A borrowed tensor: a shape and a slice of matching length. Compiled functions take their
-/// arguments this way so that a batch can be handed over without copying.
+/// arguments this way so that a batch can be handed over without copying. `Send` and `Sync`,
+/// like the slices it borrows.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct TensorView<'a> {
     shape: &'a [usize],
