@@ -1,7 +1,9 @@
-//! Data in and out of arrays: CSV files ([`csv`]), MNIST's IDX files ([`idx`]) and the row
+//! Data in and out of arrays: CSV files ([`csv`]), MNIST's IDX files ([`idx`]), the row
 //! operations a training script needs ([`rows`]: seeded shuffle, split by fraction, stratified for
-//! labels, select, concatenate). Every error is [`crate::Error::File`] naming the file (and the
-//! line and column for text) or [`crate::Error::Data`] naming the arrays.
+//! labels, select, concatenate) and [`sequences`] (variable-length sequences padded into
+//! `(batch, time, ...)` arrays with their masks, and next-step windows). Every error is
+//! [`crate::Error::File`] naming the file (and the line and column for text) or
+//! [`crate::Error::Data`] naming the arrays.
 //!
 //! ```
 //! use nets::data::{rows, Column, CsvOptions};
@@ -19,6 +21,7 @@
 pub mod csv;
 pub mod idx;
 pub mod rows;
+pub mod sequences;
 
 pub use self::csv::{read_csv, Column, CsvOptions, Header, Table, Targets};
 pub use self::idx::{read_idx, read_mnist, Mnist};
