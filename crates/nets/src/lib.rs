@@ -26,6 +26,7 @@ pub mod losses;
 mod models;
 pub mod network;
 mod predict;
+pub mod recurrent;
 pub mod regularizers;
 mod resolve;
 pub mod snapshot;
