@@ -98,6 +98,34 @@ fn regressor_loss_weighs_steps_by_weights_and_mask() {
     assert!((f64::from(loss) - num / den).abs() < 1e-5);
 }
 
+/// An autoencoder's loss is the mean squared error of its reconstruction against its own
+/// input, over real steps; its data is `[x, mask]`.
+#[test]
+fn autoencoder_reconstructs_its_input() {
+    let net = Autoencoder::build(
+        vec![LayerSpec::input(3), LayerSpec::lstm(2), LayerSpec::dense(3)],
+        ModelOptions::default(),
+        masked(),
+    )
+    .unwrap();
+    let x = uniform(&[2, 4, 3], 6);
+    let mask = Tensor::new(&[2, 4], vec![1., 1., 1., 1., 1., 1., 0., 0.]).unwrap();
+    let xhat = net.predict_with(&[&x, &mask]).unwrap();
+    let (mut num, mut den) = (0.0f64, 0.0f64);
+    for s in 0..8 {
+        let m = f64::from(mask.data()[s]);
+        for j in 0..3 {
+            let d = f64::from(x.data()[s * 3 + j] - xhat.data()[s * 3 + j]);
+            num += m * d * d;
+        }
+        den += m * 3.0;
+    }
+    let loss = net.loss_on(&[x.clone(), mask]).unwrap();
+    assert!((f64::from(loss) - num / den).abs() < 1e-5);
+    let e = net.loss_on(&[x]).unwrap_err().to_string();
+    assert!(e.contains("[x, mask]"), "{e}");
+}
+
 /// Bad data is refused with the array, the layer and the position named.
 #[test]
 fn data_checks_name_what_is_wrong() {
