@@ -557,7 +557,8 @@ impl Layer for Tied {
     }
     fn connect(&self, inputs: &[Expr]) -> Result<Vec<(String, Expr)>> {
         expect_inputs(&self.name, &self.inputs, inputs.len())?;
-        let pre = inputs[0].matmul(&self.partner.expr().t()) + self.bias.expr();
+        let pre = crate::recurrent::project(&inputs[0], &self.partner.expr().t(), self.size)
+            + self.bias.expr();
         Ok(vec![
             ("out".into(), self.activation.apply(&pre)),
             ("pre".into(), pre),

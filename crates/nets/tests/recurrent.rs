@@ -388,6 +388,35 @@ fn dense_layers_act_on_each_step() {
     }
 }
 
+/// A tied layer on sequences: `h_t·Wᵀ + b` at every step, `W` its partner's matrix.
+#[test]
+fn tied_layers_act_on_each_step() {
+    let net = nets::recurrent::Autoencoder::new(vec![
+        LayerSpec::input(3),
+        LayerSpec::dense(2).activation("linear").name("code"),
+        LayerSpec::tied().bias(0.0, 1.0).name("out"),
+    ])
+    .unwrap();
+    let x = uniform(&[2, 2, 3], 12);
+    let y = net.predict(&x).unwrap();
+    assert_eq!(y.shape(), &[2, 2, 3]);
+    let w = f64s(&net.find("code", "w").unwrap().value());
+    let b1 = f64s(&net.find("code", "b").unwrap().value());
+    let b2 = f64s(&net.find("out", "b").unwrap().value());
+    for row in 0..4 {
+        let code: Vec<f64> = vecmat(&f64s(&x)[row * 3..row * 3 + 3], &w, 2)
+            .iter()
+            .zip(&b1)
+            .map(|(a, b)| a + b)
+            .collect();
+        for i in 0..3 {
+            let e = code[0] * w[i * 2] + code[1] * w[i * 2 + 1] + b2[i];
+            let got = f64::from(y.data()[row * 3 + i]);
+            assert!((got - e).abs() < 1e-5, "row {row} unit {i}: {got} vs {e}");
+        }
+    }
+}
+
 fn stateful_model(batch: usize) -> Regressor {
     Regressor::build(
         vec![
