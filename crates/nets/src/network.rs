@@ -278,6 +278,16 @@ impl Network {
 
     /// Checks a data matrix fits the input layer.
     pub fn check_x(&self, x: &Tensor) -> Result<()> {
+        if self.sequence.is_some() {
+            // The matrix entry points do not fit a model over sequences.
+            return Err(Error::Data {
+                what: format!("input layer `{}`", self.layers[0].name()),
+                problem: "this is a recurrent model over (batch, time, dim) sequences; use the \
+                          methods of nets::recurrent::{Regressor, Classifier, Autoencoder} \
+                          (predict_with, loss_on, check_data)"
+                    .into(),
+            });
+        }
         let n = self.input_size();
         if x.rank() != 2 || x.shape()[1] != n {
             return Err(Error::Data {

@@ -126,6 +126,32 @@ fn autoencoder_reconstructs_its_input() {
     assert!(e.contains("[x, mask]"), "{e}");
 }
 
+/// Monitors by glob work on sequence outputs; the matrix entry points of `Network` refuse a
+/// recurrent model with a pointer to its own methods.
+#[test]
+fn monitors_and_matrix_entry_points() {
+    let net = Regressor::build(
+        vec![LayerSpec::input(2), LayerSpec::rnn(3), LayerSpec::dense(1)],
+        ModelOptions {
+            monitors: vec![("hid1:out".into(), vec![0.0, 2.0])],
+            ..Default::default()
+        },
+        SequenceOptions::default(),
+    )
+    .unwrap();
+    let g = net.graph(&Default::default()).unwrap();
+    let names: Vec<&str> = g.monitors.iter().map(|(n, _)| n.as_str()).collect();
+    assert_eq!(names, ["err", "hid1:out<0", "hid1:out<2"]);
+    let e = net
+        .predict_raw(&uniform(&[2, 3, 2], 1))
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains("recurrent model") && e.contains("predict_with"),
+        "{e}"
+    );
+}
+
 /// Bad data is refused with the array, the layer and the position named.
 #[test]
 fn data_checks_name_what_is_wrong() {

@@ -7,7 +7,7 @@ use crate::error::{config, Error, Result};
 use crate::graph::Graph;
 use crate::losses::{Loss, LossKind};
 use crate::network::{check_sample_weights, Kind, Network};
-use crate::regularizers::{Hidden, Regularizers};
+use crate::regularizers::{glob, Hidden, Regularizers};
 use tape::{Expr, Function, Param, Tensor};
 
 /// The model's input expressions: `x` `(batch, time, n)` first, then each extra input layer
@@ -166,6 +166,7 @@ pub(crate) fn build(net: &Network, regs: &Regularizers) -> Result<Graph> {
         loss = loss + p;
     }
     let mut monitors = vec![("err".to_string(), err)];
+    monitors.extend(user_monitors(net, &outputs)?);
     if let (Kind::Classifier, Some(_)) = (net.kind, &target) {
         monitors.push((
             "acc".to_string(),
@@ -183,6 +184,41 @@ pub(crate) fn build(net: &Network, regs: &Regularizers) -> Result<Graph> {
         loss,
         monitors,
     })
+}
+
+/// The model's own monitors, as for feedforward models: for each glob over output and
+/// parameter names and each threshold, the fraction of values below it (`"hid1:out<0.1"`),
+/// over every step (padding included). A glob that matches nothing is an error.
+fn user_monitors(net: &Network, outputs: &[(String, Expr)]) -> Result<Vec<(String, Expr)>> {
+    let params = net.params();
+    let mut monitors = Vec::new();
+    for (pattern, levels) in &net.options.monitors {
+        let candidates = outputs
+            .iter()
+            .map(|(n, e)| (n.clone(), e.clone()))
+            .chain(params.iter().map(|p| (p.name().to_string(), p.expr())));
+        let mut matched = false;
+        for (name, e) in candidates.filter(|(n, _)| glob(pattern, n)) {
+            matched = true;
+            for level in levels {
+                monitors.push((
+                    format!("{name}<{level}"),
+                    e.lt(&Expr::scalar(*level)).mean(),
+                ));
+            }
+        }
+        if !matched {
+            return Err(Error::NotFound {
+                what: format!("output or parameter matching monitor pattern `{pattern}`"),
+                available: outputs
+                    .iter()
+                    .map(|(n, _)| n.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", "),
+            });
+        }
+    }
+    Ok(monitors)
 }
 
 /// The prediction function: `[x, extra inputs…, mask]` → the last layer's output, replacing
