@@ -201,9 +201,10 @@ impl LayerSpec {
         LayerSpec::with_form(Form::Recurrent(crate::recurrent::Cell::Rnn), Some(size))
     }
 
-    /// An LSTM layer with peepholes (theanets' form); outputs `out`, `cell`, `final`,
-    /// `final_cell`. Its bias starts as theanets' N(2, 1) unless [`LayerSpec::bias`] or
-    /// [`LayerSpec::forget_bias`] says otherwise.
+    /// An LSTM layer with peepholes (theanets' form; its activation is ignored, the gates use
+    /// the logistic and tanh); outputs `out`, `cell`, `final`, `final_cell`. Its bias `[i, f, c,
+    /// o]` starts as theanets' N(2, 1) for every gate, unless [`LayerSpec::forget_bias`] is set
+    /// or [`LayerSpec::bias`] asks for anything but the default mean 0, std 0.
     pub fn lstm(size: usize) -> LayerSpec {
         LayerSpec::with_form(Form::Recurrent(crate::recurrent::Cell::Lstm), Some(size))
     }

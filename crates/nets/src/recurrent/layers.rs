@@ -81,15 +81,6 @@ pub struct Recurrent {
     carried: Vec<Param>,
 }
 
-/// How many blocks of `size` columns the input and hidden weights of a cell hold.
-fn gates(cell: Cell) -> usize {
-    match cell {
-        Cell::Rnn => 1,
-        Cell::Lstm => 4,
-        Cell::Gru => 1,
-    }
-}
-
 impl Recurrent {
     /// Builds the layer with fresh parameters. `inputs` is the sequence first, then the inputs
     /// named by `h_0` and `c_0` (in that order, when given). Each parameter draws from its own
@@ -140,7 +131,6 @@ impl Recurrent {
                 .map_err(|e| e.context(format!("layer `{name}`: initialising `{pname}`")))?;
             Ok::<Param, crate::Error>(Param::new(&pname, v))
         };
-        let g = gates(cell);
         let (input_weights, hidden_weights, biases, peepholes) = match cell {
             Cell::Rnn => (
                 vec![matrix("xh", nin, 1, &plain)?],
@@ -170,8 +160,9 @@ impl Recurrent {
                     std: 1.0,
                 };
                 (
-                    vec![matrix("xh", nin, g, &plain)?],
-                    vec![matrix("hh", size, g, weights)?],
+                    // Four gates [i, f, c, o] side by side; `hh` is four square blocks.
+                    vec![matrix("xh", nin, 4, &plain)?],
+                    vec![matrix("hh", size, 4, weights)?],
                     vec![b],
                     vec![
                         vector("ci", &peep, size)?,
