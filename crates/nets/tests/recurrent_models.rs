@@ -66,6 +66,19 @@ fn classifier_loss_and_accuracy_count_real_steps_only() {
     );
     let acc = net.accuracy(&data).unwrap();
     assert!((f64::from(acc) - right / count).abs() < 1e-6);
+    let classes = net.predict_classes(&[&x, &mask]).unwrap();
+    assert_eq!(classes.shape(), &[2, 3]);
+    for s in 0..6 {
+        let row = &p.data()[s * 3..s * 3 + 3];
+        let c = classes.data()[s] as usize;
+        assert!(row.iter().all(|&v| v <= row[c]), "step {s}");
+    }
+    net.find("hid1", "xh").unwrap().update(|v| v[0] = f32::NAN);
+    let e = net.predict_classes(&[&x, &mask]).unwrap_err().to_string();
+    assert!(
+        e.contains("layer `out`") && e.contains("sequence 0, step 0"),
+        "{e}"
+    );
 }
 
 /// A weighted, masked regressor's loss is `Σ w·m·(y − ŷ)² / (k·Σ w·m)`.

@@ -180,30 +180,33 @@ impl Classifier {
     }
 
     /// The most probable class at every step, `(batch, time)`, for `inputs` as in
-    /// [`Classifier::predict_with`].
+    /// [`Classifier::predict_with`]. A NaN probability is an error naming the output layer, the
+    /// sequence and the step (it would otherwise come out as class 0).
     pub fn predict_classes(&self, inputs: &[&Tensor]) -> Result<Tensor> {
         let p = self.predict_with(inputs)?;
-        let k = self.output_size();
+        let k = self.output_size().max(1);
         let shape = p.shape();
-        let labels: Vec<f32> = p
+        let time = shape[1].max(1);
+        let out = self.layers()[self.layers().len() - 1].name().to_string();
+        let labels = p
             .data()
-            .chunks(k.max(1))
-            .map(|row| {
-                row.iter()
-                    .enumerate()
-                    .fold(
-                        (0, f32::NEG_INFINITY),
-                        |b, (i, &v)| {
-                            if v > b.1 {
-                                (i, v)
-                            } else {
-                                b
-                            }
-                        },
-                    )
-                    .0 as f32
+            .chunks(k)
+            .enumerate()
+            .map(|(i, row)| {
+                if row.iter().any(|v| v.is_nan()) {
+                    return Err(Error::Data {
+                        what: format!("output layer `{out}`"),
+                        problem: format!(
+                            "the class probabilities of sequence {}, step {} are NaN",
+                            i / time,
+                            i % time
+                        ),
+                    });
+                }
+                let best = (0..row.len()).fold(0, |b, j| if row[j] > row[b] { j } else { b });
+                Ok(best as f32)
             })
-            .collect();
+            .collect::<Result<Vec<f32>>>()?;
         Ok(Tensor::new(&shape[..shape.len() - 1], labels)?)
     }
 
