@@ -165,6 +165,47 @@ fn monitors_and_matrix_entry_points() {
     );
 }
 
+/// A target that only the initial state carries is learned through `h_0`, batched from the
+/// data like `x`: data `[x, h0, targets]`.
+#[test]
+fn initial_states_are_trained_from_the_data() {
+    let net = Regressor::new(vec![
+        LayerSpec::input(1),
+        LayerSpec::input(4).name("h0"),
+        LayerSpec::rnn(4).h_0("h0"),
+        LayerSpec::dense(1),
+    ])
+    .unwrap();
+    let n = 64;
+    let h0 = uniform(&[n, 4], 8);
+    // The target at each of 3 steps is the first value of the sequence's initial state.
+    let y: Vec<f32> = h0.data().chunks(4).flat_map(|r| [r[0]; 3]).collect();
+    let data = vec![
+        Tensor::zeros(&[n, 3, 1]),
+        h0,
+        Tensor::new(&[n, 3, 1], y).unwrap(),
+    ];
+    let before = net.loss_on(&data).unwrap();
+    let mut ds = Dataset::new(
+        "train",
+        data.clone(),
+        DatasetOptions {
+            batch_size: 16,
+            ..Default::default()
+        },
+    )
+    .unwrap();
+    net.trainer(
+        "adam",
+        &["learning_rate=0.02", "max_updates=40", "patience=1000"],
+    )
+    .unwrap()
+    .train(&mut ds, None)
+    .unwrap();
+    let after = net.loss_on(&data).unwrap();
+    assert!(after < 0.1 * before, "loss {before} → {after}");
+}
+
 /// Bad data is refused with the array, the layer and the position named.
 #[test]
 fn data_checks_name_what_is_wrong() {
