@@ -33,6 +33,7 @@ use crate::init::{BiasInit, WeightInit};
 use crate::layers::{Form, Layer, LayerContext, LayerSpec, MakeLayer};
 use crate::losses::Loss;
 use crate::network::{Autoencoder, Classifier, Kind, ModelOptions, Network, Regressor};
+use crate::recurrent::{Cell, RecurrentOptions, SequenceOptions};
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use std::collections::{BTreeMap, HashMap};
 use std::io::Write;
@@ -378,6 +379,26 @@ struct ModelDoc<'a> {
     options: OptionsDoc,
     #[serde(borrow)]
     params: Vec<Box<ParamDoc<'a>>>,
+    /// Set for a recurrent model (added in place: files without it are feedforward models).
+    #[serde(default)]
+    sequence: Option<SequenceDoc>,
+}
+
+/// [`SequenceOptions`] of a recurrent model, field for field.
+#[derive(Serialize, Deserialize)]
+struct SequenceDoc {
+    masked: bool,
+}
+
+/// [`RecurrentOptions`] of a recurrent layer, field for field.
+#[derive(Serialize, Deserialize, Default)]
+struct RecurrentDoc {
+    backward: bool,
+    bptt_limit: Option<usize>,
+    h_0: Option<String>,
+    c_0: Option<String>,
+    stateful: Option<usize>,
+    forget_bias: Option<f32>,
 }
 
 #[derive(Serialize, Deserialize, Clone, Copy, PartialEq, Debug)]
@@ -421,6 +442,9 @@ enum FormDoc {
     Flatten,
     Reshape(Vec<usize>),
     Custom(String),
+    Rnn,
+    Lstm,
+    Gru,
 }
 
 /// A [`LayerSpec`] as given, field for field.
@@ -439,6 +463,9 @@ struct LayerDoc {
     weight_radius: f32,
     bias_mean: f32,
     bias_std: f32,
+    /// A recurrent layer's options (added in place: absent for other layers).
+    #[serde(default)]
+    recurrent: Option<RecurrentDoc>,
 }
 
 /// [`ModelOptions`], field for field (elements boxed as in [`ModelDoc`]).
@@ -479,6 +506,7 @@ impl LayerDoc {
             bias,
             custom,
             registered,
+            recurrent,
         } = spec;
         let form = match (custom, registered) {
             (Some(_), Some(r)) => FormDoc::Custom(r.clone()),
@@ -501,8 +529,27 @@ impl LayerDoc {
                 Form::Concatenate => FormDoc::Concatenate,
                 Form::Flatten => FormDoc::Flatten,
                 Form::Reshape(dims) => FormDoc::Reshape(dims.clone()),
+                Form::Recurrent(Cell::Rnn) => FormDoc::Rnn,
+                Form::Recurrent(Cell::Lstm) => FormDoc::Lstm,
+                Form::Recurrent(Cell::Gru) => FormDoc::Gru,
             },
         };
+        let RecurrentOptions {
+            backward,
+            bptt_limit,
+            h_0,
+            c_0,
+            stateful,
+            forget_bias,
+        } = recurrent;
+        let recurrent = (*recurrent != RecurrentOptions::default()).then(|| RecurrentDoc {
+            backward: *backward,
+            bptt_limit: *bptt_limit,
+            h_0: h_0.clone(),
+            c_0: c_0.clone(),
+            stateful: *stateful,
+            forget_bias: *forget_bias,
+        });
         let WeightInit {
             mean,
             std,
@@ -528,6 +575,7 @@ impl LayerDoc {
             weight_radius: *radius,
             bias_mean: *bias_mean,
             bias_std: *bias_std,
+            recurrent,
         }))
     }
 
@@ -544,6 +592,9 @@ impl LayerDoc {
                 FormDoc::Concatenate => LayerSpec::concatenate(size),
                 FormDoc::Flatten => LayerSpec::flatten(size),
                 FormDoc::Reshape(dims) => LayerSpec::reshape(dims),
+                FormDoc::Rnn => LayerSpec::rnn(size),
+                FormDoc::Lstm => LayerSpec::lstm(size),
+                FormDoc::Gru => LayerSpec::gru(size),
                 FormDoc::Custom(name) => {
                     registry.spec(name, size).map_err(|_| {
                         file_error(
@@ -575,6 +626,16 @@ impl LayerDoc {
             mean: self.bias_mean,
             std: self.bias_std,
         };
+        if let Some(r) = &self.recurrent {
+            spec.recurrent = RecurrentOptions {
+                backward: r.backward,
+                bptt_limit: r.bptt_limit,
+                h_0: r.h_0.clone(),
+                c_0: r.c_0.clone(),
+                stateful: r.stateful,
+                forget_bias: r.forget_bias,
+            };
+        }
         Ok(spec)
     }
 }
@@ -659,6 +720,7 @@ impl Network {
             layers,
             options,
             params: docs,
+            sequence: self.sequence.map(|s| SequenceDoc { masked: s.masked }),
         };
         encode(path, &doc)
     }
@@ -749,7 +811,8 @@ pub(crate) fn network_from_payload(
         monitors: monitors.into_iter().map(|m| *m).collect(),
         classes,
     };
-    let net = Network::new(kind, specs, options)
+    let sequence = doc.sequence.map(|s| SequenceOptions { masked: s.masked });
+    let net = Network::with_sequence(kind, specs, options, sequence)
         .map_err(|e| file_error(path, format!("the model in the file cannot be built: {e}")))?;
     restore_params(&net, &saved).map_err(|p| file_error(path, p))?;
     Ok(net)
@@ -821,6 +884,7 @@ fn check_budget(layers: &[Box<LayerDoc>], total: usize) -> std::result::Result<(
             l.inputs.iter().map(|s| width_of(s)).collect()
         };
         let dense = matches!(l.form, FormDoc::Dense | FormDoc::Classifier) && i > 0;
+        let recurrent = matches!(l.form, FormDoc::Rnn | FormDoc::Lstm | FormDoc::Gru);
         let width = match &l.form {
             FormDoc::Tied => tied_width(l, &seen),
             FormDoc::Reshape(dims) => dims.last().copied().unwrap_or(0),
@@ -833,6 +897,9 @@ fn check_budget(layers: &[Box<LayerDoc>], total: usize) -> std::result::Result<(
             fan_in.saturating_add(1).saturating_mul(width)
         } else if matches!(l.form, FormDoc::Tied) {
             width
+        } else if recurrent {
+            // At least the hidden-to-hidden matrix.
+            width.saturating_mul(width)
         } else {
             0
         };

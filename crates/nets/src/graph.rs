@@ -81,6 +81,9 @@ impl Network {
     /// a first output not named `out`), and a `noise` or `dropout` pattern that matches no
     /// layer's default output (the message lists them).
     pub fn graph(&self, regs: &Regularizers) -> Result<Graph> {
+        if self.sequence.is_some() {
+            return crate::recurrent::graph::build(self, regs);
+        }
         let input = &self.layers[0];
         let x = Expr::input_with_dims(input.name(), &[None, Some(input.size())]);
         let outputs = self.connect(&x, &[], regs)?;
@@ -262,6 +265,18 @@ impl Network {
         feeds: &[(String, Expr)],
         regs: &Regularizers,
     ) -> Result<Vec<(String, Expr)>> {
+        self.connect_masked(x, feeds, regs, None)
+    }
+
+    /// [`Network::connect`] with a `(batch, time)` mask passed to every layer (recurrent layers
+    /// give it to their scan).
+    pub(crate) fn connect_masked(
+        &self,
+        x: &Expr,
+        feeds: &[(String, Expr)],
+        regs: &Regularizers,
+        mask: Option<&Expr>,
+    ) -> Result<Vec<(String, Expr)>> {
         let mut outputs: Vec<(String, Expr)> = Vec::new();
         let last = self.layers.len() - 1;
         for (i, layer) in self.layers.iter().enumerate() {
@@ -294,7 +309,7 @@ impl Network {
             } else {
                 Role::Other
             };
-            let connected = connect_layer(layer.as_ref(), &args)?;
+            let connected = connect_layer(layer.as_ref(), &args, mask)?;
             for (j, (local, e)) in connected.into_iter().enumerate() {
                 let name = format!("{}:{local}", layer.name());
                 // Only the default output is corrupted: it is what later layers read.
@@ -364,9 +379,13 @@ fn corrupting_glob(regs: &Regularizers, name: &str) -> Option<(&'static str, Str
 /// Connects one layer and checks its graph, so that a shape error inside it is reported under
 /// the layer's name (the node's location alone points into the layer's code, not at the model).
 /// Its inputs were checked when the earlier layers were connected, so an error here is its own.
-fn connect_layer(layer: &dyn Layer, args: &[Expr]) -> Result<Vec<(String, Expr)>> {
+fn connect_layer(
+    layer: &dyn Layer,
+    args: &[Expr],
+    mask: Option<&Expr>,
+) -> Result<Vec<(String, Expr)>> {
     let context = || format!("layer `{}`: building its graph", layer.name());
-    let connected = layer.connect(args).map_err(|e| match e {
+    let connected = layer.connect_masked(args, mask).map_err(|e| match e {
         // The layer's own configuration errors already name it.
         Error::Tape(_) | Error::Optim(_) => e.context(context()),
         e => e,

@@ -50,6 +50,18 @@ pub trait Layer: Send + Sync {
     fn elementwise_weights(&self) -> Option<Expr> {
         None
     }
+    /// [`Layer::connect`] for `(batch, time, …)` sequences with a `(batch, time)` mask (0 at
+    /// padding) that recurrent layers pass to their scan. Layers acting on each step alone
+    /// ignore the mask (the default), since the loss weights leave padded steps out.
+    fn connect_masked(&self, inputs: &[Expr], mask: Option<&Expr>) -> Result<Vec<(String, Expr)>> {
+        let _ = mask;
+        self.connect(inputs)
+    }
+    /// A stateful layer's carried states: each non-trained tensor with the local name of the
+    /// output whose value replaces it after every prediction call (empty by default).
+    fn carried_states(&self) -> Vec<(Param, String)> {
+        Vec::new()
+    }
 }
 
 /// The kinds of built-in layer.
@@ -71,6 +83,8 @@ pub enum Form {
     Flatten,
     /// The batch axis kept, the rest reshaped to the given dims.
     Reshape(Vec<usize>),
+    /// A recurrent layer over `(batch, time, dim)` sequences (see [`crate::recurrent`]).
+    Recurrent(crate::recurrent::Cell),
 }
 
 /// A description of one layer, as a model's constructor receives it. Sizes alone also convert
@@ -96,6 +110,8 @@ pub struct LayerSpec {
     /// The name a custom layer's constructor is registered under (see [`crate::file::Registry`]),
     /// which is what a model file records in place of the closure.
     pub(crate) registered: Option<String>,
+    /// Direction, BPTT limit, initial states and stateful mode of a recurrent layer.
+    pub(crate) recurrent: crate::recurrent::RecurrentOptions,
 }
 
 /// How a custom layer is made from its resolved context.
@@ -134,6 +150,7 @@ impl LayerSpec {
             bias: BiasInit::default(),
             custom: None,
             registered: None,
+            recurrent: Default::default(),
         }
     }
 
@@ -176,6 +193,65 @@ impl LayerSpec {
     /// The input reshaped to `(batch,) + dims`; its size is the last dim.
     pub fn reshape(dims: &[usize]) -> LayerSpec {
         LayerSpec::with_form(Form::Reshape(dims.to_vec()), dims.last().copied())
+    }
+
+    /// A simple recurrent layer over `(batch, time, dim)` sequences: `h_t = act(x_t·W_xh +
+    /// h_{t−1}·W_hh + b)` (activation default `tanh`); outputs `out`, `pre`, `final`.
+    pub fn rnn(size: usize) -> LayerSpec {
+        LayerSpec::with_form(Form::Recurrent(crate::recurrent::Cell::Rnn), Some(size))
+    }
+
+    /// An LSTM layer with peepholes (theanets' form; its activation is ignored, the gates use
+    /// the logistic and tanh); outputs `out`, `cell`, `final`, `final_cell`. Its bias `[i, f, c,
+    /// o]` starts as theanets' N(2, 1) for every gate, unless [`LayerSpec::forget_bias`] is set
+    /// or [`LayerSpec::bias`] asks for anything but the default mean 0, std 0.
+    pub fn lstm(size: usize) -> LayerSpec {
+        LayerSpec::with_form(Form::Recurrent(crate::recurrent::Cell::Lstm), Some(size))
+    }
+
+    /// A GRU layer (theanets' form, activation default `tanh`); outputs `out`, `pre`, `hid`,
+    /// `rate`, `final`.
+    pub fn gru(size: usize) -> LayerSpec {
+        LayerSpec::with_form(Form::Recurrent(crate::recurrent::Cell::Gru), Some(size))
+    }
+
+    /// Recurrent layers: scan from the last step to the first (outputs stay in time order).
+    pub fn backward(mut self) -> LayerSpec {
+        self.recurrent.backward = true;
+        self
+    }
+
+    /// Recurrent layers: backpropagate through the last `steps` steps only.
+    pub fn bptt_limit(mut self, steps: usize) -> LayerSpec {
+        self.recurrent.bptt_limit = Some(steps);
+        self
+    }
+
+    /// Recurrent layers: the initial hidden state is the output of the named input layer,
+    /// `(batch, size)`, which the data then carries after the sequence.
+    pub fn h_0(mut self, input: &str) -> LayerSpec {
+        self.recurrent.h_0 = Some(input.to_string());
+        self
+    }
+
+    /// LSTM layers: the initial cell is the output of the named input layer, `(batch, size)`.
+    pub fn c_0(mut self, input: &str) -> LayerSpec {
+        self.recurrent.c_0 = Some(input.to_string());
+        self
+    }
+
+    /// Recurrent layers: carry the final state of each prediction call into the next, for
+    /// batches of exactly `batch` sequences, until the model's `reset_state`.
+    pub fn stateful(mut self, batch: usize) -> LayerSpec {
+        self.recurrent.stateful = Some(batch);
+        self
+    }
+
+    /// LSTM layers: start the forget gate's bias at `value` and the other gates' at 0, instead
+    /// of theanets' N(2, 1) for every gate.
+    pub fn forget_bias(mut self, value: f32) -> LayerSpec {
+        self.recurrent.forget_bias = Some(value);
+        self
     }
 
     /// A user-defined layer: `make` receives the resolved name, size, inputs and a seeded random
@@ -383,7 +459,8 @@ impl Layer for Feedforward {
         expect_inputs(&self.name, &self.inputs, inputs.len())?;
         let mut pre: Option<Expr> = None;
         for (x, w) in inputs.iter().zip(&self.weights) {
-            let term = x.matmul(&w.expr());
+            // Sequences `(batch, time, dim)` are projected step by step over the last axis.
+            let term = crate::recurrent::project(x, &w.expr(), self.size);
             pre = Some(match pre {
                 Some(p) => p + term,
                 None => term,
@@ -481,7 +558,8 @@ impl Layer for Tied {
     }
     fn connect(&self, inputs: &[Expr]) -> Result<Vec<(String, Expr)>> {
         expect_inputs(&self.name, &self.inputs, inputs.len())?;
-        let pre = inputs[0].matmul(&self.partner.expr().t()) + self.bias.expr();
+        let pre = crate::recurrent::project(&inputs[0], &self.partner.expr().t(), self.size)
+            + self.bias.expr();
         Ok(vec![
             ("out".into(), self.activation.apply(&pre)),
             ("pre".into(), pre),

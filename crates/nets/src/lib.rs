@@ -27,6 +27,7 @@ mod models;
 pub mod network;
 mod pool;
 mod predict;
+pub mod recurrent;
 pub mod regularizers;
 mod resolve;
 pub mod snapshot;

@@ -91,11 +91,24 @@ pub struct Network {
     pub(crate) compiled: Pool<Function>,
     /// Compiled loss-and-monitor functions for `evaluate`, per set of regularizers.
     pub(crate) evaluators: Pool<Evaluator>,
+    /// Set for the recurrent models: inputs are `(batch, time, dim)` sequences.
+    pub(crate) sequence: Option<crate::recurrent::SequenceOptions>,
 }
 
 impl Network {
     /// Builds a network of the given kind from layer specs (at least an input and an output).
     pub fn new(kind: Kind, specs: Vec<LayerSpec>, options: ModelOptions) -> Result<Network> {
+        Network::with_sequence(kind, specs, options, None)
+    }
+
+    /// [`Network::new`], or with `sequence` a recurrent network over `(batch, time, dim)`
+    /// sequences (see [`crate::recurrent`]).
+    pub(crate) fn with_sequence(
+        kind: Kind,
+        specs: Vec<LayerSpec>,
+        options: ModelOptions,
+        sequence: Option<crate::recurrent::SequenceOptions>,
+    ) -> Result<Network> {
         if specs.len() < 2 {
             return Err(config(
                 "model",
@@ -113,14 +126,24 @@ impl Network {
                 LossKind::Mse
             }));
         }
+        // A mask enters the loss as weights.
+        let masked = sequence.is_some_and(|s| s.masked);
         for loss in &mut losses {
-            loss.weighted = options.weighted;
+            loss.weighted = options.weighted || masked;
         }
         let kept_specs = specs.clone();
         let mut layers: Vec<Box<dyn Layer>> = Vec::with_capacity(specs.len());
         let last = specs.len() - 1;
         for (i, spec) in specs.into_iter().enumerate() {
-            let layer = crate::resolve::resolve(i, last, spec, &layers, kind, options.seed)?;
+            let layer = crate::resolve::resolve(
+                i,
+                last,
+                spec,
+                &layers,
+                kind,
+                options.seed,
+                sequence.is_some(),
+            )?;
             if layers.iter().any(|l| l.name() == layer.name()) {
                 return Err(config(
                     format!("layer `{}`", layer.name()),
@@ -169,6 +192,7 @@ impl Network {
             specs: kept_specs,
             compiled: Pool::new(),
             evaluators: Pool::new(),
+            sequence,
         };
         net.check_connects()?;
         Ok(net)
@@ -178,6 +202,11 @@ impl Network {
     /// whose size does not fit its input, a layer given fewer inputs than it has weights) is an
     /// error when the model is built rather than a wrong batch size at prediction time.
     fn check_connects(&self) -> Result<()> {
+        if self.sequence.is_some() {
+            return self
+                .graph(&crate::regularizers::Regularizers::default())
+                .map(|_| ());
+        }
         let input = &self.layers[0];
         let x = tape::Expr::input_with_dims(input.name(), &[None, Some(input.size())]);
         self.connect(&x, &[], &crate::regularizers::Regularizers::default())?;
@@ -266,6 +295,16 @@ impl Network {
 
     /// Checks a data matrix fits the input layer.
     pub fn check_x(&self, x: &Tensor) -> Result<()> {
+        if self.sequence.is_some() {
+            // The matrix entry points do not fit a model over sequences.
+            return Err(Error::Data {
+                what: format!("input layer `{}`", self.layers[0].name()),
+                problem: "this is a recurrent model over (batch, time, dim) sequences; use the \
+                          methods of nets::recurrent::{Regressor, Classifier, Autoencoder} \
+                          (predict_with, loss_on, check_data)"
+                    .into(),
+            });
+        }
         let n = self.input_size();
         if x.rank() != 2 || x.shape()[1] != n {
             return Err(Error::Data {

@@ -15,6 +15,7 @@ pub(crate) fn resolve(
     before: &[Box<dyn Layer>],
     kind: Kind,
     seed: u64,
+    sequence: bool,
 ) -> Result<Box<dyn Layer>> {
     let name = spec.name.clone().unwrap_or_else(|| match i {
         0 => "in".to_string(),
@@ -34,10 +35,29 @@ pub(crate) fn resolve(
         };
     }
     if spec.form == Form::Input {
-        return Err(config(what, "only the first layer can be an input layer"));
+        // A recurrent model's later input layers feed initial states (theanets' `h_0`).
+        return match (sequence, spec.size) {
+            (true, Some(size)) if i < last => Ok(Box::new(Input::new(&name, size))),
+            (true, _) if i < last => Err(config(what, "the input layer needs a size")),
+            _ => Err(config(what, "only the first layer can be an input layer")),
+        };
+    }
+    if !matches!(spec.form, Form::Recurrent(_))
+        && spec.recurrent != crate::recurrent::RecurrentOptions::default()
+    {
+        return Err(config(
+            what,
+            "direction, bptt_limit, h_0, c_0, stateful and forget_bias apply to recurrent layers \
+             (rnn, lstm, gru) only",
+        ));
     }
     let inputs: Vec<(String, usize)> = if spec.inputs.is_empty() {
-        let prev = &before[i - 1];
+        // The previous layer that is not an input of initial states.
+        let prev = before[..i]
+            .iter()
+            .rev()
+            .find(|l| !is_state_input(l.as_ref(), before))
+            .unwrap_or(&before[0]);
         vec![(format!("{}:out", prev.name()), prev.size())]
     } else {
         spec.inputs
@@ -51,6 +71,11 @@ pub(crate) fn resolve(
         "softmax"
     } else {
         "linear"
+    };
+    let default_activation = match spec.form {
+        // theanets' relu default makes an rnn's state grow without bound.
+        Form::Recurrent(_) if spec.activation.is_none() => "tanh",
+        _ => default_activation,
     };
     let activation = spec
         .activation
@@ -109,6 +134,51 @@ pub(crate) fn resolve(
                 &w,
                 &activation,
                 &spec.bias,
+                seed,
+            )?))
+        }
+        Form::Recurrent(cell) => {
+            let size = spec
+                .size
+                .ok_or_else(|| config(what.clone(), "needs a size"))?;
+            if !sequence {
+                return Err(config(
+                    what,
+                    "a recurrent layer needs a recurrent model (nets::recurrent::Regressor, \
+                     Classifier or Autoencoder), whose inputs are (batch, time, dim) sequences",
+                ));
+            }
+            let mut inputs = inputs;
+            for state in [&spec.recurrent.h_0, &spec.recurrent.c_0]
+                .into_iter()
+                .flatten()
+            {
+                let (name, width) = resolve_input(state, before, &what)?;
+                let is_input = before
+                    .iter()
+                    .position(|l| format!("{}:out", l.name()) == name)
+                    .is_some_and(|j| {
+                        j > 0 && before[j].params().is_empty() && before[j].inputs().is_empty()
+                    });
+                if !is_input {
+                    return Err(config(
+                        what,
+                        format!(
+                            "its initial state `{state}` must name an input layer after the first"
+                        ),
+                    ));
+                }
+                inputs.push((name, width));
+            }
+            Ok(Box::new(crate::recurrent::Recurrent::new(
+                &name,
+                size,
+                *cell,
+                &inputs,
+                &activation,
+                &spec.weights,
+                &spec.bias,
+                spec.recurrent.clone(),
                 seed,
             )?))
         }
@@ -181,4 +251,14 @@ fn find_partner<'a>(
         what.to_string(),
         "no earlier layer to tie to; name one with .partner(…)",
     ))
+}
+
+/// Whether `layer` is an input layer after the first (a recurrent model's initial-state input),
+/// which the next layer does not read by default.
+fn is_state_input(layer: &dyn Layer, before: &[Box<dyn Layer>]) -> bool {
+    layer.inputs().is_empty()
+        && layer.params().is_empty()
+        && before
+            .first()
+            .is_some_and(|first| first.name() != layer.name())
 }
