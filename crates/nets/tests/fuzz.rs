@@ -416,7 +416,9 @@ fn specs(c: &Config) -> Vec<LayerSpec> {
         };
         let mut spec = match &g.form {
             // An autoencoder's output mostly as wide as its input, so that many of them build.
-            Form::Dense(_) if k + 1 == n && c.kind == Kind::Autoencoder && !c.seed.is_multiple_of(4) => {
+            Form::Dense(_)
+                if k + 1 == n && c.kind == Kind::Autoencoder && !c.seed.is_multiple_of(4) =>
+            {
                 LayerSpec::dense(c.input)
             }
             Form::Dense(s) => LayerSpec::dense(*s),
