@@ -472,8 +472,11 @@ struct Program {
     reshape_arg: (usize, Vec<usize>),
     /// A parameter (shape, values) read as an operand and updated by the function to the value
     /// of a node (an index modulo the op nodes), which may not have its shape.
-    param: Option<((Vec<usize>, Vec<f32>), usize)>,
+    param: Option<(Values, usize)>,
 }
+
+/// A shape with its values.
+type Values = (Vec<usize>, Vec<f32>);
 
 fn shape() -> impl Strategy<Value = Vec<usize>> {
     // Mostly 2s and 3s, so ops often fit; 0 and 1 for the edges.
