@@ -576,7 +576,36 @@ fn run_model(c: &Config) -> Result<(), TestCaseError> {
     if r.is_ok() {
         count_outcome(3);
     }
+    // A model saved and loaded back predicts the same bits.
+    if let Ok(before) = &r {
+        round_trip(&net, &x3, before)?;
+    }
     check_prediction(&net, 3, r, "predict_raw on 3 rows")?;
+    if c.kind == Kind::Autoencoder {
+        let model = nets::Autoencoder(net);
+        let layer = ["hid1", "out", "in", "bogus", ""][c.seed as usize % 5];
+        let z = no_panic("encode", || model.encode(&x3, Some(layer)))?;
+        match z {
+            Err(e) => said(&e, "encode")?,
+            Ok(z) => {
+                prop_assert_eq!(z.shape()[0], 3);
+                let back = no_panic("decode", || model.decode(&z, Some(layer)))?;
+                match back {
+                    Err(e) => said(&e, "decode")?,
+                    Ok(y) => prop_assert_eq!(y.shape(), &[3, model.input_size()][..]),
+                }
+                // Codes of the wrong width are refused.
+                let wide = Tensor::zeros(&[3, z.shape()[1] + 1]);
+                let r = no_panic("decode", || model.decode(&wide, Some(layer)))?;
+                prop_assert!(
+                    r.is_err(),
+                    "decode accepted codes {} wide",
+                    z.shape()[1] + 1
+                );
+            }
+        }
+        return Ok(());
+    }
     let scored = no_panic("metrics", || match c.kind {
         Kind::Classifier => {
             let model = Classifier(net);
@@ -593,6 +622,29 @@ fn run_model(c: &Config) -> Result<(), TestCaseError> {
     if let Err(e) = scored {
         said(&e, "metrics")?;
     }
+    Ok(())
+}
+
+/// Saves `net`, loads it back and checks the copy predicts `before` on `x`, bit for bit.
+fn round_trip(net: &Network, x: &Tensor, before: &Tensor) -> Result<(), TestCaseError> {
+    let dir = std::env::temp_dir().join(format!("nets-fuzz-rt-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join(format!("{:?}.model", std::thread::current().id()));
+    if let Err(e) = no_panic("save", || net.save(&path))? {
+        // A model with a custom layer has nothing to save it with; none is built here.
+        return Err(fail(format!("a built model did not save: {e}")));
+    }
+    let loaded = no_panic("load", || Network::load(&path))?
+        .map_err(|e| fail(format!("a saved model did not load: {e}")))?;
+    let after = no_panic("predict after load", || loaded.predict_raw(x))?
+        .map_err(|e| fail(format!("a loaded model did not predict: {e}")))?;
+    let bits = |t: &Tensor| t.data().iter().map(|v| v.to_bits()).collect::<Vec<_>>();
+    prop_assert_eq!(after.shape(), before.shape());
+    prop_assert_eq!(
+        bits(&after),
+        bits(before),
+        "predictions changed through a file"
+    );
     Ok(())
 }
 
@@ -763,4 +815,63 @@ fn zz_stats() {
             s[0], s[1], s[2], s[3], s[4], s[5]
         );
     }
+}
+
+/// Found by the fuzzer: a dense layer given the same input twice built two parameters named
+/// `out.w_in:out`; the model trained and predicted, then could not be saved.
+#[test]
+fn a_dense_layer_refuses_an_input_listed_twice() {
+    for inputs in [["in", "in"], ["in", "in:out"]] {
+        let specs = vec![LayerSpec::input(1), LayerSpec::dense(1).inputs(&inputs)];
+        let e = Network::new(Kind::Regressor, specs, ModelOptions::default())
+            .err()
+            .expect("an input listed twice");
+        let msg = e.to_string();
+        assert!(
+            msg.contains("layer `out`") && msg.contains("`in:out` is listed twice"),
+            "{msg}"
+        );
+    }
+    // Concatenating an input with itself has no weights to clash and stays valid.
+    let specs = vec![
+        LayerSpec::input(1),
+        LayerSpec::concatenate(2).inputs(&["in", "in"]),
+        LayerSpec::dense(1),
+    ];
+    assert!(Network::new(Kind::Regressor, specs, ModelOptions::default()).is_ok());
+}
+
+/// Found by the fuzzer: an activation given to a product, concatenate, flatten or reshape layer
+/// was dropped without a word (the model built and trained without it), and a model file of
+/// such a layer then failed to load, its loader counting the activation's parameters.
+#[test]
+fn layers_without_an_activation_refuse_one() {
+    let layers = [
+        LayerSpec::product(2),
+        LayerSpec::concatenate(2),
+        LayerSpec::flatten(2),
+        LayerSpec::reshape(&[2]),
+    ];
+    for layer in layers {
+        let specs = vec![
+            LayerSpec::input(2),
+            layer.activation("prelu"),
+            LayerSpec::dense(1),
+        ];
+        let e = Network::new(Kind::Regressor, specs, ModelOptions::default())
+            .err()
+            .expect("an activation on a layer that applies none");
+        let msg = e.to_string();
+        assert!(
+            msg.contains("layer `hid1`") && msg.contains("`prelu`"),
+            "{msg}"
+        );
+    }
+    // Likewise a classifier layer, which always applies softmax.
+    let specs = |a: &str| vec![LayerSpec::input(2), LayerSpec::classifier(2).activation(a)];
+    let e = Network::new(Kind::Classifier, specs("prelu"), ModelOptions::default())
+        .err()
+        .expect("prelu on a classifier layer");
+    assert!(e.to_string().contains("layer `out`"), "{e}");
+    assert!(Network::new(Kind::Classifier, specs("softmax"), ModelOptions::default()).is_ok());
 }
