@@ -1,6 +1,7 @@
 //! Fuzzing the option parsers: random, mostly invalid `key=value` text for every entry point
 //! (`RuleOptions::set`/`set_all`, `LoopOptions::set`, `configure`, `split_pair`, `parse_bool`,
-//! `Algorithm::from_str`, `closest`).
+//! `Algorithm::from_str`, `closest`); and datasets: random arrays (ranks 0..2, 0..6 rows,
+//! lengths that disagree, NaN) and options, then damaged saved states.
 //!
 //! Each case runs under `catch_unwind`: a parser must return `Ok` or an `Error::Config` whose
 //! text names the option, never panic. Values the strategy built from a known number or boolean
@@ -12,9 +13,10 @@
 //! (`PROPTEST_CASES=100000 cargo test --release -p optim --test fuzz`).
 
 use optim::options::{closest, configure, parse_bool, split_pair};
-use optim::{Algorithm, Error, LoopOptions, RuleOptions};
+use optim::{Algorithm, Dataset, DatasetOptions, DatasetState, Error, LoopOptions, RuleOptions};
 use proptest::prelude::*;
 use std::panic::{catch_unwind, AssertUnwindSafe};
+use tape::Tensor;
 
 /// Cases per property when `PROPTEST_CASES` is not set: small, so CI stays fast.
 const CI_CASES: u32 = 256;
@@ -543,4 +545,132 @@ fn max_updates_zero_written_another_way_is_refused() {
     let mut lp = LoopOptions::default();
     lp.set("max_updates", "007").unwrap();
     assert_eq!(lp.max_updates, Some(7));
+}
+
+/// Arrays for a dataset: `rows` rows (each array's first axis, sometimes off by one), with
+/// row `i` of the first array holding `i` everywhere so a batch shows which rows it holds.
+fn dataset_arrays() -> impl Strategy<Value = Vec<Tensor>> {
+    let array = (
+        prop::sample::select(vec![0usize, 1, 1, 2]),
+        prop::collection::vec(0usize..3, 0..2),
+    );
+    (
+        0usize..7,
+        prop::collection::vec((array, prop::bool::weighted(0.1)), 0..3),
+        prop::bool::weighted(0.05),
+    )
+        .prop_map(|(rows, arrays, nan)| {
+            arrays
+                .into_iter()
+                .enumerate()
+                .map(|(k, ((rank, dims), off))| {
+                    let mut shape = vec![rows + usize::from(off && k > 0)];
+                    shape.extend(dims.iter().take(rank.saturating_sub(1)).map(|d| d + 1));
+                    if rank == 0 {
+                        shape.clear();
+                    }
+                    let mut t = Tensor::from_fn(&shape, |i| i.first().map_or(0.0, |&r| r as f32));
+                    if nan && !t.is_empty() {
+                        t.data_mut()[0] = f32::NAN;
+                    }
+                    t
+                })
+                .collect()
+        })
+}
+
+/// The rows a batch holds, read from its first array (row `i` holds `i`).
+fn rows_of(batch: &[tape::TensorView<'_>]) -> Vec<usize> {
+    let first = &batch[0];
+    let per_row = first.shape()[1..].iter().product::<usize>();
+    first
+        .data()
+        .chunks(per_row.max(1))
+        .map(|c| c[0] as usize)
+        .collect()
+}
+
+/// A damaged copy of a dataset's state, or the state itself.
+fn damage_state(mut s: DatasetState, how: u8, k: usize) -> DatasetState {
+    match how {
+        0 => s.cursor = k,
+        1 => s.batch_order.push(k),
+        2 => {
+            s.batch_order.pop();
+        }
+        3 if !s.batch_order.is_empty() => {
+            let n = s.batch_order.len();
+            s.batch_order[k % n] = s.batch_order[(k % n + 1) % n];
+        }
+        4 => s.rng = [0; 4],
+        5 => s.sample_order = s.sample_order.map_or(Some(vec![k]), |_| None),
+        6 => {
+            if let Some(p) = &mut s.sample_order {
+                p.push(k);
+            }
+        }
+        _ => {}
+    }
+    s
+}
+
+proptest! {
+    #![proptest_config(config())]
+
+    #[test]
+    fn datasets_cut_every_row_once_per_pass_or_refuse(
+        arrays in dataset_arrays(),
+        batch_size in prop::sample::select(vec![0usize, 1, 2, 3, 7, usize::MAX]),
+        iteration_size in prop::option::of(0usize..4),
+        shuffle_samples in any::<bool>(),
+        check_finite in prop::bool::weighted(0.9),
+        seed in any::<u64>(),
+        (how, k) in (0u8..8, prop_oneof![0usize..8, Just(usize::MAX)]),
+    ) {
+        let options = DatasetOptions { batch_size, iteration_size, shuffle_samples, check_finite, seed };
+        let total = arrays.first().and_then(|a| a.shape().first().copied());
+        let made = no_panic("Dataset::new", || Dataset::new("d", arrays.clone(), options))?;
+        let mut ds = match made {
+            Err(e) => {
+                prop_assert!(matches!(e, Error::Data { .. }), "{e:?}");
+                prop_assert!(e.to_string().contains("dataset `d`"), "{e}");
+                return Ok(());
+            }
+            Ok(ds) => ds,
+        };
+        let rows = total.expect("a dataset has a first array with rows");
+        prop_assert!(rows > 0);
+        let batches = ds.num_batches().expect("arrays have a batch count");
+        let per_batch = if batch_size == 0 { rows } else { batch_size.min(rows) };
+        prop_assert_eq!(batches, rows.div_ceil(per_batch));
+        // Two passes: each hands out every row exactly once, in batches of at most the size.
+        for _ in 0..2 {
+            let mut seen = Vec::new();
+            for _ in 0..batches {
+                let b = no_panic("next_batch", || ds.next_batch().map(|b| (rows_of(&b), b.iter().map(|v| v.shape()[0]).collect::<Vec<_>>())))?
+                    .map_err(|e| TestCaseError::fail(format!("next_batch: {e}")))?;
+                prop_assert!(b.1.iter().all(|&n| n == b.0.len()), "arrays of one batch differ in rows: {:?}", b.1);
+                prop_assert!(b.0.len() <= per_batch && !b.0.is_empty());
+                seen.extend(b.0);
+            }
+            seen.sort_unstable();
+            prop_assert_eq!(seen, (0..rows).collect::<Vec<_>>());
+        }
+        // A damaged state is refused, leaving the dataset as it was, or taken and usable.
+        let state = ds.state();
+        let damaged = damage_state(state.clone(), how, k);
+        match no_panic("set_state", || ds.set_state(damaged.clone()))? {
+            Err(e) => {
+                prop_assert!(e.to_string().contains("dataset `d`"), "{e}");
+                prop_assert_eq!(ds.state(), state);
+            }
+            Ok(()) => prop_assert_eq!(ds.state(), damaged),
+        }
+        for _ in 0..batches + 1 {
+            let b = no_panic("next_batch after set_state", || ds.next_batch().map(|b| rows_of(&b)))?;
+            if let Ok(r) = b {
+                prop_assert!(r.iter().all(|&i| i < rows));
+            }
+        }
+    }
 }
