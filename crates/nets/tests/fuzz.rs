@@ -175,7 +175,7 @@ fn activation_name() -> impl Strategy<Value = String> {
 }
 
 proptest! {
-    #![proptest_config(config(256))]
+    #![proptest_config(config(512))]
 
     #[test]
     fn option_text_parses_or_is_a_typed_error(pairs in prop::collection::vec(pair(), 0..5), alg in 0usize..8) {
@@ -649,7 +649,7 @@ fn round_trip(net: &Network, x: &Tensor, before: &Tensor) -> Result<(), TestCase
 }
 
 proptest! {
-    #![proptest_config(config(48))]
+    #![proptest_config(config(256))]
 
     #[test]
     fn random_models_build_train_and_predict_or_refuse(c in model_config()) {
@@ -791,7 +791,7 @@ fn damaged_model_files_load_or_are_refused() {
     let dir = common::scratch("fuzz", "files");
     let good = saved_models(&dir);
     let path = dir.join("damaged.model");
-    let mut runner = proptest::test_runner::TestRunner::new(config(96));
+    let mut runner = proptest::test_runner::TestRunner::new(config(512));
     let strategy = (0..good.len(), prop::collection::vec(damage(), 1..4));
     runner
         .run(&strategy, |(which, damages)| {

@@ -19,7 +19,7 @@ use std::panic::{catch_unwind, AssertUnwindSafe};
 use tape::Tensor;
 
 /// Cases per property when `PROPTEST_CASES` is not set: small, so CI stays fast.
-const CI_CASES: u32 = 256;
+const CI_CASES: u32 = 1000;
 
 fn config() -> ProptestConfig {
     let cases = std::env::var("PROPTEST_CASES")

@@ -35,7 +35,7 @@ fn count_outcome(k: usize) {
 }
 
 /// Cases per property when `PROPTEST_CASES` is not set.
-const CI_CASES: u32 = 400;
+const CI_CASES: u32 = 3000;
 
 fn config(ci: u32) -> ProptestConfig {
     let cases = std::env::var("PROPTEST_CASES")
