@@ -412,6 +412,21 @@ impl Feedforward {
                 "a feedforward layer needs at least one input",
             ));
         }
+        // One weight matrix per input, named after it: an input listed twice would make two
+        // parameters of one name, which a model file cannot tell apart.
+        if let Some((dup, _)) = inputs
+            .iter()
+            .enumerate()
+            .find_map(|(i, a)| inputs[..i].iter().find(|b| b.0 == a.0))
+        {
+            return Err(config(
+                format!("layer `{name}`"),
+                format!(
+                    "input `{dup}` is listed twice; a feedforward layer has one weight matrix \
+                     per input (to use it twice, concatenate it with itself first)"
+                ),
+            ));
+        }
         let single = inputs.len() == 1;
         let mut ws = Vec::with_capacity(inputs.len());
         for (input, nin) in inputs {

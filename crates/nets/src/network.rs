@@ -63,6 +63,29 @@ impl Default for ModelOptions {
     }
 }
 
+/// Refuses a layer with a parameter named like a different parameter (its own or an earlier
+/// layer's): training state and model files find parameters by name. One parameter shared by
+/// two layers (the same `Param`) is fine.
+fn check_param_names(before: &[Box<dyn Layer>], layer: &dyn Layer) -> Result<()> {
+    let mine = layer.params();
+    for (i, p) in mine.iter().enumerate() {
+        let earlier = before
+            .iter()
+            .flat_map(|l| l.params())
+            .chain(mine[..i].iter().cloned());
+        if earlier.into_iter().any(|q| q.name() == p.name() && q != *p) {
+            return Err(config(
+                format!("layer `{}`", layer.name()),
+                format!(
+                    "its parameter `{}` has the name of another parameter",
+                    p.name()
+                ),
+            ));
+        }
+    }
+    Ok(())
+}
+
 /// A feedforward network of layers; [`Regressor`], [`Classifier`] and [`Autoencoder`] wrap one.
 ///
 /// # Threads
@@ -150,6 +173,7 @@ impl Network {
                     "a layer of that name already exists",
                 ));
             }
+            check_param_names(&layers, layer.as_ref())?;
             layers.push(layer);
         }
         if kind == Kind::Autoencoder && layers[last].size() != layers[0].size() {

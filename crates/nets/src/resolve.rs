@@ -99,7 +99,19 @@ pub(crate) fn resolve(
                 .size
                 .ok_or_else(|| config(what.clone(), "needs a size"))?;
             let act = if spec.form == Form::Classifier {
-                "softmax".to_string()
+                // A classifier layer is a softmax layer; another activation would be dropped.
+                match spec.activation.as_deref() {
+                    None | Some("softmax") => "softmax".to_string(),
+                    Some(a) => {
+                        return Err(config(
+                            what,
+                            format!(
+                                "a classifier layer always applies softmax, but `{a}` was \
+                                 given; use a dense layer for another activation"
+                            ),
+                        ))
+                    }
+                }
             } else {
                 activation
             };
@@ -186,6 +198,17 @@ pub(crate) fn resolve(
             let size = spec
                 .size
                 .ok_or_else(|| config(what.clone(), "needs a size"))?;
+            // These layers only move or combine values (as in theanets): an activation given
+            // to one would be dropped without a word, so it is refused.
+            if let Some(a) = &spec.activation {
+                return Err(config(
+                    what,
+                    format!(
+                        "a {form:?} layer applies no activation, but `{a}` was given; put it on \
+                         a dense layer"
+                    ),
+                ));
+            }
             Ok(Box::new(Combine::new(&name, size, &inputs, form.clone())?))
         }
     }

@@ -429,10 +429,15 @@ impl LoopOptions {
                                     max_updates=none for no limit, or a number ≥ 1"
                             .into())
                     }
-                    _ => Some(
-                        v.parse()
-                            .map_err(|_| "is not a whole number ≥ 1 or `none` (no limit)")?,
-                    ),
+                    _ => {
+                        // Zero written another way (`00`, `+0`) is as ambiguous as `0`.
+                        let n: usize = v
+                            .parse()
+                            .ok()
+                            .filter(|&n| n > 0)
+                            .ok_or("is not a whole number ≥ 1 or `none` (no limit)")?;
+                        Some(n)
+                    }
                 };
                 Ok(())
             },
