@@ -5,6 +5,7 @@
 use crate::error::{Error, Result};
 use crate::options::{decay, Algorithm, RuleOptions};
 use serde::{Deserialize, Serialize};
+use smallvec::SmallVec;
 
 /// Everything an update rule remembers between steps, as plain arrays: it serializes, and a rule
 /// restored from it continues exactly.
@@ -168,6 +169,7 @@ impl Rule {
         let o = &self.opts;
         let (p, g) = (&mut p[..n], &g[..n]);
         // Clipping as downhill: per element if asked, else rescaling the whole tensor's norm.
+        // The norm covers the whole gradient, so it is taken before the work is split.
         let (scale, c) = if o.max_gradient_elem > 0.0 {
             (1.0, o.max_gradient_elem)
         } else if o.max_gradient_norm > 0.0 {
@@ -176,155 +178,39 @@ impl Rule {
         } else {
             (1.0, f32::INFINITY)
         };
-        let momentum = if o.momentum > 0.0 {
-            let v = &mut self.state.velocity[index][..n];
-            if o.nesterov {
-                Momentum::Nesterov(o.momentum, v)
-            } else {
-                Momentum::Classic(o.momentum, v)
-            }
-        } else {
-            Momentum::None
+        let momentum = match (o.momentum > 0.0, o.nesterov) {
+            (false, _) => Momentum::None,
+            (true, false) => Momentum::Classic(o.momentum),
+            (true, true) => Momentum::Nesterov(o.momentum),
         };
-        let alpha = o.learning_rate;
-        let eps = o.rms_regularizer;
-        let t = self.state.step.max(1) as i32;
-        let slots = &mut self.state.slots[index];
-
-        macro_rules! each {
-            (|$i:ident, $g:ident| $delta:expr) => {
-                match momentum {
-                    Momentum::None => {
-                        for $i in 0..n {
-                            let $g = (g[$i] * scale).clamp(-c, c);
-                            let d = $delta;
-                            p[$i] -= d;
-                        }
-                    }
-                    Momentum::Classic(mu, v) => {
-                        for $i in 0..n {
-                            let $g = (g[$i] * scale).clamp(-c, c);
-                            let d = $delta;
-                            v[$i] = flush(mu * v[$i] - d);
-                            p[$i] += v[$i];
-                        }
-                    }
-                    Momentum::Nesterov(mu, v) => {
-                        for $i in 0..n {
-                            let $g = (g[$i] * scale).clamp(-c, c);
-                            let d = $delta;
-                            let before = v[$i];
-                            v[$i] = flush(mu * before - d);
-                            p[$i] += mu * mu * before - (1.0 + mu) * d;
-                        }
-                    }
-                }
-            };
-        }
-
-        match o.algorithm {
-            Algorithm::Sgd | Algorithm::Nag => each!(|i, gi| alpha * gi),
-            Algorithm::Rprop => {
-                let [prev, step] = &mut slots[..] else {
-                    unreachable!("rprop has two slots")
-                };
-                let (prev, step) = (&mut prev[..n], &mut step[..n]);
-                let (inc, dec, lo, hi) = (
-                    o.rprop_increase,
-                    o.rprop_decrease,
-                    o.rprop_min_step,
-                    o.rprop_max_step,
-                );
-                each!(|i, gi| {
-                    let s = gi * prev[i];
-                    let factor = if s > 0.0 {
-                        inc
-                    } else if s < 0.0 {
-                        dec
-                    } else {
-                        1.0
-                    };
-                    step[i] = (step[i] * factor).clamp(lo, hi);
-                    // iRprop−: after a sign change, forget the gradient (no step this time).
-                    let gk = if s < 0.0 { 0.0 } else { gi };
-                    prev[i] = gk;
-                    let sign = if gk > 0.0 {
-                        1.0
-                    } else if gk < 0.0 {
-                        -1.0
-                    } else {
-                        0.0
-                    };
-                    sign * step[i]
-                })
-            }
-            Algorithm::RmsProp => {
-                let gamma = decay(o.rms_halflife);
-                let [f, m] = &mut slots[..] else {
-                    unreachable!("rmsprop has two slots")
-                };
-                let (f, m) = (&mut f[..n], &mut m[..n]);
-                each!(|i, gi| {
-                    f[i] = flush(gamma * f[i] + (1.0 - gamma) * gi);
-                    m[i] = flush(gamma * m[i] + (1.0 - gamma) * gi * gi);
-                    // m − f² is a variance, ≥ 0 in exact arithmetic; rounding can push it below
-                    // zero for a steady gradient, which would make the root NaN.
-                    alpha * gi / ((m[i] - f[i] * f[i]).max(0.0) + eps).sqrt()
-                })
-            }
-            Algorithm::AdaGrad => {
-                let [sum] = &mut slots[..] else {
-                    unreachable!("adagrad has one slot")
-                };
-                let sum = &mut sum[..n];
-                each!(|i, gi| {
-                    sum[i] += gi * gi;
-                    alpha * gi / (sum[i] + eps).sqrt()
-                })
-            }
-            Algorithm::AdaDelta => {
-                let gamma = decay(o.rms_halflife);
-                let [m, x] = &mut slots[..] else {
-                    unreachable!("adadelta has two slots")
-                };
-                let (m, x) = (&mut m[..n], &mut x[..n]);
-                each!(|i, gi| {
-                    m[i] = flush(gamma * m[i] + (1.0 - gamma) * gi * gi);
-                    let d = gi * (x[i] + eps).sqrt() / (m[i] + eps).sqrt();
-                    x[i] = flush(gamma * x[i] + (1.0 - gamma) * d * d);
-                    d
-                })
-            }
-            Algorithm::Esgd => {
-                let gamma = decay(o.rms_halflife);
-                // The running mean starts at zero: divide by (1 − γᵗ) so the first steps are not huge.
-                let inv_correction = 1.0 / (1.0 - gamma.powi(t));
-                let [dsq] = &mut slots[..] else {
-                    unreachable!("esgd has one slot")
-                };
-                let dsq = &mut dsq[..n];
-                // Present with length n: checked in `check_apply`.
-                let hv = &hv.unwrap_or_default()[..n];
-                each!(|i, gi| {
-                    dsq[i] = flush(gamma * dsq[i] + (1.0 - gamma) * hv[i] * hv[i]);
-                    alpha * gi / ((dsq[i] * inv_correction).sqrt() + eps)
-                })
-            }
-            Algorithm::Adam => {
-                let (b1, b2) = (decay(o.beta1_halflife), decay(o.beta2_halflife));
-                // The paper's bias correction (downhill 0.3 used 1 − β2 without the power).
-                let (inv_c1, inv_c2) = (1.0 / (1.0 - b1.powi(t)), 1.0 / (1.0 - b2.powi(t)));
-                let [m, v] = &mut slots[..] else {
-                    unreachable!("adam has two slots")
-                };
-                let (m, v) = (&mut m[..n], &mut v[..n]);
-                each!(|i, gi| {
-                    m[i] = flush(b1 * m[i] + (1.0 - b1) * gi);
-                    v[i] = flush(b2 * v[i] + (1.0 - b2) * gi * gi);
-                    alpha * (m[i] * inv_c1) / ((v[i] * inv_c2).sqrt() + eps)
-                })
-            }
-        }
+        let coefs = Coefs {
+            scale,
+            c,
+            momentum,
+            alpha: o.learning_rate,
+            eps: o.rms_regularizer,
+            step: step_kind(o, self.state.step.max(1) as i32),
+        };
+        let (s0, s1) = match &mut self.state.slots[index][..] {
+            [] => (&mut [][..], &mut [][..]),
+            [a] => (&mut a[..n], &mut [][..]),
+            [a, b, ..] => (&mut a[..n], &mut b[..n]),
+        };
+        let velocity = &mut self.state.velocity[index];
+        let piece = Piece {
+            p,
+            g,
+            // Present with length n for ESGD: checked in `check_apply`.
+            hv: hv.map_or(&[][..], |h| &h[..n]),
+            v: if velocity.is_empty() {
+                &mut [][..]
+            } else {
+                &mut velocity[..n]
+            },
+            s0,
+            s1,
+        };
+        run_pieces(&coefs, piece);
         Ok(())
     }
 
@@ -367,8 +253,474 @@ fn flush(x: f32) -> f32 {
     }
 }
 
-enum Momentum<'a> {
+/// Parameters with at least this many elements are updated by all GEMM threads together: below
+/// it, waking a helper (microseconds) costs more than it saves on a memory-bound loop.
+const PARALLEL_MIN: usize = 1 << 16;
+
+/// Parts are multiples of this many elements (a 64-byte cache line), so threads never share one.
+const PART_ALIGN: usize = 16;
+
+/// Updates `piece`, split across the GEMM threads when it is large. Every element gets the same
+/// arithmetic whichever thread runs it, so results do not depend on the thread count.
+fn run_pieces(coefs: &Coefs, piece: Piece<'_>) {
+    let n = piece.p.len();
+    let threads = tape::kernels::num_threads();
+    if n < PARALLEL_MIN || threads < 2 {
+        let mut piece = piece;
+        update_piece(coefs, &mut piece);
+        return;
+    }
+    let width = n.div_ceil(threads).div_ceil(PART_ALIGN) * PART_ALIGN;
+    let mut parts: SmallVec<[Piece<'_>; 4]> = SmallVec::new();
+    let mut rest = piece;
+    while rest.p.len() > width {
+        let (head, tail) = rest.split_at(width);
+        parts.push(head);
+        rest = tail;
+    }
+    parts.push(rest);
+    tape::kernels::for_each_part(&mut parts, &|piece: &mut Piece<'_>| {
+        update_piece(coefs, piece)
+    });
+}
+
+/// Momentum as the loops apply it.
+#[derive(Clone, Copy, Debug)]
+pub(crate) enum Momentum {
     None,
-    Classic(f32, &'a mut [f32]),
-    Nesterov(f32, &'a mut [f32]),
+    Classic(f32),
+    Nesterov(f32),
+}
+
+/// Each algorithm's per-step constants.
+#[derive(Clone, Copy, Debug)]
+pub(crate) enum StepKind {
+    Sgd,
+    Rprop {
+        inc: f32,
+        dec: f32,
+        lo: f32,
+        hi: f32,
+    },
+    RmsProp {
+        gamma: f32,
+    },
+    AdaGrad,
+    AdaDelta {
+        gamma: f32,
+    },
+    Esgd {
+        gamma: f32,
+        inv_correction: f32,
+    },
+    Adam {
+        b1: f32,
+        b2: f32,
+        inv_c1: f32,
+        inv_c2: f32,
+    },
+}
+
+/// The constants of one [`Rule::apply`] call, shared by all its pieces.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Coefs {
+    scale: f32,
+    c: f32,
+    momentum: Momentum,
+    alpha: f32,
+    eps: f32,
+    step: StepKind,
+}
+
+/// The constants of the algorithm at step `t` (1-based).
+fn step_kind(o: &RuleOptions, t: i32) -> StepKind {
+    match o.algorithm {
+        Algorithm::Sgd | Algorithm::Nag => StepKind::Sgd,
+        Algorithm::Rprop => StepKind::Rprop {
+            inc: o.rprop_increase,
+            dec: o.rprop_decrease,
+            lo: o.rprop_min_step,
+            hi: o.rprop_max_step,
+        },
+        Algorithm::RmsProp => StepKind::RmsProp {
+            gamma: decay(o.rms_halflife),
+        },
+        Algorithm::AdaGrad => StepKind::AdaGrad,
+        Algorithm::AdaDelta => StepKind::AdaDelta {
+            gamma: decay(o.rms_halflife),
+        },
+        Algorithm::Esgd => {
+            let gamma = decay(o.rms_halflife);
+            // The running mean starts at zero: divide by (1 − γᵗ) so the first steps are not huge.
+            StepKind::Esgd {
+                gamma,
+                inv_correction: 1.0 / (1.0 - gamma.powi(t)),
+            }
+        }
+        Algorithm::Adam => {
+            let (b1, b2) = (decay(o.beta1_halflife), decay(o.beta2_halflife));
+            // The paper's bias correction (downhill 0.3 used 1 − β2 without the power).
+            StepKind::Adam {
+                b1,
+                b2,
+                inv_c1: 1.0 / (1.0 - b1.powi(t)),
+                inv_c2: 1.0 / (1.0 - b2.powi(t)),
+            }
+        }
+    }
+}
+
+/// One contiguous range of a parameter's update: the parameter, its gradient, the Hessian-vector
+/// product (empty unless ESGD), the velocity (empty without momentum) and the algorithm's first
+/// and second buffers (empty when it has fewer), all over the same elements.
+pub(crate) struct Piece<'a> {
+    p: &'a mut [f32],
+    g: &'a [f32],
+    hv: &'a [f32],
+    v: &'a mut [f32],
+    s0: &'a mut [f32],
+    s1: &'a mut [f32],
+}
+
+/// Splits a buffer that is either empty or as long as the parameter.
+fn split_mut(x: &mut [f32], mid: usize) -> (&mut [f32], &mut [f32]) {
+    if x.is_empty() {
+        (&mut [], &mut [])
+    } else {
+        x.split_at_mut(mid)
+    }
+}
+
+impl<'a> Piece<'a> {
+    /// Elements `..mid` and `mid..` (`mid` ≤ the length).
+    fn split_at(self, mid: usize) -> (Piece<'a>, Piece<'a>) {
+        let (p0, p1) = self.p.split_at_mut(mid);
+        let (g0, g1) = self.g.split_at(mid);
+        let (h0, h1) = if self.hv.is_empty() {
+            (self.hv, self.hv)
+        } else {
+            self.hv.split_at(mid)
+        };
+        let (v0, v1) = split_mut(self.v, mid);
+        let (a0, a1) = split_mut(self.s0, mid);
+        let (b0, b1) = split_mut(self.s1, mid);
+        let head = Piece {
+            p: p0,
+            g: g0,
+            hv: h0,
+            v: v0,
+            s0: a0,
+            s1: b0,
+        };
+        let tail = Piece {
+            p: p1,
+            g: g1,
+            hv: h1,
+            v: v1,
+            s0: a1,
+            s1: b1,
+        };
+        (head, tail)
+    }
+}
+
+tape::multiversion! {
+    /// The update loop over one piece, compiled for each instruction set (see
+    /// `tape::kernels::SimdLevel`): the formulas are plain Rust, so every level rounds alike.
+    fn update_piece / update_piece_at(k: &Coefs, piece: &mut Piece<'_>) {
+        let n = piece.p.len();
+        let (p, g) = (&mut piece.p[..n], &piece.g[..n]);
+        let (scale, c, alpha, eps) = (k.scale, k.c, k.alpha, k.eps);
+
+        macro_rules! each {
+            (|$i:ident, $g:ident| $delta:expr) => {
+                match k.momentum {
+                    Momentum::None => {
+                        for $i in 0..n {
+                            let $g = (g[$i] * scale).clamp(-c, c);
+                            let d = $delta;
+                            p[$i] -= d;
+                        }
+                    }
+                    Momentum::Classic(mu) => {
+                        let v = &mut piece.v[..n];
+                        for $i in 0..n {
+                            let $g = (g[$i] * scale).clamp(-c, c);
+                            let d = $delta;
+                            v[$i] = flush(mu * v[$i] - d);
+                            p[$i] += v[$i];
+                        }
+                    }
+                    Momentum::Nesterov(mu) => {
+                        let v = &mut piece.v[..n];
+                        for $i in 0..n {
+                            let $g = (g[$i] * scale).clamp(-c, c);
+                            let d = $delta;
+                            let before = v[$i];
+                            v[$i] = flush(mu * before - d);
+                            p[$i] += mu * mu * before - (1.0 + mu) * d;
+                        }
+                    }
+                }
+            };
+        }
+
+        match k.step {
+            StepKind::Sgd => each!(|i, gi| alpha * gi),
+            StepKind::Rprop { inc, dec, lo, hi } => {
+                let (prev, step) = (&mut piece.s0[..n], &mut piece.s1[..n]);
+                each!(|i, gi| {
+                    let s = gi * prev[i];
+                    let factor = if s > 0.0 {
+                        inc
+                    } else if s < 0.0 {
+                        dec
+                    } else {
+                        1.0
+                    };
+                    step[i] = (step[i] * factor).clamp(lo, hi);
+                    // iRprop−: after a sign change, forget the gradient (no step this time).
+                    let gk = if s < 0.0 { 0.0 } else { gi };
+                    prev[i] = gk;
+                    let sign = if gk > 0.0 {
+                        1.0
+                    } else if gk < 0.0 {
+                        -1.0
+                    } else {
+                        0.0
+                    };
+                    sign * step[i]
+                })
+            }
+            StepKind::RmsProp { gamma } => {
+                let (f, m) = (&mut piece.s0[..n], &mut piece.s1[..n]);
+                each!(|i, gi| {
+                    f[i] = flush(gamma * f[i] + (1.0 - gamma) * gi);
+                    m[i] = flush(gamma * m[i] + (1.0 - gamma) * gi * gi);
+                    // m − f² is a variance, ≥ 0 in exact arithmetic; rounding can push it below
+                    // zero for a steady gradient, which would make the root NaN.
+                    alpha * gi / ((m[i] - f[i] * f[i]).max(0.0) + eps).sqrt()
+                })
+            }
+            StepKind::AdaGrad => {
+                let sum = &mut piece.s0[..n];
+                each!(|i, gi| {
+                    sum[i] += gi * gi;
+                    alpha * gi / (sum[i] + eps).sqrt()
+                })
+            }
+            StepKind::AdaDelta { gamma } => {
+                let (m, x) = (&mut piece.s0[..n], &mut piece.s1[..n]);
+                each!(|i, gi| {
+                    m[i] = flush(gamma * m[i] + (1.0 - gamma) * gi * gi);
+                    let d = gi * (x[i] + eps).sqrt() / (m[i] + eps).sqrt();
+                    x[i] = flush(gamma * x[i] + (1.0 - gamma) * d * d);
+                    d
+                })
+            }
+            StepKind::Esgd {
+                gamma,
+                inv_correction,
+            } => {
+                let (dsq, hv) = (&mut piece.s0[..n], &piece.hv[..n]);
+                each!(|i, gi| {
+                    dsq[i] = flush(gamma * dsq[i] + (1.0 - gamma) * hv[i] * hv[i]);
+                    alpha * gi / ((dsq[i] * inv_correction).sqrt() + eps)
+                })
+            }
+            StepKind::Adam {
+                b1,
+                b2,
+                inv_c1,
+                inv_c2,
+            } => {
+                let (m, v) = (&mut piece.s0[..n], &mut piece.s1[..n]);
+                each!(|i, gi| {
+                    m[i] = flush(b1 * m[i] + (1.0 - b1) * gi);
+                    v[i] = flush(b2 * v[i] + (1.0 - b2) * gi * gi);
+                    alpha * (m[i] * inv_c1) / ((v[i] * inv_c2).sqrt() + eps)
+                })
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tape::kernels::{supported_simd_levels, SimdLevel};
+    use tape::Rng;
+
+    const SPECIAL: [f32; 10] = [
+        f32::NAN,
+        f32::INFINITY,
+        f32::NEG_INFINITY,
+        0.0,
+        -0.0,
+        1.0e-40,
+        -3.0e-42,
+        f32::MIN_POSITIVE,
+        1.0e30,
+        -1.0,
+    ];
+
+    /// Random values of varied magnitude, about one in eight special.
+    fn data(n: usize, seed: u64) -> Vec<f32> {
+        let mut rng = Rng::new(seed);
+        let mut v = vec![0.0; n];
+        rng.fill_normal(&mut v, 0.0, 1.0);
+        for x in &mut v {
+            if rng.below(8) == 0 {
+                *x = SPECIAL[rng.below(SPECIAL.len())];
+            } else {
+                *x *= 10f32.powi(rng.below(7) as i32 - 3);
+            }
+        }
+        v
+    }
+
+    /// The arrays a piece borrows: parameter, gradient, hv, velocity, two slots.
+    fn arrays(n: usize, seed: u64) -> [Vec<f32>; 6] {
+        let mut s1 = data(n, seed + 5);
+        // Second-moment-like buffers are non-negative in training; keep some negatives anyway.
+        s1.iter_mut().step_by(2).for_each(|v| *v = v.abs());
+        [
+            data(n, seed),
+            data(n, seed + 1),
+            data(n, seed + 2),
+            data(n, seed + 3),
+            data(n, seed + 4),
+            s1,
+        ]
+    }
+
+    fn run(level: SimdLevel, coefs: &Coefs, a: &[Vec<f32>; 6]) -> [Vec<f32>; 6] {
+        let mut out = a.clone();
+        let [p, g, hv, v, s0, s1] = &mut out;
+        let mut piece = Piece {
+            p,
+            g,
+            hv,
+            v,
+            s0,
+            s1,
+        };
+        update_piece_at(level, coefs, &mut piece);
+        out
+    }
+
+    #[test]
+    fn every_simd_level_updates_bit_identically() {
+        for alg in Algorithm::ALL {
+            for (mi, momentum) in [
+                Momentum::None,
+                Momentum::Classic(0.9),
+                Momentum::Nesterov(0.9),
+            ]
+            .into_iter()
+            .enumerate()
+            {
+                for (n, clip) in [
+                    (1, f32::INFINITY),
+                    (17, 0.5),
+                    (33, f32::INFINITY),
+                    (1001, 2.0),
+                ] {
+                    let opts = RuleOptions::new(alg);
+                    let coefs = Coefs {
+                        scale: if clip.is_finite() { 1.0 } else { 0.75 },
+                        c: clip,
+                        momentum,
+                        alpha: 0.01,
+                        eps: 1e-6,
+                        step: step_kind(&opts, 3),
+                    };
+                    let a = arrays(n, (n * 10 + mi) as u64);
+                    let base = run(SimdLevel::Baseline, &coefs, &a);
+                    for level in supported_simd_levels() {
+                        let got = run(level, &coefs, &a);
+                        for (k, (x, y)) in got.iter().zip(&base).enumerate() {
+                            for (i, (u, w)) in x.iter().zip(y).enumerate() {
+                                // NaN bits are unspecified (see tape's `multiversion!`).
+                                assert!(
+                                    u.to_bits() == w.to_bits() || (u.is_nan() && w.is_nan()),
+                                    "{alg:?} {momentum:?} n={n} at {level:?}: array {k} \
+                                     element {i} is {u:e}, baseline {w:e}"
+                                );
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    /// Adam's first step written out: from zero moments, m = (1−β1)·g, v = (1−β2)·g², and
+    /// p −= α·(m/(1−β1))/(√(v/(1−β2)) + ε), with the moments flushed below the normal range.
+    fn adam_first_step(p: f32, g: f32, o: &RuleOptions) -> f32 {
+        let (b1, b2) = (decay(o.beta1_halflife), decay(o.beta2_halflife));
+        let ftz = |x: f32| if x.abs() < f32::MIN_POSITIVE { 0.0 } else { x };
+        let m = ftz(b1 * 0.0 + (1.0 - b1) * g);
+        let v = ftz(b2 * 0.0 + (1.0 - b2) * g * g);
+        let (c1, c2) = (1.0 / (1.0 - b1), 1.0 / (1.0 - b2));
+        p - o.learning_rate * (m * c1) / ((v * c2).sqrt() + o.rms_regularizer)
+    }
+
+    #[test]
+    fn large_parameters_are_split_across_threads_with_the_same_result() {
+        // Several parts of odd total length, so the last part is short and unaligned.
+        let n = 3 * PARALLEL_MIN + 5;
+        let p0 = data(n, 1);
+        let g = data(n, 2);
+        let opts = RuleOptions::new(Algorithm::Adam);
+        let expected: Vec<f32> = p0
+            .iter()
+            .zip(&g)
+            .map(|(&p, &g)| adam_first_step(p, g, &opts))
+            .collect();
+        let before = tape::kernels::num_threads();
+        for threads in [1, 2, 3] {
+            tape::kernels::set_num_threads(threads);
+            let mut rule = Rule::new(opts.clone(), &[n]).unwrap();
+            let mut p = p0.clone();
+            rule.begin_step();
+            rule.apply(0, &mut p, &g, None).unwrap();
+            for (i, (a, b)) in p.iter().zip(&expected).enumerate() {
+                assert!(
+                    a.to_bits() == b.to_bits() || (a.is_nan() && b.is_nan()),
+                    "{threads} thread(s): element {i} is {a:e}, the formula gives {b:e}"
+                );
+            }
+        }
+        tape::kernels::set_num_threads(before);
+    }
+
+    #[test]
+    fn pieces_split_every_array_at_the_same_place() {
+        let a = arrays(10, 3);
+        let mut b = a.clone();
+        let [p, g, hv, v, s0, s1] = &mut b;
+        let piece = Piece {
+            p,
+            g,
+            hv: &hv[..0],
+            v,
+            s0,
+            s1: &mut s1[..0],
+        };
+        let (head, tail) = piece.split_at(4);
+        assert_eq!(
+            (head.p.len(), head.g.len(), head.v.len(), head.s0.len()),
+            (4, 4, 4, 4)
+        );
+        assert_eq!(
+            (tail.p.len(), tail.g.len(), tail.v.len(), tail.s0.len()),
+            (6, 6, 6, 6)
+        );
+        assert!(
+            head.hv.is_empty() && tail.hv.is_empty() && head.s1.is_empty() && tail.s1.is_empty()
+        );
+        assert_eq!(tail.g[0].to_bits(), a[1][4].to_bits());
+        assert_eq!(tail.s0[0].to_bits(), a[4][4].to_bits());
+    }
 }

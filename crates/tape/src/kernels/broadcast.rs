@@ -209,97 +209,101 @@ pub(crate) fn last_step(strides: &[usize]) -> usize {
     strides.last().copied().unwrap_or(0)
 }
 
-/// out (shape `to`) = x read through `layout` (expands a broadcast operand).
-pub fn broadcast_to(x: &[f32], layout: &Layout, to: &[usize], out: &mut [f32]) {
-    debug_assert_eq!(out.len(), numel(to));
-    if out.is_empty() {
-        return;
-    }
-    match layout {
-        Layout::Full => out.copy_from_slice(&x[..out.len()]),
-        Layout::Scalar => out.fill(x[0]),
-        Layout::Row { period } => {
-            let row = &x[..*period];
-            for chunk in out.chunks_exact_mut(*period) {
-                chunk.copy_from_slice(row);
-            }
+crate::multiversion! {
+    /// out (shape `to`) = x read through `layout` (expands a broadcast operand).
+    pub fn broadcast_to / broadcast_to_at(x: &[f32], layout: &Layout, to: &[usize], out: &mut [f32]) {
+        debug_assert_eq!(out.len(), numel(to));
+        if out.is_empty() {
+            return;
         }
-        Layout::Col { inner } => {
-            for (chunk, &v) in out.chunks_exact_mut(*inner).zip(x) {
-                chunk.fill(v);
+        match layout {
+            Layout::Full => out.copy_from_slice(&x[..out.len()]),
+            Layout::Scalar => out.fill(x[0]),
+            Layout::Row { period } => {
+                let row = &x[..*period];
+                for chunk in out.chunks_exact_mut(*period) {
+                    chunk.copy_from_slice(row);
+                }
             }
-        }
-        Layout::Strided(st) => {
-            let len = row_len(to);
-            let step = last_step(st);
-            for_each_row(to, [st], |o, [xb]| {
-                let dst = &mut out[o..o + len];
-                match step {
-                    0 => dst.fill(x[xb]),
-                    1 => dst.copy_from_slice(&x[xb..xb + len]),
-                    _ => {
-                        for (j, v) in dst.iter_mut().enumerate() {
-                            *v = x[xb + j * step];
+            Layout::Col { inner } => {
+                for (chunk, &v) in out.chunks_exact_mut(*inner).zip(x) {
+                    chunk.fill(v);
+                }
+            }
+            Layout::Strided(st) => {
+                let len = row_len(to);
+                let step = last_step(st);
+                for_each_row(to, [st], |o, [xb]| {
+                    let dst = &mut out[o..o + len];
+                    match step {
+                        0 => dst.fill(x[xb]),
+                        1 => dst.copy_from_slice(&x[xb..xb + len]),
+                        _ => {
+                            for (j, v) in dst.iter_mut().enumerate() {
+                                *v = x[xb + j * step];
+                            }
                         }
                     }
-                }
-            });
+                });
+            }
         }
     }
 }
 
-/// The adjoint of [`broadcast_to`]: `out` (the small shape, numel = `out.len()`) = sums of `g`
-/// (shape `to`) over every position that reads the same element. Overwrites `out`.
-///
-/// Fast paths: `Row` (column sums accumulated row by row so the inner loop vectorises, e.g. a
-/// bias gradient), `Scalar` (total sum), `Col` (row sums). Summation order is fixed, so results
-/// are deterministic.
-pub fn sum_to(g: &[f32], to: &[usize], layout: &Layout, out: &mut [f32]) {
-    debug_assert_eq!(g.len(), numel(to));
-    match layout {
-        Layout::Full => out.copy_from_slice(&g[..out.len()]),
-        Layout::Scalar => out[0] = sum_all(g),
-        Layout::Row { period } => {
-            out.fill(0.0);
-            if g.is_empty() {
-                return;
-            }
-            let acc = &mut out[..*period];
-            for chunk in g.chunks_exact(*period) {
-                for (o, &v) in acc.iter_mut().zip(chunk) {
-                    *o += v;
-                }
-            }
-        }
-        Layout::Col { inner } => {
-            if g.is_empty() {
+crate::multiversion! {
+    /// The adjoint of [`broadcast_to`]: `out` (the small shape, numel = `out.len()`) = sums of `g`
+    /// (shape `to`) over every position that reads the same element. Overwrites `out`.
+    ///
+    /// Fast paths: `Row` (column sums accumulated row by row so the inner loop vectorises, e.g. a
+    /// bias gradient), `Scalar` (total sum), `Col` (row sums). Summation order is fixed, so results
+    /// are deterministic.
+    pub fn sum_to / sum_to_at(g: &[f32], to: &[usize], layout: &Layout, out: &mut [f32]) {
+        debug_assert_eq!(g.len(), numel(to));
+        match layout {
+            Layout::Full => out.copy_from_slice(&g[..out.len()]),
+            Layout::Scalar => out[0] = sum_all(g),
+            Layout::Row { period } => {
                 out.fill(0.0);
-                return;
-            }
-            for (o, chunk) in out.iter_mut().zip(g.chunks_exact(*inner)) {
-                *o = sum_all(chunk);
-            }
-        }
-        Layout::Strided(st) => {
-            out.fill(0.0);
-            let len = row_len(to);
-            let step = last_step(st);
-            for_each_row(to, [st], |o, [xb]| {
-                let src = &g[o..o + len];
-                match step {
-                    0 => out[xb] += sum_all(src),
-                    1 => {
-                        for (d, &v) in out[xb..xb + len].iter_mut().zip(src) {
-                            *d += v;
-                        }
-                    }
-                    _ => {
-                        for (j, &v) in src.iter().enumerate() {
-                            out[xb + j * step] += v;
-                        }
+                if g.is_empty() {
+                    return;
+                }
+                let acc = &mut out[..*period];
+                for chunk in g.chunks_exact(*period) {
+                    for (o, &v) in acc.iter_mut().zip(chunk) {
+                        *o += v;
                     }
                 }
-            });
+            }
+            Layout::Col { inner } => {
+                if g.is_empty() {
+                    out.fill(0.0);
+                    return;
+                }
+                for (o, chunk) in out.iter_mut().zip(g.chunks_exact(*inner)) {
+                    *o = sum_all(chunk);
+                }
+            }
+            Layout::Strided(st) => {
+                out.fill(0.0);
+                let len = row_len(to);
+                let step = last_step(st);
+                for_each_row(to, [st], |o, [xb]| {
+                    let src = &g[o..o + len];
+                    match step {
+                        0 => out[xb] += sum_all(src),
+                        1 => {
+                            for (d, &v) in out[xb..xb + len].iter_mut().zip(src) {
+                                *d += v;
+                            }
+                        }
+                        _ => {
+                            for (j, &v) in src.iter().enumerate() {
+                                out[xb + j * step] += v;
+                            }
+                        }
+                    }
+                });
+            }
         }
     }
 }

@@ -174,15 +174,19 @@ fn map_inplace<F: Fn(f32) -> f32>(x: &mut [f32], f: F) {
     }
 }
 
-/// `out[i] = op(x[i])`; `x` and `out` have the same length.
-pub fn unary(op: Unary, x: &[f32], out: &mut [f32]) {
-    debug_assert_eq!(x.len(), out.len());
-    with_unary!(op, |f| map(x, out, f))
+crate::multiversion! {
+    /// `out[i] = op(x[i])`; `x` and `out` have the same length.
+    pub fn unary / unary_at(op: Unary, x: &[f32], out: &mut [f32]) {
+        debug_assert_eq!(x.len(), out.len());
+        with_unary!(op, |f| map(x, out, f))
+    }
 }
 
-/// `x[i] = op(x[i])`.
-pub fn unary_inplace(op: Unary, x: &mut [f32]) {
-    with_unary!(op, |f| map_inplace(x, f))
+crate::multiversion! {
+    /// `x[i] = op(x[i])`.
+    pub fn unary_inplace / unary_inplace_at(op: Unary, x: &mut [f32]) {
+        with_unary!(op, |f| map_inplace(x, f))
+    }
 }
 
 /// A two-argument elementwise function; see [`binary_scalar`] for the exact definitions.
@@ -417,94 +421,102 @@ fn zip_assign<F: Fn(f32, f32) -> f32>(to: &[usize], x: &mut [f32], y: &[f32], ly
     }
 }
 
-/// `out = op(a, b)` with each operand read through its [`Layout`] into the output shape
-/// `out_shape` (`out.len() == numel(out_shape)`).
-pub fn binary(
-    op: Binary,
-    out_shape: &[usize],
-    a: &[f32],
-    la: &Layout,
-    b: &[f32],
-    lb: &Layout,
-    out: &mut [f32],
-) {
-    with_binary!(op, |f| {
-        if *la == Layout::Full {
-            zip_full(out_shape, a, b, lb, out, f)
-        } else if *lb == Layout::Full {
-            zip_full(out_shape, b, a, la, out, |y, x| f(x, y))
-        } else {
-            // Neither operand is in output order: materialise `a` in `out` first, which costs
-            // one extra pass but keeps a single, specialised two-operand loop per layout.
-            broadcast_to(a, la, out_shape, out);
-            zip_assign(out_shape, out, b, lb, f)
-        }
-    })
+crate::multiversion! {
+    /// `out = op(a, b)` with each operand read through its [`Layout`] into the output shape
+    /// `out_shape` (`out.len() == numel(out_shape)`).
+    pub fn binary / binary_at(
+        op: Binary,
+        out_shape: &[usize],
+        a: &[f32],
+        la: &Layout,
+        b: &[f32],
+        lb: &Layout,
+        out: &mut [f32],
+    ) {
+        with_binary!(op, |f| {
+            if *la == Layout::Full {
+                zip_full(out_shape, a, b, lb, out, f)
+            } else if *lb == Layout::Full {
+                zip_full(out_shape, b, a, la, out, |y, x| f(x, y))
+            } else {
+                // Neither operand is in output order: materialise `a` in `out` first, which costs
+                // one extra pass but keeps a single, specialised two-operand loop per layout.
+                broadcast_to(a, la, out_shape, out);
+                zip_assign(out_shape, out, b, lb, f)
+            }
+        })
+    }
 }
 
-/// Same as [`binary`], with the result written over `a` (requires `*la == Layout::Full`, i.e. `a`
-/// already has the output shape).
-pub fn binary_inplace_lhs(op: Binary, out_shape: &[usize], a: &mut [f32], b: &[f32], lb: &Layout) {
-    with_binary!(op, |f| zip_assign(out_shape, a, b, lb, f))
+crate::multiversion! {
+    /// Same as [`binary`], with the result written over `a` (requires `*la == Layout::Full`, i.e. `a`
+    /// already has the output shape).
+    pub fn binary_inplace_lhs / binary_inplace_lhs_at(op: Binary, out_shape: &[usize], a: &mut [f32], b: &[f32], lb: &Layout) {
+        with_binary!(op, |f| zip_assign(out_shape, a, b, lb, f))
+    }
 }
 
-/// Same as [`binary`], with the result written over `b` (requires `*lb == Layout::Full`), still
-/// computing `op(a, b)`.
-pub fn binary_inplace_rhs(op: Binary, out_shape: &[usize], a: &[f32], la: &Layout, b: &mut [f32]) {
-    with_binary!(op, |f| zip_assign(out_shape, b, a, la, |y, x| f(x, y)))
+crate::multiversion! {
+    /// Same as [`binary`], with the result written over `b` (requires `*lb == Layout::Full`), still
+    /// computing `op(a, b)`.
+    pub fn binary_inplace_rhs / binary_inplace_rhs_at(op: Binary, out_shape: &[usize], a: &[f32], la: &Layout, b: &mut [f32]) {
+        with_binary!(op, |f| zip_assign(out_shape, b, a, la, |y, x| f(x, y)))
+    }
 }
 
-/// `out = if cond != 0 { a } else { b }`, all three read through layouts into `out_shape`.
-///
-/// A NaN condition counts as true (it is not equal to 0).
-#[allow(clippy::too_many_arguments)] // three operands, each with its layout, plus shape and output
-pub fn select(
-    out_shape: &[usize],
-    c: &[f32],
-    lc: &Layout,
-    a: &[f32],
-    la: &Layout,
-    b: &[f32],
-    lb: &Layout,
-    out: &mut [f32],
-) {
-    let n = out.len();
-    debug_assert_eq!(n, numel(out_shape));
-    if n == 0 {
-        return;
-    }
-    #[inline(always)]
-    fn pick(c: f32, a: f32, b: f32) -> f32 {
-        if c != 0.0 {
-            a
-        } else {
-            b
+crate::multiversion! {
+    /// `out = if cond != 0 { a } else { b }`, all three read through layouts into `out_shape`.
+    ///
+    /// A NaN condition counts as true (it is not equal to 0).
+    #[allow(clippy::too_many_arguments)] // three operands, each with its layout, plus shape and output
+    pub fn select / select_at(
+        out_shape: &[usize],
+        c: &[f32],
+        lc: &Layout,
+        a: &[f32],
+        la: &Layout,
+        b: &[f32],
+        lb: &Layout,
+        out: &mut [f32],
+    ) {
+        let n = out.len();
+        debug_assert_eq!(n, numel(out_shape));
+        if n == 0 {
+            return;
         }
-    }
-    if *lc == Layout::Full && *la == Layout::Full && *lb == Layout::Full {
-        for (((o, &c), &a), &b) in out.iter_mut().zip(&c[..n]).zip(&a[..n]).zip(&b[..n]) {
-            *o = pick(c, a, b);
+        #[inline(always)]
+        fn pick(c: f32, a: f32, b: f32) -> f32 {
+            if c != 0.0 {
+                a
+            } else {
+                b
+            }
         }
-        return;
-    }
-    // Select is rarely hot with mixed layouts, so everything else goes through the general
-    // strided row walk.
-    let rank = out_shape.len();
-    let (mut sc, mut sa, mut sb) = (
-        Idx::from_elem(0, rank),
-        Idx::from_elem(0, rank),
-        Idx::from_elem(0, rank),
-    );
-    lc.write_strides(out_shape, &mut sc);
-    la.write_strides(out_shape, &mut sa);
-    lb.write_strides(out_shape, &mut sb);
-    let (kc, ka, kb) = (last_step(&sc), last_step(&sa), last_step(&sb));
-    let len = row_len(out_shape);
-    for_each_row(out_shape, [&sc, &sa, &sb], |o, [cb, ab, bb]| {
-        for (j, v) in out[o..o + len].iter_mut().enumerate() {
-            *v = pick(c[cb + j * kc], a[ab + j * ka], b[bb + j * kb]);
+        if *lc == Layout::Full && *la == Layout::Full && *lb == Layout::Full {
+            for (((o, &c), &a), &b) in out.iter_mut().zip(&c[..n]).zip(&a[..n]).zip(&b[..n]) {
+                *o = pick(c, a, b);
+            }
+            return;
         }
-    });
+        // Select is rarely hot with mixed layouts, so everything else goes through the general
+        // strided row walk.
+        let rank = out_shape.len();
+        let (mut sc, mut sa, mut sb) = (
+            Idx::from_elem(0, rank),
+            Idx::from_elem(0, rank),
+            Idx::from_elem(0, rank),
+        );
+        lc.write_strides(out_shape, &mut sc);
+        la.write_strides(out_shape, &mut sa);
+        lb.write_strides(out_shape, &mut sb);
+        let (kc, ka, kb) = (last_step(&sc), last_step(&sa), last_step(&sb));
+        let len = row_len(out_shape);
+        for_each_row(out_shape, [&sc, &sa, &sb], |o, [cb, ab, bb]| {
+            for (j, v) in out[o..o + len].iter_mut().enumerate() {
+                *v = pick(c[cb + j * kc], a[ab + j * ka], b[bb + j * kb]);
+            }
+        });
+    }
 }
 
 #[inline(always)]
@@ -518,40 +530,52 @@ fn clamp(v: f32, lo: f32, hi: f32) -> f32 {
     }
 }
 
-/// `out = clamp(x, lo, hi)`; NaN inputs stay NaN.
-pub fn clip(x: &[f32], lo: f32, hi: f32, out: &mut [f32]) {
-    debug_assert_eq!(x.len(), out.len());
-    map(x, out, |v| clamp(v, lo, hi));
-}
-
-/// `x = clamp(x, lo, hi)` in place; NaN inputs stay NaN.
-pub fn clip_inplace(x: &mut [f32], lo: f32, hi: f32) {
-    map_inplace(x, |v| clamp(v, lo, hi));
-}
-
-/// `x *= alpha`.
-pub fn scale_inplace(x: &mut [f32], alpha: f32) {
-    map_inplace(x, |v| v * alpha);
-}
-
-/// out = a + alpha·b over same-length slices (one pass instead of a scale and an add).
-pub fn axpy(a: &[f32], alpha: f32, b: &[f32], out: &mut [f32]) {
-    for ((o, &x), &y) in out.iter_mut().zip(a).zip(b) {
-        *o = x + alpha * y;
+crate::multiversion! {
+    /// `out = clamp(x, lo, hi)`; NaN inputs stay NaN.
+    pub fn clip / clip_at(x: &[f32], lo: f32, hi: f32, out: &mut [f32]) {
+        debug_assert_eq!(x.len(), out.len());
+        map(x, out, |v| clamp(v, lo, hi));
     }
 }
 
-/// a += alpha·b.
-pub fn axpy_inplace_lhs(a: &mut [f32], alpha: f32, b: &[f32]) {
-    for (x, &y) in a.iter_mut().zip(b) {
-        *x += alpha * y;
+crate::multiversion! {
+    /// `x = clamp(x, lo, hi)` in place; NaN inputs stay NaN.
+    pub fn clip_inplace / clip_inplace_at(x: &mut [f32], lo: f32, hi: f32) {
+        map_inplace(x, |v| clamp(v, lo, hi));
     }
 }
 
-/// b = a + alpha·b.
-pub fn axpy_inplace_rhs(a: &[f32], alpha: f32, b: &mut [f32]) {
-    for (y, &x) in b.iter_mut().zip(a) {
-        *y = x + alpha * *y;
+crate::multiversion! {
+    /// `x *= alpha`.
+    pub fn scale_inplace / scale_inplace_at(x: &mut [f32], alpha: f32) {
+        map_inplace(x, |v| v * alpha);
+    }
+}
+
+crate::multiversion! {
+    /// out = a + alpha·b over same-length slices (one pass instead of a scale and an add).
+    pub fn axpy / axpy_at(a: &[f32], alpha: f32, b: &[f32], out: &mut [f32]) {
+        for ((o, &x), &y) in out.iter_mut().zip(a).zip(b) {
+            *o = x + alpha * y;
+        }
+    }
+}
+
+crate::multiversion! {
+    /// a += alpha·b.
+    pub fn axpy_inplace_lhs / axpy_inplace_lhs_at(a: &mut [f32], alpha: f32, b: &[f32]) {
+        for (x, &y) in a.iter_mut().zip(b) {
+            *x += alpha * y;
+        }
+    }
+}
+
+crate::multiversion! {
+    /// b = a + alpha·b.
+    pub fn axpy_inplace_rhs / axpy_inplace_rhs_at(a: &[f32], alpha: f32, b: &mut [f32]) {
+        for (y, &x) in b.iter_mut().zip(a) {
+            *y = x + alpha * *y;
+        }
     }
 }
 

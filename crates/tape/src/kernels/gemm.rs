@@ -13,6 +13,16 @@ pub fn num_threads() -> usize {
     super::gemm_kernels::gemm_threads()
 }
 
+/// Runs `f` on every part, spreading the parts over the GEMM's helper threads (the first part
+/// runs on the calling thread; parts beyond the thread count, or all of them when the helpers are
+/// busy or [`set_num_threads`] is 1, run on the calling thread too). For memory-bound
+/// elementwise work on large arrays, such as the update of a large parameter: split the arrays
+/// into disjoint parts of similar size, and the result is the same whichever thread runs a part.
+/// Waking a helper costs microseconds, so parts should each take well over that.
+pub fn for_each_part<T: Send>(parts: &mut [T], f: &(dyn Fn(&mut T) + Sync)) {
+    super::gemm_kernels::for_each_part(parts, f);
+}
+
 /// C = alpha * op(A) * op(B) + beta * C, through our packed, cache-blocked SIMD SGEMM.
 ///
 /// op(A) is m×k: A is stored row-major as m×k when `!ta`, or as k×m when `ta` (then op(A)=Aᵀ).

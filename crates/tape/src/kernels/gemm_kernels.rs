@@ -263,7 +263,9 @@ unsafe fn run_local(isa: Isa, ops: &Ops<'_>, c: *mut f32) {
     }
 }
 
-pub(crate) use parallel::{effective as gemm_threads, set_limit as set_gemm_threads};
+pub(crate) use parallel::{
+    effective as gemm_threads, for_each_part, set_limit as set_gemm_threads,
+};
 
 /// The product computed on the calling thread only (to compare with the split one in tests).
 #[cfg(test)]

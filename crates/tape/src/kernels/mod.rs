@@ -14,6 +14,10 @@
 //! * [`mod@reduce`]: axis reductions over an `(outer, len, inner)` view, argmax, transpose, row copies.
 //! * [`mod@softmax`]: numerically stable softmax / log-softmax / logsumexp over the last axis.
 //! * [`mod@labels`]: integer class labels stored as `f32` (validation, pick, scatter, one-hot).
+//!
+//! The elementwise, broadcast, reduction and softmax kernels are compiled for AVX-512, AVX2 and
+//! the baseline and pick the widest the CPU has at run time ([`simd_level`]), with bit-identical
+//! results on every level (see `multiversion!`).
 
 pub mod broadcast;
 pub mod elementwise;
@@ -21,6 +25,7 @@ pub mod gemm;
 mod gemm_kernels;
 pub mod labels;
 pub mod reduce;
+mod simd;
 pub mod softmax;
 
 pub use broadcast::*;
@@ -28,6 +33,7 @@ pub use elementwise::*;
 pub use gemm::*;
 pub use labels::*;
 pub use reduce::*;
+pub use simd::{simd_level, supported_simd_levels, SimdLevel};
 pub use softmax::*;
 
 /// A tensor shape (or a list of per-axis strides); rank ≤ 4 stays on the stack.

@@ -8,22 +8,24 @@
 /// the compiler keep them in one or two SIMD registers.
 const LANES: usize = 8;
 
-/// Sum of all elements with a fixed, length-determined summation order (8 interleaved partial
-/// sums combined pairwise, then the tail), so results are deterministic and the loop vectorises.
-pub fn sum_all(x: &[f32]) -> f32 {
-    let mut acc = [0.0f32; LANES];
-    let chunks = x.chunks_exact(LANES);
-    let tail = chunks.remainder();
-    for c in chunks {
-        for (a, &v) in acc.iter_mut().zip(c) {
-            *a += v;
+crate::multiversion! {
+    /// Sum of all elements with a fixed, length-determined summation order (8 interleaved partial
+    /// sums combined pairwise, then the tail), so results are deterministic and the loop vectorises.
+    pub fn sum_all / sum_all_at(x: &[f32]) -> f32 {
+        let mut acc = [0.0f32; LANES];
+        let chunks = x.chunks_exact(LANES);
+        let tail = chunks.remainder();
+        for c in chunks {
+            for (a, &v) in acc.iter_mut().zip(c) {
+                *a += v;
+            }
         }
+        let mut s = ((acc[0] + acc[4]) + (acc[1] + acc[5])) + ((acc[2] + acc[6]) + (acc[3] + acc[7]));
+        for &v in tail {
+            s += v;
+        }
+        s
     }
-    let mut s = ((acc[0] + acc[4]) + (acc[1] + acc[5])) + ((acc[2] + acc[6]) + (acc[3] + acc[7]));
-    for &v in tail {
-        s += v;
-    }
-    s
 }
 
 /// NaN-propagating maximum step: keeps `m` unless `v` is larger or `v` is NaN.
@@ -36,25 +38,27 @@ fn max_step(m: f32, v: f32) -> f32 {
     }
 }
 
-/// NaN-propagating maximum of a slice (`-inf` when empty).
-pub fn max_all(x: &[f32]) -> f32 {
-    let mut acc = [f32::NEG_INFINITY; LANES];
-    let chunks = x.chunks_exact(LANES);
-    let tail = chunks.remainder();
-    for c in chunks {
-        for (a, &v) in acc.iter_mut().zip(c) {
-            *a = max_step(*a, v);
+crate::multiversion! {
+    /// NaN-propagating maximum of a slice (`-inf` when empty).
+    pub fn max_all / max_all_at(x: &[f32]) -> f32 {
+        let mut acc = [f32::NEG_INFINITY; LANES];
+        let chunks = x.chunks_exact(LANES);
+        let tail = chunks.remainder();
+        for c in chunks {
+            for (a, &v) in acc.iter_mut().zip(c) {
+                *a = max_step(*a, v);
+            }
         }
+        let mut m = f32::NEG_INFINITY;
+        for v in acc.into_iter().chain(tail.iter().copied()) {
+            m = max_step(m, v);
+        }
+        m
     }
-    let mut m = f32::NEG_INFINITY;
-    for v in acc.into_iter().chain(tail.iter().copied()) {
-        m = max_step(m, v);
-    }
-    m
 }
 
 /// Index of the first maximum of a non-empty slice (the first NaN if there is one).
-#[inline]
+#[inline(always)]
 fn argmax(x: &[f32]) -> usize {
     let mut best = 0;
     let mut m = x[0];
@@ -73,77 +77,83 @@ fn argmax(x: &[f32]) -> usize {
     best
 }
 
-/// `out[o*inner+i] = Σ_l x[(o*len+l)*inner+i]`; `out.len() == outer*inner`.
-///
-/// Summation order is fixed (deterministic): for `inner == 1` each row is summed with
-/// [`sum_all`]'s 8 partial sums; otherwise rows are added in order of `l`, vectorised across `i`.
-pub fn reduce_sum(x: &[f32], outer: usize, len: usize, inner: usize, out: &mut [f32]) {
-    debug_assert_eq!(x.len(), outer * len * inner);
-    debug_assert_eq!(out.len(), outer * inner);
-    if out.is_empty() {
-        return;
-    }
-    if len == 0 {
-        out.fill(0.0);
-        return;
-    }
-    if inner == 1 {
-        for (o, row) in out.iter_mut().zip(x.chunks_exact(len)) {
-            *o = sum_all(row);
+crate::multiversion! {
+    /// `out[o*inner+i] = Σ_l x[(o*len+l)*inner+i]`; `out.len() == outer*inner`.
+    ///
+    /// Summation order is fixed (deterministic): for `inner == 1` each row is summed with
+    /// [`sum_all`]'s 8 partial sums; otherwise rows are added in order of `l`, vectorised across `i`.
+    pub fn reduce_sum / reduce_sum_at(x: &[f32], outer: usize, len: usize, inner: usize, out: &mut [f32]) {
+        debug_assert_eq!(x.len(), outer * len * inner);
+        debug_assert_eq!(out.len(), outer * inner);
+        if out.is_empty() {
+            return;
         }
-        return;
-    }
-    for (acc, block) in out.chunks_exact_mut(inner).zip(x.chunks_exact(len * inner)) {
-        let mut rows = block.chunks_exact(inner);
-        if let Some(first) = rows.next() {
-            acc.copy_from_slice(first);
+        if len == 0 {
+            out.fill(0.0);
+            return;
         }
-        for row in rows {
-            for (a, &v) in acc.iter_mut().zip(row) {
-                *a += v;
+        if inner == 1 {
+            for (o, row) in out.iter_mut().zip(x.chunks_exact(len)) {
+                *o = sum_all(row);
+            }
+            return;
+        }
+        for (acc, block) in out.chunks_exact_mut(inner).zip(x.chunks_exact(len * inner)) {
+            let mut rows = block.chunks_exact(inner);
+            if let Some(first) = rows.next() {
+                acc.copy_from_slice(first);
+            }
+            for row in rows {
+                for (a, &v) in acc.iter_mut().zip(row) {
+                    *a += v;
+                }
             }
         }
     }
 }
 
-/// Mean along the axis: [`reduce_sum`] divided by `len` (`len == 0` gives NaN).
-pub fn reduce_mean(x: &[f32], outer: usize, len: usize, inner: usize, out: &mut [f32]) {
-    if len == 0 {
-        out.fill(f32::NAN);
-        return;
-    }
-    reduce_sum(x, outer, len, inner, out);
-    let n = len as f32;
-    for v in out.iter_mut() {
-        *v /= n;
+crate::multiversion! {
+    /// Mean along the axis: [`reduce_sum`] divided by `len` (`len == 0` gives NaN).
+    pub fn reduce_mean / reduce_mean_at(x: &[f32], outer: usize, len: usize, inner: usize, out: &mut [f32]) {
+        if len == 0 {
+            out.fill(f32::NAN);
+            return;
+        }
+        reduce_sum(x, outer, len, inner, out);
+        let n = len as f32;
+        for v in out.iter_mut() {
+            *v /= n;
+        }
     }
 }
 
-/// Maximum along the axis (`len == 0` gives `-inf`; NaN propagates).
-pub fn reduce_max(x: &[f32], outer: usize, len: usize, inner: usize, out: &mut [f32]) {
-    debug_assert_eq!(x.len(), outer * len * inner);
-    debug_assert_eq!(out.len(), outer * inner);
-    if out.is_empty() {
-        return;
-    }
-    if len == 0 {
-        out.fill(f32::NEG_INFINITY);
-        return;
-    }
-    if inner == 1 {
-        for (o, row) in out.iter_mut().zip(x.chunks_exact(len)) {
-            *o = max_all(row);
+crate::multiversion! {
+    /// Maximum along the axis (`len == 0` gives `-inf`; NaN propagates).
+    pub fn reduce_max / reduce_max_at(x: &[f32], outer: usize, len: usize, inner: usize, out: &mut [f32]) {
+        debug_assert_eq!(x.len(), outer * len * inner);
+        debug_assert_eq!(out.len(), outer * inner);
+        if out.is_empty() {
+            return;
         }
-        return;
-    }
-    for (acc, block) in out.chunks_exact_mut(inner).zip(x.chunks_exact(len * inner)) {
-        let mut rows = block.chunks_exact(inner);
-        if let Some(first) = rows.next() {
-            acc.copy_from_slice(first);
+        if len == 0 {
+            out.fill(f32::NEG_INFINITY);
+            return;
         }
-        for row in rows {
-            for (a, &v) in acc.iter_mut().zip(row) {
-                *a = max_step(*a, v);
+        if inner == 1 {
+            for (o, row) in out.iter_mut().zip(x.chunks_exact(len)) {
+                *o = max_all(row);
+            }
+            return;
+        }
+        for (acc, block) in out.chunks_exact_mut(inner).zip(x.chunks_exact(len * inner)) {
+            let mut rows = block.chunks_exact(inner);
+            if let Some(first) = rows.next() {
+                acc.copy_from_slice(first);
+            }
+            for row in rows {
+                for (a, &v) in acc.iter_mut().zip(row) {
+                    *a = max_step(*a, v);
+                }
             }
         }
     }
@@ -153,84 +163,90 @@ pub fn reduce_max(x: &[f32], outer: usize, len: usize, inner: usize, out: &mut [
 /// indices for one block live in on-stack arrays, so no scratch memory is needed.
 const MASK_BLOCK: usize = 16;
 
-/// `out` has `x`'s shape: 1.0 at the FIRST position of the maximum along the axis (the first
-/// NaN if any), 0.0 elsewhere. Overwrites `out`.
-pub fn max_mask(x: &[f32], outer: usize, len: usize, inner: usize, out: &mut [f32]) {
-    debug_assert_eq!(x.len(), outer * len * inner);
-    debug_assert_eq!(out.len(), x.len());
-    out.fill(0.0);
-    if out.is_empty() {
-        return;
-    }
-    if inner == 1 {
-        for (orow, row) in out.chunks_exact_mut(len).zip(x.chunks_exact(len)) {
-            orow[argmax(row)] = 1.0;
+crate::multiversion! {
+    /// `out` has `x`'s shape: 1.0 at the FIRST position of the maximum along the axis (the first
+    /// NaN if any), 0.0 elsewhere. Overwrites `out`.
+    pub fn max_mask / max_mask_at(x: &[f32], outer: usize, len: usize, inner: usize, out: &mut [f32]) {
+        debug_assert_eq!(x.len(), outer * len * inner);
+        debug_assert_eq!(out.len(), x.len());
+        out.fill(0.0);
+        if out.is_empty() {
+            return;
         }
-        return;
-    }
-    for (oblock, block) in out
-        .chunks_exact_mut(len * inner)
-        .zip(x.chunks_exact(len * inner))
-    {
-        let mut i0 = 0;
-        while i0 < inner {
-            let w = MASK_BLOCK.min(inner - i0);
-            let mut best = [f32::NEG_INFINITY; MASK_BLOCK];
-            let mut idx = [0usize; MASK_BLOCK];
-            best[..w].copy_from_slice(&block[i0..i0 + w]);
-            for l in 1..len {
-                let row = &block[l * inner + i0..l * inner + i0 + w];
-                for ((b, k), &v) in best.iter_mut().zip(idx.iter_mut()).zip(row) {
-                    // Strict `>` keeps the first maximum; once a NaN is held it is never replaced.
-                    if v > *b || (v.is_nan() && !b.is_nan()) {
-                        *b = v;
-                        *k = l;
+        if inner == 1 {
+            for (orow, row) in out.chunks_exact_mut(len).zip(x.chunks_exact(len)) {
+                orow[argmax(row)] = 1.0;
+            }
+            return;
+        }
+        for (oblock, block) in out
+            .chunks_exact_mut(len * inner)
+            .zip(x.chunks_exact(len * inner))
+        {
+            let mut i0 = 0;
+            while i0 < inner {
+                let w = MASK_BLOCK.min(inner - i0);
+                let mut best = [f32::NEG_INFINITY; MASK_BLOCK];
+                let mut idx = [0usize; MASK_BLOCK];
+                best[..w].copy_from_slice(&block[i0..i0 + w]);
+                for l in 1..len {
+                    let row = &block[l * inner + i0..l * inner + i0 + w];
+                    for ((b, k), &v) in best.iter_mut().zip(idx.iter_mut()).zip(row) {
+                        // Strict `>` keeps the first maximum; once a NaN is held it is never replaced.
+                        if v > *b || (v.is_nan() && !b.is_nan()) {
+                            *b = v;
+                            *k = l;
+                        }
                     }
                 }
+                for (j, &l) in idx[..w].iter().enumerate() {
+                    oblock[l * inner + i0 + j] = 1.0;
+                }
+                i0 += w;
             }
-            for (j, &l) in idx[..w].iter().enumerate() {
-                oblock[l * inner + i0 + j] = 1.0;
-            }
-            i0 += w;
         }
     }
 }
 
-/// `out[r]` = index (as f32) of the first maximum of row `r` of a `rows×cols` matrix (the first
-/// NaN if any). `cols ≥ 1`; with `cols == 0` there is no answer and NaN is written.
-pub fn argmax_rows(x: &[f32], rows: usize, cols: usize, out: &mut [f32]) {
-    debug_assert_eq!(x.len(), rows * cols);
-    debug_assert_eq!(out.len(), rows);
-    debug_assert!(cols > 0 || rows == 0);
-    if cols == 0 {
-        out.fill(f32::NAN);
-        return;
-    }
-    for (o, row) in out.iter_mut().zip(x.chunks_exact(cols)) {
-        *o = argmax(row) as f32;
+crate::multiversion! {
+    /// `out[r]` = index (as f32) of the first maximum of row `r` of a `rows×cols` matrix (the first
+    /// NaN if any). `cols ≥ 1`; with `cols == 0` there is no answer and NaN is written.
+    pub fn argmax_rows / argmax_rows_at(x: &[f32], rows: usize, cols: usize, out: &mut [f32]) {
+        debug_assert_eq!(x.len(), rows * cols);
+        debug_assert_eq!(out.len(), rows);
+        debug_assert!(cols > 0 || rows == 0);
+        if cols == 0 {
+            out.fill(f32::NAN);
+            return;
+        }
+        for (o, row) in out.iter_mut().zip(x.chunks_exact(cols)) {
+            *o = argmax(row) as f32;
+        }
     }
 }
 
 /// Tile edge for [`transpose`]: two 32×32 f32 tiles (8 KiB) fit comfortably in L1.
 const TILE: usize = 32;
 
-/// Transposes a `rows×cols` row-major matrix into `cols×rows` (cache-blocked).
-pub fn transpose(x: &[f32], rows: usize, cols: usize, out: &mut [f32]) {
-    debug_assert_eq!(x.len(), rows * cols);
-    debug_assert_eq!(out.len(), rows * cols);
-    if rows <= 1 || cols <= 1 {
-        // A vector is its own transpose in memory.
-        out.copy_from_slice(x);
-        return;
-    }
-    for r0 in (0..rows).step_by(TILE) {
-        let r1 = (r0 + TILE).min(rows);
-        for c0 in (0..cols).step_by(TILE) {
-            let c1 = (c0 + TILE).min(cols);
-            for r in r0..r1 {
-                let src = &x[r * cols + c0..r * cols + c1];
-                for (c, &v) in (c0..c1).zip(src) {
-                    out[c * rows + r] = v;
+crate::multiversion! {
+    /// Transposes a `rows×cols` row-major matrix into `cols×rows` (cache-blocked).
+    pub fn transpose / transpose_at(x: &[f32], rows: usize, cols: usize, out: &mut [f32]) {
+        debug_assert_eq!(x.len(), rows * cols);
+        debug_assert_eq!(out.len(), rows * cols);
+        if rows <= 1 || cols <= 1 {
+            // A vector is its own transpose in memory.
+            out.copy_from_slice(x);
+            return;
+        }
+        for r0 in (0..rows).step_by(TILE) {
+            let r1 = (r0 + TILE).min(rows);
+            for c0 in (0..cols).step_by(TILE) {
+                let c1 = (c0 + TILE).min(cols);
+                for r in r0..r1 {
+                    let src = &x[r * cols + c0..r * cols + c1];
+                    for (c, &v) in (c0..c1).zip(src) {
+                        out[c * rows + r] = v;
+                    }
                 }
             }
         }

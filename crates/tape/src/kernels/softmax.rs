@@ -8,7 +8,7 @@
 use super::reduce::{max_all, sum_all};
 
 /// The shift subtracted from a row before exponentiating.
-#[inline]
+#[inline(always)]
 fn shift(row: &[f32]) -> f32 {
     let m = max_all(row);
     // Subtracting an infinite maximum would turn inf - inf into NaN for every element.
@@ -20,7 +20,7 @@ fn shift(row: &[f32]) -> f32 {
 }
 
 /// `Σ exp(row - m)` with 8 independent partial sums (fixed order, deterministic).
-#[inline]
+#[inline(always)]
 fn sum_exp(row: &[f32], m: f32) -> f32 {
     let mut acc = [0.0f32; 8];
     let chunks = row.chunks_exact(8);
@@ -38,84 +38,94 @@ fn sum_exp(row: &[f32], m: f32) -> f32 {
 }
 
 /// `ln Σ exp(row)` of one row, as the pair `(m, ln Σ exp(row - m))`.
-#[inline]
+#[inline(always)]
 fn lse_parts(row: &[f32]) -> (f32, f32) {
     let m = shift(row);
     (m, sum_exp(row, m).ln())
 }
 
-/// Softmax of each row: `out[r, j] = exp(x[r, j]) / Σ_j exp(x[r, j])`. `cols == 0` leaves `out`
-/// (which is then empty) untouched.
-pub fn softmax(x: &[f32], rows: usize, cols: usize, out: &mut [f32]) {
-    debug_assert_eq!(x.len(), rows * cols);
-    debug_assert_eq!(out.len(), rows * cols);
-    if cols == 0 {
-        return;
-    }
-    for (orow, row) in out.chunks_exact_mut(cols).zip(x.chunks_exact(cols)) {
-        let m = shift(row);
-        for (o, &v) in orow.iter_mut().zip(row) {
-            *o = (v - m).exp();
+crate::multiversion! {
+    /// Softmax of each row: `out[r, j] = exp(x[r, j]) / Σ_j exp(x[r, j])`. `cols == 0` leaves `out`
+    /// (which is then empty) untouched.
+    pub fn softmax / softmax_at(x: &[f32], rows: usize, cols: usize, out: &mut [f32]) {
+        debug_assert_eq!(x.len(), rows * cols);
+        debug_assert_eq!(out.len(), rows * cols);
+        if cols == 0 {
+            return;
         }
-        let inv = 1.0 / sum_all(orow);
-        orow.iter_mut().for_each(|o| *o *= inv);
-    }
-}
-
-/// [`softmax`] in place.
-pub fn softmax_inplace(x: &mut [f32], rows: usize, cols: usize) {
-    debug_assert_eq!(x.len(), rows * cols);
-    if cols == 0 {
-        return;
-    }
-    for row in x.chunks_exact_mut(cols) {
-        let m = shift(row);
-        row.iter_mut().for_each(|v| *v = (*v - m).exp());
-        let inv = 1.0 / sum_all(row);
-        row.iter_mut().for_each(|v| *v *= inv);
-    }
-}
-
-/// Log-softmax of each row: `out[r, j] = x[r, j] - logsumexp(x[r, ..])`.
-pub fn log_softmax(x: &[f32], rows: usize, cols: usize, out: &mut [f32]) {
-    debug_assert_eq!(x.len(), rows * cols);
-    debug_assert_eq!(out.len(), rows * cols);
-    if cols == 0 {
-        return;
-    }
-    for (orow, row) in out.chunks_exact_mut(cols).zip(x.chunks_exact(cols)) {
-        // (x - m) - ln s rather than x - (m + ln s): x - m is exact for the entries near the
-        // maximum, so the large values do not lose their low bits to the rounding of m + ln s.
-        let (m, ln_s) = lse_parts(row);
-        for (o, &v) in orow.iter_mut().zip(row) {
-            *o = (v - m) - ln_s;
+        for (orow, row) in out.chunks_exact_mut(cols).zip(x.chunks_exact(cols)) {
+            let m = shift(row);
+            for (o, &v) in orow.iter_mut().zip(row) {
+                *o = (v - m).exp();
+            }
+            let inv = 1.0 / sum_all(orow);
+            orow.iter_mut().for_each(|o| *o *= inv);
         }
     }
 }
 
-/// [`log_softmax`] in place.
-pub fn log_softmax_inplace(x: &mut [f32], rows: usize, cols: usize) {
-    debug_assert_eq!(x.len(), rows * cols);
-    if cols == 0 {
-        return;
-    }
-    for row in x.chunks_exact_mut(cols) {
-        let (m, ln_s) = lse_parts(row);
-        row.iter_mut().for_each(|v| *v = (*v - m) - ln_s);
+crate::multiversion! {
+    /// [`softmax`] in place.
+    pub fn softmax_inplace / softmax_inplace_at(x: &mut [f32], rows: usize, cols: usize) {
+        debug_assert_eq!(x.len(), rows * cols);
+        if cols == 0 {
+            return;
+        }
+        for row in x.chunks_exact_mut(cols) {
+            let m = shift(row);
+            row.iter_mut().for_each(|v| *v = (*v - m).exp());
+            let inv = 1.0 / sum_all(row);
+            row.iter_mut().for_each(|v| *v *= inv);
+        }
     }
 }
 
-/// `out[r] = ln Σ_j exp(x[r, j])`; `out.len() == rows`, and `cols == 0` gives `-inf`.
-pub fn logsumexp(x: &[f32], rows: usize, cols: usize, out: &mut [f32]) {
-    debug_assert_eq!(x.len(), rows * cols);
-    debug_assert_eq!(out.len(), rows);
-    if cols == 0 {
-        out.fill(f32::NEG_INFINITY);
-        return;
+crate::multiversion! {
+    /// Log-softmax of each row: `out[r, j] = x[r, j] - logsumexp(x[r, ..])`.
+    pub fn log_softmax / log_softmax_at(x: &[f32], rows: usize, cols: usize, out: &mut [f32]) {
+        debug_assert_eq!(x.len(), rows * cols);
+        debug_assert_eq!(out.len(), rows * cols);
+        if cols == 0 {
+            return;
+        }
+        for (orow, row) in out.chunks_exact_mut(cols).zip(x.chunks_exact(cols)) {
+            // (x - m) - ln s rather than x - (m + ln s): x - m is exact for the entries near the
+            // maximum, so the large values do not lose their low bits to the rounding of m + ln s.
+            let (m, ln_s) = lse_parts(row);
+            for (o, &v) in orow.iter_mut().zip(row) {
+                *o = (v - m) - ln_s;
+            }
+        }
     }
-    for (o, row) in out.iter_mut().zip(x.chunks_exact(cols)) {
-        let (m, ln_s) = lse_parts(row);
-        *o = m + ln_s;
+}
+
+crate::multiversion! {
+    /// [`log_softmax`] in place.
+    pub fn log_softmax_inplace / log_softmax_inplace_at(x: &mut [f32], rows: usize, cols: usize) {
+        debug_assert_eq!(x.len(), rows * cols);
+        if cols == 0 {
+            return;
+        }
+        for row in x.chunks_exact_mut(cols) {
+            let (m, ln_s) = lse_parts(row);
+            row.iter_mut().for_each(|v| *v = (*v - m) - ln_s);
+        }
+    }
+}
+
+crate::multiversion! {
+    /// `out[r] = ln Σ_j exp(x[r, j])`; `out.len() == rows`, and `cols == 0` gives `-inf`.
+    pub fn logsumexp / logsumexp_at(x: &[f32], rows: usize, cols: usize, out: &mut [f32]) {
+        debug_assert_eq!(x.len(), rows * cols);
+        debug_assert_eq!(out.len(), rows);
+        if cols == 0 {
+            out.fill(f32::NEG_INFINITY);
+            return;
+        }
+        for (o, row) in out.iter_mut().zip(x.chunks_exact(cols)) {
+            let (m, ln_s) = lse_parts(row);
+            *o = m + ln_s;
+        }
     }
 }
 

@@ -3,6 +3,10 @@
 //! shape and depth blocking depend only on the full call), so results are bit-identical for any
 //! number of threads. Helper threads are started once and wait on a condition variable; handing
 //! them work allocates nothing.
+//!
+//! The same helpers also run [`for_each_part`]: other kernels (the update rules of large
+//! parameters) split elementwise work into disjoint parts, so each element again sees exactly the
+//! single-threaded arithmetic.
 
 use super::{run_local, Isa, Ops};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -41,8 +45,27 @@ struct Job {
 // touch (C's block) until every job of the product has finished.
 unsafe impl Send for Job {}
 
+/// One part of a [`for_each_part`] call, type-erased: `call(f, item)` runs `f(&mut item)`.
+#[derive(Clone, Copy)]
+struct Task {
+    call: unsafe fn(*const (), *mut ()),
+    f: *const (),
+    item: *mut (),
+    fp_mode: u32,
+}
+
+// SAFETY: `for_each_part` only builds tasks over `Send` items and a `Sync` function, and waits
+// for every task before its borrows end.
+unsafe impl Send for Task {}
+
+/// What a helper is handed.
+enum Work {
+    Gemm(Job),
+    Task(Task),
+}
+
 struct Worker {
-    slot: Mutex<Option<Job>>,
+    slot: Mutex<Option<Work>>,
     ready: Condvar,
 }
 
@@ -52,6 +75,8 @@ struct Pool {
     pending: AtomicUsize,
     done_lock: Mutex<()>,
     done: Condvar,
+    /// Set when a task panicked on a helper, so the submitter can re-raise it.
+    task_panicked: AtomicBool,
 }
 
 static POOL: OnceLock<Option<&'static Pool>> = OnceLock::new();
@@ -100,6 +125,7 @@ fn pool() -> Option<&'static Pool> {
             pending: AtomicUsize::new(0),
             done_lock: Mutex::new(()),
             done: Condvar::new(),
+            task_panicked: AtomicBool::new(false),
         }));
         for i in 0..helpers {
             let spawned = std::thread::Builder::new()
@@ -111,6 +137,31 @@ fn pool() -> Option<&'static Pool> {
         }
         Some(pool)
     })
+}
+
+/// Runs one column block of a product on this helper.
+fn run_job(job: &Job) {
+    let _mode = crate::fpenv::ModeGuard::set(job.fp_mode);
+    // SAFETY: the submitter built these parts from live slices and keeps them alive, and this
+    // block of C is touched by no other thread until `pending` drops.
+    unsafe {
+        let ops = Ops {
+            m: job.m,
+            k: job.k,
+            n: job.n,
+            alpha: job.alpha,
+            a: std::slice::from_raw_parts(job.a, job.a_len),
+            ta: job.ta,
+            b: std::slice::from_raw_parts(job.b, job.b_len),
+            tb: job.tb,
+            beta: job.beta,
+            lda: job.lda,
+            ldb: job.ldb,
+            ldc: job.ldc,
+            full_n: job.full_n,
+        };
+        run_local(job.isa, &ops, job.c);
+    }
 }
 
 fn serve(pool: &'static Pool, i: usize) {
@@ -126,29 +177,19 @@ fn serve(pool: &'static Pool, i: usize) {
             }
         };
         // A panic must not leave the submitter waiting forever.
-        let _ = std::panic::catch_unwind(|| {
-            let _mode = crate::fpenv::ModeGuard::set(job.fp_mode);
-            // SAFETY: the submitter built these parts from live slices and keeps them alive,
-            // and this block of C is touched by no other thread until `pending` drops.
-            unsafe {
-                let ops = Ops {
-                    m: job.m,
-                    k: job.k,
-                    n: job.n,
-                    alpha: job.alpha,
-                    a: std::slice::from_raw_parts(job.a, job.a_len),
-                    ta: job.ta,
-                    b: std::slice::from_raw_parts(job.b, job.b_len),
-                    tb: job.tb,
-                    beta: job.beta,
-                    lda: job.lda,
-                    ldb: job.ldb,
-                    ldc: job.ldc,
-                    full_n: job.full_n,
-                };
-                run_local(job.isa, &ops, job.c);
+        let is_task = matches!(job, Work::Task(_));
+        let outcome = std::panic::catch_unwind(|| match job {
+            Work::Gemm(job) => run_job(&job),
+            Work::Task(task) => {
+                let _mode = crate::fpenv::ModeGuard::set(task.fp_mode);
+                // SAFETY: built by `for_each_part`, which keeps `f` and the item alive and
+                // untouched by anyone else until `pending` drops.
+                unsafe { (task.call)(task.f, task.item) }
             }
         });
+        if outcome.is_err() && is_task {
+            pool.task_panicked.store(true, Ordering::Release);
+        }
         let _guard = pool.done_lock.lock().unwrap_or_else(|e| e.into_inner());
         pool.pending.fetch_sub(1, Ordering::AcqRel);
         pool.done.notify_all();
@@ -220,7 +261,7 @@ pub(super) unsafe fn run_split(isa: Isa, o: &Ops<'_>, c: *mut f32) {
             fp_mode,
         };
         pool.pending.fetch_add(1, Ordering::AcqRel);
-        *worker.slot.lock().unwrap_or_else(|e| e.into_inner()) = Some(job);
+        *worker.slot.lock().unwrap_or_else(|e| e.into_inner()) = Some(Work::Gemm(job));
         worker.ready.notify_one();
         handed += 1;
     }
@@ -228,10 +269,161 @@ pub(super) unsafe fn run_split(isa: Isa, o: &Ops<'_>, c: *mut f32) {
     // SAFETY: columns 0..width are this thread's alone; the helpers own the others.
     unsafe { run_local(isa, &own, c) };
     if handed > 0 {
-        let mut guard = pool.done_lock.lock().unwrap_or_else(|e| e.into_inner());
-        while pool.pending.load(Ordering::Acquire) != 0 {
-            guard = pool.done.wait(guard).unwrap_or_else(|e| e.into_inner());
-        }
+        wait_all(pool);
     }
     pool.busy.store(false, Ordering::Release);
+}
+
+/// Blocks until every handed-out job has finished.
+fn wait_all(pool: &Pool) {
+    let mut guard = pool.done_lock.lock().unwrap_or_else(|e| e.into_inner());
+    while pool.pending.load(Ordering::Acquire) != 0 {
+        guard = pool.done.wait(guard).unwrap_or_else(|e| e.into_inner());
+    }
+}
+
+/// Calls `f(item)` for a type-erased [`Task`].
+///
+/// # Safety
+/// `f` must point to a live `&(dyn Fn(&mut T) + Sync)` and `item` to a live `T` nobody else uses.
+unsafe fn call_part<T>(f: *const (), item: *mut ()) {
+    // SAFETY: per the contract, both pointers were made from these types and are live.
+    unsafe {
+        let f = &*(f as *const &(dyn Fn(&mut T) + Sync));
+        f(&mut *(item as *mut T));
+    }
+}
+
+/// Runs `f` on every part: the first on the calling thread, the next ones on the helper threads
+/// when the pool is free and more than one thread is allowed, any remaining ones on the calling
+/// thread too. Returns when all are done. Parts should be disjoint pieces of one job of similar
+/// size; each part sees the same arithmetic whichever thread runs it.
+pub(crate) fn for_each_part<T: Send>(parts: &mut [T], f: &(dyn Fn(&mut T) + Sync)) {
+    let limit = LIMIT.load(Ordering::Relaxed);
+    let pool = if parts.len() > 1 && limit != 1 {
+        pool()
+    } else {
+        None
+    };
+    let Some(pool) = pool.filter(|p| {
+        p.busy
+            .compare_exchange(false, true, Ordering::Acquire, Ordering::Relaxed)
+            .is_ok()
+    }) else {
+        parts.iter_mut().for_each(f);
+        return;
+    };
+    let cap = if limit == 0 { usize::MAX } else { limit };
+    let helpers = pool.workers.len().min(cap - 1).min(parts.len() - 1);
+    let fp_mode = crate::fpenv::current_mode();
+    let (own, rest) = parts.split_at_mut(1);
+    let (handed, local) = rest.split_at_mut(helpers);
+    pool.pending.store(0, Ordering::Release);
+    let f_ptr: *const &(dyn Fn(&mut T) + Sync) = &f;
+    for (worker, item) in pool.workers.iter().zip(handed.iter_mut()) {
+        let task = Task {
+            call: call_part::<T>,
+            f: f_ptr.cast(),
+            item: (item as *mut T).cast(),
+            fp_mode,
+        };
+        pool.pending.fetch_add(1, Ordering::AcqRel);
+        *worker.slot.lock().unwrap_or_else(|e| e.into_inner()) = Some(Work::Task(task));
+        worker.ready.notify_one();
+    }
+    // A panic here must still wait for the helpers, which hold pointers into our frame.
+    let mine = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        own.iter_mut().chain(local.iter_mut()).for_each(f)
+    }));
+    wait_all(pool);
+    let theirs = pool.task_panicked.swap(false, Ordering::AcqRel);
+    pool.busy.store(false, Ordering::Release);
+    if let Err(payload) = mine {
+        std::panic::resume_unwind(payload);
+    }
+    assert!(!theirs, "for_each_part: a part panicked on a helper thread");
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::thread::ThreadId;
+
+    /// One part: its index, what it computed and the thread that ran it.
+    type Part = (usize, usize, Option<ThreadId>);
+
+    fn run_parts(n: usize) -> Vec<Part> {
+        let mut parts: Vec<Part> = (0..n).map(|i| (i, 0, None)).collect();
+        for_each_part(&mut parts, &|p: &mut Part| {
+            p.1 = p.0 * p.0 + 1;
+            p.2 = Some(std::thread::current().id());
+        });
+        parts
+    }
+
+    #[test]
+    fn every_part_runs_once_and_helpers_take_some() {
+        let caller = std::thread::current().id();
+        let mut helped = false;
+        // Another test may hold the pool for a while (a helper printing a panic's backtrace
+        // takes long): then everything runs here, which is correct too, so keep trying for some
+        // seconds before concluding the helpers never help.
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+        while std::time::Instant::now() < deadline {
+            for n in [1, 2, 3, 7] {
+                let parts = run_parts(n);
+                for (i, p) in parts.iter().enumerate() {
+                    assert_eq!((p.0, p.1), (i, i * i + 1), "part {i} of {n}");
+                }
+                assert_eq!(
+                    parts[0].2,
+                    Some(caller),
+                    "the first part runs on the caller"
+                );
+                helped |= parts.iter().any(|p| p.2 != Some(caller));
+            }
+            if helped {
+                break;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(1));
+        }
+        assert_eq!(
+            helped,
+            pool().is_some() && LIMIT.load(Ordering::Relaxed) != 1
+        );
+    }
+
+    #[test]
+    fn a_part_that_panics_on_a_helper_is_reported_to_the_caller() {
+        if pool().is_none() {
+            return;
+        }
+        let caller = std::thread::current().id();
+        let mut reported = false;
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+        while std::time::Instant::now() < deadline {
+            let mut parts = [0usize, 1];
+            let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                for_each_part(&mut parts, &|p: &mut usize| {
+                    if std::thread::current().id() != caller {
+                        panic!("part {p} fails on a helper");
+                    }
+                    *p += 10;
+                })
+            }));
+            // Either the helper took part 1 and its panic reached us, or the pool was busy and
+            // both parts ran here without a panic.
+            match outcome {
+                Err(_) => {
+                    reported = true;
+                    break;
+                }
+                Ok(()) => assert_eq!(parts, [10, 11]),
+            }
+            std::thread::sleep(std::time::Duration::from_millis(1));
+        }
+        assert!(reported);
+        // The pool is still usable afterwards.
+        assert_eq!(run_parts(3)[2].1, 5);
+    }
 }
