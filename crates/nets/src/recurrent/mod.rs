@@ -26,8 +26,19 @@
 //! state of every call, which each prediction call ([`Regressor::predict_with`] and the like)
 //! replaces with the final state of the batch it ran, until [`Regressor::reset_state`] sets
 //! them back to zero. The batch size is fixed when the layer is built: a batch of another size
-//! is an error naming the layer (nothing is reset). Training reads the carried state as it is
-//! but does not advance it: the trainer's compiled step has no state updates.
+//! is an error naming the layer (nothing is reset).
+//!
+//! Training carries the state too ([`optim::Trainer::with_carried`], which
+//! [`Network::trainer_with`] uses for a model with stateful layers), for truncated
+//! backpropagation through time over long sequences cut into consecutive chunks: row `i` of
+//! batch `k + 1` must continue row `i` of batch `k`, so the data is laid out chunk-major (all
+//! sequences' first chunks, then all second chunks, …) with `batch_size` the stateful batch
+//! size and `shuffle_batches` off (shuffled training data is refused). Gradients stop at the
+//! chunk boundary (the carried state is a constant of the batch). The state is set to zeros
+//! when a training run starts and at the start of every pass over the data; validation is a
+//! pass of its own from zeros and puts the training state back afterwards. A batch of another
+//! size (a short last batch: make the number of sequences a multiple of the batch size) is an
+//! error naming the carried state `{layer}.state_h`, the expected and the given batch size.
 
 pub(crate) mod graph;
 mod layers;
