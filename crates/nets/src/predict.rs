@@ -304,6 +304,10 @@ impl Network {
     /// they are during training. Values are means over rows, computed in batches of
     /// [`EVALUATE_BATCH`] rows by a function compiled once per set of regularizers.
     ///
+    /// A recurrent network takes its data in its own order (see [`crate::recurrent`]) and is
+    /// evaluated in one batch, so that its values are means over the real (unmasked) steps of
+    /// all sequences together; stateful layers start from the state they carry now and keep it.
+    ///
     /// ```
     /// use nets::{Classifier, Regularizers};
     /// use nets::tape::Tensor;
@@ -329,10 +333,17 @@ impl Network {
         })?;
         let Evaluator { names, f } = &mut *evaluator;
         let rows = data[0].shape()[0];
+        // A batch's mean over real steps does not combine by rows, and a stateful layer takes
+        // one batch size only: sequences go in one batch.
+        let batch = if self.sequence.is_some() {
+            rows
+        } else {
+            EVALUATE_BATCH
+        };
         let mut sums = vec![0.0f64; names.len()];
         let mut start = 0;
         while start < rows {
-            let end = rows.min(start + EVALUATE_BATCH);
+            let end = rows.min(start + batch);
             let shapes: Vec<Vec<usize>> = data
                 .iter()
                 .map(|t| {

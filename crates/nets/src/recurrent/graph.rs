@@ -166,7 +166,7 @@ pub(crate) fn build(net: &Network, regs: &Regularizers) -> Result<Graph> {
         loss = loss + p;
     }
     let mut monitors = vec![("err".to_string(), err)];
-    monitors.extend(user_monitors(net, &outputs)?);
+    monitors.extend(user_monitors(net, &outputs, mask.as_ref())?);
     if let (Kind::Classifier, Some(_)) = (net.kind, &target) {
         monitors.push((
             "acc".to_string(),
@@ -187,9 +187,15 @@ pub(crate) fn build(net: &Network, regs: &Regularizers) -> Result<Graph> {
 }
 
 /// The model's own monitors, as for feedforward models: for each glob over output and
-/// parameter names and each threshold, the fraction of values below it (`"hid1:out<0.1"`),
-/// over every step (padding included). A glob that matches nothing is an error.
-fn user_monitors(net: &Network, outputs: &[(String, Expr)]) -> Result<Vec<(String, Expr)>> {
+/// parameter names and each threshold, the fraction of values below it (`"hid1:out<0.1"`).
+/// For a `(batch, time, k)` output of a masked model the fraction is over the real steps only
+/// (padding outputs are zeros and would count as small values). A glob that matches nothing is
+/// an error.
+fn user_monitors(
+    net: &Network,
+    outputs: &[(String, Expr)],
+    mask: Option<&Expr>,
+) -> Result<Vec<(String, Expr)>> {
     let params = net.params();
     let mut monitors = Vec::new();
     for (pattern, levels) in &net.options.monitors {
@@ -201,10 +207,8 @@ fn user_monitors(net: &Network, outputs: &[(String, Expr)]) -> Result<Vec<(Strin
         for (name, e) in candidates.filter(|(n, _)| glob(pattern, n)) {
             matched = true;
             for level in levels {
-                monitors.push((
-                    format!("{name}<{level}"),
-                    e.lt(&Expr::scalar(*level)).mean(),
-                ));
+                let below = e.lt(&Expr::scalar(*level));
+                monitors.push((format!("{name}<{level}"), fraction(&below, mask)));
             }
         }
         if !matched {
@@ -219,6 +223,20 @@ fn user_monitors(net: &Network, outputs: &[(String, Expr)]) -> Result<Vec<(Strin
         }
     }
     Ok(monitors)
+}
+
+/// The mean of `below` (ones and zeros), over the real steps when `below` is a `(batch, time,
+/// k)` sequence and there is a mask: `Σ below·mask / (k·Σ mask)`, as the ratio of two means
+/// over the `batch·time` rows.
+fn fraction(below: &Expr, mask: Option<&Expr>) -> Expr {
+    match (mask, below.rank(), below.dims().last().copied().flatten()) {
+        (Some(m), 3, Some(k)) => {
+            let rows = below.reshape(&[-1, k as isize]);
+            let m = m.reshape(&[-1, 1]);
+            (rows * &m).mean() / m.mean()
+        }
+        _ => below.mean(),
+    }
 }
 
 /// The prediction function: `[x, extra inputs…, mask]` → the last layer's output, replacing
@@ -287,7 +305,7 @@ fn evaluate(g: &Graph, e: &Expr, data: &[Tensor]) -> Result<f32> {
 }
 
 /// The extra input layers (after `x`): name and width.
-fn extra_inputs(net: &Network) -> Vec<(String, usize)> {
+pub(crate) fn extra_inputs(net: &Network) -> Vec<(String, usize)> {
     net.layers()
         .iter()
         .zip(&net.specs)

@@ -42,6 +42,7 @@
 
 pub(crate) mod graph;
 mod layers;
+mod metrics;
 
 pub use layers::{project, Cell, Recurrent, RecurrentOptions};
 
@@ -147,6 +148,24 @@ macro_rules! model {
             type Target = Network;
             fn deref(&self) -> &Network {
                 &self.0.net
+            }
+        }
+
+        impl crate::experiment::Owned for $name {
+            fn network(&self) -> &Network {
+                &self.0.net
+            }
+            fn expected_kind() -> Option<Kind> {
+                Some($kind)
+            }
+            fn expects_recurrent() -> Option<bool> {
+                Some(true)
+            }
+            fn wrap(net: Network) -> Self {
+                $name(Inner {
+                    net,
+                    predictor: Mutex::new(None),
+                })
             }
         }
     };
