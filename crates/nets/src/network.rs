@@ -360,7 +360,7 @@ impl Network {
     /// A recurrent network checks its own data order (see [`crate::recurrent`]).
     pub(crate) fn check_data(&self, data: &[Tensor]) -> Result<()> {
         if self.sequence.is_some() {
-            return crate::recurrent::graph::check_data(self, data);
+            return crate::recurrent::graph::check_dataset(self, data);
         }
         let expected =
             1 + usize::from(self.kind != Kind::Autoencoder) + usize::from(self.options.weighted);

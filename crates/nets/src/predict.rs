@@ -306,7 +306,8 @@ impl Network {
     ///
     /// A recurrent network takes its data in its own order (see [`crate::recurrent`]) and is
     /// evaluated in one batch, so that its values are means over the real (unmasked) steps of
-    /// all sequences together; stateful layers start from the state they carry now and keep it.
+    /// all sequences together; a model with stateful layers, in batches of their batch size
+    /// (each starting from the state carried now, which it keeps; values weighted by rows).
     ///
     /// ```
     /// use nets::{Classifier, Regularizers};
@@ -335,10 +336,9 @@ impl Network {
         let rows = data[0].shape()[0];
         // A batch's mean over real steps does not combine by rows, and a stateful layer takes
         // one batch size only: sequences go in one batch.
-        let batch = if self.sequence.is_some() {
-            rows
-        } else {
-            EVALUATE_BATCH
+        let batch = match self.sequence {
+            Some(_) => crate::recurrent::graph::stateful_batch(self).unwrap_or(rows),
+            None => EVALUATE_BATCH,
         };
         let mut sums = vec![0.0f64; names.len()];
         let mut start = 0;

@@ -258,3 +258,25 @@ fn stateful_training_names_a_batch_of_another_size() {
         "{e}"
     );
 }
+
+/// An Experiment trains a stateful model on chunk-major data with `shuffle_batches=false`
+/// (its data check asks for whole batches, not one batch), and refuses data that does not cut
+/// into whole batches of the stateful size, naming the layer.
+#[test]
+fn experiments_train_stateful_models_on_whole_batches() {
+    let (x, y) = chunked_data();
+    let mut exp = nets::Experiment::new(model(true));
+    let opts = ["shuffle_batches=false", "batch_size=2", "max_updates=2"];
+    exp.train(vec![x, y], nets::Data::None, "sgd", &opts)
+        .unwrap();
+    let odd = vec![
+        uniform(&[BATCH + 1, CHUNK, NIN], 7),
+        uniform(&[BATCH + 1, CHUNK, 1], 8),
+    ];
+    let e = exp.train(odd, nets::Data::None, "sgd", &opts).unwrap_err();
+    let text = format!("{e} {e:?}");
+    assert!(
+        text.contains("stateful layer `hid1`") && text.contains("not a multiple of 2"),
+        "{text}"
+    );
+}

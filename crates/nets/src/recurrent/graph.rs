@@ -316,8 +316,10 @@ pub(crate) fn extra_inputs(net: &Network) -> Vec<(String, usize)> {
         .collect()
 }
 
-/// Checks `x` and the extra inputs; returns (batch, time).
-fn check_x_and_extras(net: &Network, arrays: &[&Tensor]) -> Result<(usize, usize)> {
+/// Checks `x` and the extra inputs; returns (batch, time). `set`: the arrays are a data set
+/// to be cut into batches, so a stateful layer needs a multiple of its batch size rather than
+/// exactly it.
+fn check_x_and_extras(net: &Network, arrays: &[&Tensor], set: bool) -> Result<(usize, usize)> {
     let input = &net.layers()[0];
     let x = arrays[0];
     let n = input.size();
@@ -344,10 +346,34 @@ fn check_x_and_extras(net: &Network, arrays: &[&Tensor]) -> Result<(usize, usize
         }
         crate::network::check_finite(&format!("input layer `{name}`"), t)?;
     }
+    check_stateful_rows(net, batch, set)?;
+    Ok((batch, time))
+}
+
+/// The stateful batch size of a network with stateful layers (they all share it, or a batch
+/// would fit none of them).
+pub(crate) fn stateful_batch(net: &Network) -> Option<usize> {
+    net.layers()
+        .iter()
+        .find_map(|l| l.carried_states().first().map(|(p, _)| p.shape()[0]))
+}
+
+/// Refuses `batch` sequences for a stateful layer built for another batch size (with `set`,
+/// sequences that do not cut into whole batches of it).
+fn check_stateful_rows(net: &Network, batch: usize, set: bool) -> Result<()> {
     for layer in net.layers() {
         if let Some((p, _)) = layer.carried_states().first() {
             let want = p.shape()[0];
-            if want != batch {
+            if set && !batch.is_multiple_of(want) {
+                return Err(Error::Data {
+                    what: format!("stateful layer `{}`", layer.name()),
+                    problem: format!(
+                        "carries state for batches of {want} sequences, but the data holds \
+                         {batch}, not a multiple of {want}"
+                    ),
+                });
+            }
+            if !set && want != batch {
                 return Err(Error::Data {
                     what: format!("stateful layer `{}`", layer.name()),
                     problem: format!(
@@ -358,7 +384,7 @@ fn check_x_and_extras(net: &Network, arrays: &[&Tensor]) -> Result<(usize, usize
             }
         }
     }
-    Ok((batch, time))
+    Ok(())
 }
 
 /// The data order, for messages.
@@ -408,15 +434,25 @@ pub(crate) fn check_inputs(net: &Network, inputs: &[&Tensor]) -> Result<()> {
             ),
         });
     }
-    let (batch, time) = check_x_and_extras(net, inputs)?;
+    let (batch, time) = check_x_and_extras(net, inputs, false)?;
     if masked {
         check_mask(inputs[inputs.len() - 1], batch, time)?;
     }
     Ok(())
 }
 
-/// Checks data in training order.
+/// Checks data in training order, to be computed with in one batch.
 pub(crate) fn check_data(net: &Network, data: &[Tensor]) -> Result<()> {
+    check_arrays(net, data, false)
+}
+
+/// Checks a data set in training order, to be cut into batches (of the stateful batch size,
+/// if the model has stateful layers).
+pub(crate) fn check_dataset(net: &Network, data: &[Tensor]) -> Result<()> {
+    check_arrays(net, data, true)
+}
+
+fn check_arrays(net: &Network, data: &[Tensor], set: bool) -> Result<()> {
     let extras = extra_inputs(net).len();
     let has_target = net.kind != Kind::Autoencoder;
     let weighted = net.options.weighted;
@@ -430,7 +466,7 @@ pub(crate) fn check_data(net: &Network, data: &[Tensor]) -> Result<()> {
         return Err(count_error(net, expected, 0));
     }
     let refs: Vec<&Tensor> = data.iter().collect();
-    let (batch, time) = check_x_and_extras(net, &refs)?;
+    let (batch, time) = check_x_and_extras(net, &refs, set)?;
     let mut next = 1 + extras;
     if has_target {
         let y = &data[next];
