@@ -280,3 +280,69 @@ fn experiments_train_stateful_models_on_whole_batches() {
         "{text}"
     );
 }
+
+fn lstm_model(stateful: bool) -> Regressor {
+    let lstm = LayerSpec::lstm(HID);
+    let lstm = if stateful { lstm.stateful(BATCH) } else { lstm };
+    Regressor::build(
+        vec![
+            LayerSpec::input(NIN),
+            lstm,
+            LayerSpec::dense(1).activation("linear"),
+        ],
+        ModelOptions::default(),
+        SequenceOptions::default(),
+    )
+    .unwrap()
+}
+
+/// Chunk `c` (steps `c·CHUNK..(c+1)·CHUNK`) of every sequence of `long`, chunk-major.
+fn chunk_major(long: &Tensor) -> Tensor {
+    let (n, t, d) = (long.shape()[0], long.shape()[1], long.shape()[2]);
+    let mut v = Vec::new();
+    for c in 0..t / CHUNK {
+        for s in 0..n {
+            let from = (s * t + c * CHUNK) * d;
+            v.extend_from_slice(&long.data()[from..from + CHUNK * d]);
+        }
+    }
+    Tensor::new(&[n * t / CHUNK, CHUNK, d], v).unwrap()
+}
+
+/// A validation pass carries an LSTM's hidden state and cell from chunk to chunk: its loss
+/// over the chunks equals the loss of the same (stateless) model on the whole sequences; a
+/// stateless model on the chunks gives another loss, and validating leaves the carried state
+/// as it was.
+#[test]
+fn validation_carries_an_lstm_state_through_the_chunks() {
+    let long_x = uniform(&[BATCH, CHUNKS * CHUNK, NIN], 31);
+    let long_y = uniform(&[BATCH, CHUNKS * CHUNK, 1], 32);
+    let whole = lstm_model(false)
+        .loss_on(&[long_x.clone(), long_y.clone()])
+        .unwrap();
+    let stateful = lstm_model(true);
+    let chunks = vec![chunk_major(&long_x), chunk_major(&long_y)];
+    let marker = Tensor::full(&[BATCH, HID], 0.25);
+    let state_c = stateful.layer("hid1").unwrap().carried_states()[1]
+        .0
+        .clone();
+    assert_eq!(state_c.name(), "hid1.state_c");
+    state_c.set(marker.clone()).unwrap();
+    let lp = LoopOptions::default();
+    let mut trainer = stateful
+        .trainer_with(sgd(), lp.clone(), &Regularizers::default())
+        .unwrap();
+    let mut data = Dataset::new("valid", chunks.clone(), in_order(BATCH)).unwrap();
+    let carried = f64::from(trainer.evaluate(&mut data).unwrap().loss());
+    assert!(
+        (carried - f64::from(whole)).abs() < 1e-5,
+        "{carried} vs {whole}"
+    );
+    assert_eq!(state_c.value().data(), marker.data());
+    let mut plain = lstm_model(false)
+        .trainer_with(sgd(), lp, &Regularizers::default())
+        .unwrap();
+    let mut data = Dataset::new("valid", chunks, in_order(BATCH)).unwrap();
+    let fresh = f64::from(plain.evaluate(&mut data).unwrap().loss());
+    assert!((fresh - carried).abs() > 1e-4, "{fresh} vs {carried}");
+}
