@@ -236,7 +236,8 @@ impl Classifier {
 /// What generic code needs from any model kind: its network, predictions, its score and loss on
 /// a data set, and a report of its metrics. A data set is arrays in training order: `[x]` or
 /// `[x, w]` for an autoencoder, `[x, y]` or `[x, y, w]` otherwise (weights only for a model built
-/// `weighted`).
+/// `weighted`); for the recurrent models, the order of [`crate::recurrent`], scored over real
+/// steps.
 ///
 /// ```
 /// use nets::{Classifier, Model, Regressor};

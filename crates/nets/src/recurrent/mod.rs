@@ -18,6 +18,10 @@
 //!   through padding and outputs zero there, and the mask multiplies the loss weights, so losses
 //!   and monitors (`err`, `acc`) are means over real steps only.
 //!
+//! The models are [`crate::Model`]s (scores and metrics over real steps) and
+//! [`crate::Experiment`] models (training, snapshots, resuming); [`Network::evaluate`] and
+//! [`Network::loss`] take their data in the order above.
+//!
 //! Losses are means over all `batch × time` steps (weighted means when weights or a mask are
 //! given), not sums over time as theanets' cross-entropy was (th#56).
 //!
