@@ -37,13 +37,19 @@ use std::str::FromStr;
 use std::time::{Duration, Instant};
 use tape::Tensor;
 
-/// A model an [`Experiment`] can own: one of the three kinds, or a bare [`Network`]. (Generic
-/// code that predicts and scores any kind uses [`crate::Model`] instead.)
+/// A model an [`Experiment`] can own: one of the three kinds (feedforward or
+/// [recurrent](crate::recurrent)), or a bare [`Network`]. (Generic code that predicts and
+/// scores any kind uses [`crate::Model`] instead.)
 pub trait Owned: Sized {
     /// The network inside.
     fn network(&self) -> &Network;
     /// The kind a snapshot must hold to become this model (`None`: any).
     fn expected_kind() -> Option<Kind>;
+    /// Whether a snapshot must hold a recurrent model (`Some(true)`), a feedforward one
+    /// (`Some(false)`), or either (`None`, the default).
+    fn expects_recurrent() -> Option<bool> {
+        None
+    }
     /// Wraps a network of [`Owned::expected_kind`].
     fn wrap(net: Network) -> Self;
 }
@@ -68,6 +74,9 @@ macro_rules! model_kind {
             }
             fn expected_kind() -> Option<Kind> {
                 Some($kind)
+            }
+            fn expects_recurrent() -> Option<bool> {
+                Some(false)
             }
             fn wrap(net: Network) -> Self {
                 $name(net)
@@ -204,6 +213,10 @@ pub struct TrainOptions {
     pub batch_size: usize,
     /// Batches per iteration for array data (default one pass).
     pub iteration_size: Option<usize>,
+    /// Shuffle the order of array data's batches every pass (default true). A model with
+    /// stateful recurrent layers trains on consecutive chunks and needs `false` (text
+    /// `shuffle_batches=false`); see [`crate::recurrent`].
+    pub shuffle_batches: bool,
     /// Where to write snapshots during this call (overrides [`Experiment::save_progress`]'s
     /// file; every iteration unless `save_every` says otherwise). Only
     /// [`Experiment::save_progress`] resumes from an existing file.
@@ -225,13 +238,14 @@ impl TrainOptions {
             regularizers: Regularizers::default(),
             batch_size: 32,
             iteration_size: None,
+            shuffle_batches: true,
             save_progress: None,
             save_every: None,
         }
     }
 
     /// Every key text options accept: the rule's, the loop's, the regularizers' and the call's
-    /// own (`batch_size`, `iteration_size`, `save_progress`, `save_every`).
+    /// own (`batch_size`, `iteration_size`, `shuffle_batches`, `save_progress`, `save_every`).
     pub fn keys() -> Vec<&'static str> {
         RuleOptions::keys()
             .chain(LoopOptions::keys())
@@ -268,6 +282,18 @@ impl TrainOptions {
                     v => Some(whole(v)?),
                 }
             }
+            "shuffle_batches" => {
+                self.shuffle_batches = match value.trim().to_ascii_lowercase().as_str() {
+                    "true" | "1" | "yes" => true,
+                    "false" | "0" | "no" => false,
+                    v => {
+                        return Err(config(
+                            "option `shuffle_batches`",
+                            format!("`{v}` is not true or false"),
+                        ))
+                    }
+                }
+            }
             "save_progress" => self.save_progress = Some(PathBuf::from(value)),
             "save_every" => self.save_every = Some(value.parse()?),
             k if Regularizers::KEYS.contains(&k) => self.regularizers.set(k, value)?,
@@ -290,9 +316,10 @@ impl TrainOptions {
 }
 
 /// The keys a training call reads itself rather than passing on.
-const CALL_KEYS: [&str; 4] = [
+const CALL_KEYS: [&str; 5] = [
     "batch_size",
     "iteration_size",
+    "shuffle_batches",
     "save_progress",
     "save_every",
 ];
@@ -461,6 +488,18 @@ impl<M: Owned> Experiment<M> {
         let path = path.as_ref().to_path_buf();
         if path.exists() {
             let (net, run) = read_snapshot(&path, &self.registry, M::expected_kind())?;
+            if let Some(want) = M::expects_recurrent() {
+                if net.sequence.is_some() != want {
+                    let (found, wanted) = match want {
+                        true => ("feedforward", "recurrent"),
+                        false => ("recurrent", "feedforward"),
+                    };
+                    return Err(crate::file::file_error(
+                        &path,
+                        format!("holds a {found} model, but this experiment trains a {wanted} one"),
+                    ));
+                }
+            }
             self.model = M::wrap(net);
             self.pending = run.map(|run| Pending {
                 path: path.clone(),
@@ -553,6 +592,7 @@ impl<M: Owned> Experiment<M> {
         let dataset_options = DatasetOptions {
             batch_size: first.batch_size,
             iteration_size: first.iteration_size,
+            shuffle_batches: first.shuffle_batches,
             seed,
             ..Default::default()
         };

@@ -60,7 +60,7 @@ model!(
 /// constant that minimises the weighted squared error, so the best constant prediction scores
 /// exactly 0 under any weights; it is also what scikit-learn's `r2_score(sample_weight=…)` uses.
 /// Unit (or constant) weights give the unweighted value.
-fn r_squared(y: &[f32], yhat: &[f32], w: Option<&[f32]>) -> f32 {
+pub(crate) fn r_squared(y: &[f32], yhat: &[f32], w: Option<&[f32]>) -> f32 {
     let weight = |i: usize| w.map_or(1.0, |w| f64::from(w[i]));
     let total: f64 = (0..y.len()).map(weight).sum();
     let mean = (0..y.len())
@@ -236,7 +236,8 @@ impl Classifier {
 /// What generic code needs from any model kind: its network, predictions, its score and loss on
 /// a data set, and a report of its metrics. A data set is arrays in training order: `[x]` or
 /// `[x, w]` for an autoencoder, `[x, y]` or `[x, y, w]` otherwise (weights only for a model built
-/// `weighted`).
+/// `weighted`); for the recurrent models, the order of [`crate::recurrent`], scored over real
+/// steps.
 ///
 /// ```
 /// use nets::{Classifier, Model, Regressor};
@@ -288,7 +289,7 @@ fn parts<'a>(
 }
 
 /// Weighted mean squared and mean absolute errors, in f64.
-fn mse_mae(y: &[f32], yhat: &[f32], w: Option<&[f32]>) -> (f32, f32) {
+pub(crate) fn mse_mae(y: &[f32], yhat: &[f32], w: Option<&[f32]>) -> (f32, f32) {
     let (mut sq, mut ab, mut total) = (0.0f64, 0.0f64, 0.0f64);
     for i in 0..y.len() {
         let wi = w.map_or(1.0, |w| f64::from(w[i]));

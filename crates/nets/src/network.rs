@@ -381,7 +381,11 @@ impl Network {
 
     /// Checks training-ordered arrays: how many, the input's width, one row count for all, and
     /// the labels of a classifier.
+    /// A recurrent network checks its own data order (see [`crate::recurrent`]).
     pub(crate) fn check_data(&self, data: &[Tensor]) -> Result<()> {
+        if self.sequence.is_some() {
+            return crate::recurrent::graph::check_dataset(self, data);
+        }
         let expected =
             1 + usize::from(self.kind != Kind::Autoencoder) + usize::from(self.options.weighted);
         let order = match (self.kind, self.options.weighted) {

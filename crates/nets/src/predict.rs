@@ -304,6 +304,11 @@ impl Network {
     /// they are during training. Values are means over rows, computed in batches of
     /// [`EVALUATE_BATCH`] rows by a function compiled once per set of regularizers.
     ///
+    /// A recurrent network takes its data in its own order (see [`crate::recurrent`]) and is
+    /// evaluated in one batch, so that its values are means over the real (unmasked) steps of
+    /// all sequences together; a model with stateful layers, in batches of their batch size
+    /// (each starting from the state carried now, which it keeps; values weighted by rows).
+    ///
     /// ```
     /// use nets::{Classifier, Regularizers};
     /// use nets::tape::Tensor;
@@ -329,10 +334,16 @@ impl Network {
         })?;
         let Evaluator { names, f } = &mut *evaluator;
         let rows = data[0].shape()[0];
+        // A batch's mean over real steps does not combine by rows, and a stateful layer takes
+        // one batch size only: sequences go in one batch.
+        let batch = match self.sequence {
+            Some(_) => crate::recurrent::graph::stateful_batch(self).unwrap_or(rows),
+            None => EVALUATE_BATCH,
+        };
         let mut sums = vec![0.0f64; names.len()];
         let mut start = 0;
         while start < rows {
-            let end = rows.min(start + EVALUATE_BATCH);
+            let end = rows.min(start + batch);
             let shapes: Vec<Vec<usize>> = data
                 .iter()
                 .map(|t| {

@@ -2,6 +2,7 @@
 //! namespace, as theanets has them) and the typed one.
 
 use crate::error::Result;
+use crate::graph::Graph;
 use crate::network::Network;
 use crate::regularizers::Regularizers;
 use optim::{Algorithm, LoopOptions, RowProblem, RuleOptions, Trainer};
@@ -46,7 +47,16 @@ impl Network {
         regs: &Regularizers,
     ) -> Result<Trainer> {
         let g = self.graph(regs)?;
-        let mut trainer = Trainer::new(&g.loss, &self.params(), &g.inputs, &g.monitors, rule, lp)?;
+        let carried = self.carried_updates(&g)?;
+        let mut trainer = Trainer::with_carried(
+            &g.loss,
+            &self.params(),
+            &g.inputs,
+            &g.monitors,
+            &carried,
+            rule,
+            lp,
+        )?;
         if let Some(k) = g
             .inputs
             .iter()
@@ -73,8 +83,33 @@ impl Network {
         if regs.rewrites() && !regs.noisy_validation {
             // Validate the model as it will predict: penalties kept, noise and dropout off.
             let clean = self.graph(&regs.without_rewrites())?;
-            trainer.validate_with(&clean.inputs, &clean.loss, &clean.monitors)?;
+            let carried = self.carried_updates(&clean)?;
+            trainer.validate_with_carried(&clean.inputs, &clean.loss, &clean.monitors, &carried)?;
         }
         Ok(trainer)
+    }
+
+    /// Each stateful layer's carried tensors with their value after a batch of `g` (the
+    /// layer's final state), for the trainer to carry from batch to batch.
+    fn carried_updates(&self, g: &Graph) -> Result<Vec<(tape::Param, tape::Expr)>> {
+        let mut updates = Vec::new();
+        for layer in &self.layers {
+            for (param, local) in layer.carried_states() {
+                let name = format!("{}:{local}", layer.name());
+                let e = g
+                    .output(&name)
+                    .ok_or_else(|| crate::error::Error::NotFound {
+                        what: format!("output `{name}` (the state carried by `{}`)", param.name()),
+                        available: g
+                            .outputs
+                            .iter()
+                            .map(|(n, _)| n.as_str())
+                            .collect::<Vec<_>>()
+                            .join(", "),
+                    })?;
+                updates.push((param, e.clone()));
+            }
+        }
+        Ok(updates)
     }
 }

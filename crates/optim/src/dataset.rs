@@ -19,6 +19,10 @@ pub struct DatasetOptions {
     /// Also permute the rows (not only the order of the batches) before every pass, so that each
     /// pass groups different samples together.
     pub shuffle_samples: bool,
+    /// Shuffle the order of the batches before every pass (the default). Off, every pass hands
+    /// out the batches in natural row order, as stateful training over consecutive chunks of
+    /// long sequences needs (see [`crate::Trainer::with_carried`]).
+    pub shuffle_batches: bool,
     /// Reject NaN and infinite values (at construction for arrays, on every call for callables).
     pub check_finite: bool,
     /// The master seed; the dataset's stream is `Rng::from_name(seed, "dataset.<name>")`.
@@ -33,6 +37,7 @@ impl Default for DatasetOptions {
             batch_size: 32,
             iteration_size: None,
             shuffle_samples: false,
+            shuffle_batches: true,
             check_finite: true,
             seed: 0,
         }
@@ -60,8 +65,8 @@ pub struct DatasetState {
 /// Mini-batches from arrays or from a function, in a seeded order that can be saved and resumed.
 ///
 /// Arrays are cut into contiguous row ranges of `batch_size` rows (the last may be shorter); the
-/// order of those batches is shuffled at construction and again at the start of every pass.
-/// Rows within a batch stay together unless `shuffle_samples` is set.
+/// order of those batches is shuffled at construction and again at the start of every pass
+/// (unless [`DatasetOptions::shuffle_batches`] is off). Rows within a batch stay together unless `shuffle_samples` is set.
 ///
 /// ```
 /// use optim::tape::Tensor;
@@ -107,6 +112,8 @@ struct Arrays {
     order: Vec<usize>,
     cursor: usize,
     samples: Option<Samples>,
+    /// Whether each pass draws a new batch order ([`DatasetOptions::shuffle_batches`]).
+    shuffle_batches: bool,
 }
 
 /// The row permutation of the current pass and the arrays gathered in that order; gathered once
@@ -187,7 +194,9 @@ impl Arrays {
             rng.shuffle(&mut s.perm);
         }
         self.gather();
-        rng.shuffle(&mut self.order);
+        if self.shuffle_batches {
+            rng.shuffle(&mut self.order);
+        }
         self.cursor = 0;
     }
 
@@ -389,6 +398,7 @@ impl Dataset {
             shapes,
             cursor: 0,
             samples,
+            shuffle_batches: options.shuffle_batches,
         };
         let mut rng = Rng::from_name(options.seed, &format!("dataset.{name}"));
         source.reshuffle(&mut rng);
@@ -464,6 +474,24 @@ impl Dataset {
         match &self.source {
             Source::Arrays(a) => Some(a.ranges.len()),
             Source::Callable(_) => None,
+        }
+    }
+
+    /// Whether training batches come in a different order from pass to pass (arrays with
+    /// `shuffle_batches` or `shuffle_samples`); a callable's order is its own, so never.
+    pub fn is_shuffled(&self) -> bool {
+        match &self.source {
+            Source::Arrays(a) => a.shuffle_batches || a.samples.is_some(),
+            Source::Callable(_) => false,
+        }
+    }
+
+    /// Whether the next [`Dataset::next_batch`] starts a pass over the arrays (the first batch
+    /// ever, or the one after a pass's last). Always false for a callable, which has no passes.
+    pub fn at_pass_start(&self) -> bool {
+        match &self.source {
+            Source::Arrays(a) => a.cursor == 0 || a.cursor >= a.order.len(),
+            Source::Callable(_) => false,
         }
     }
 

@@ -85,6 +85,9 @@ pub struct Trainer {
     step_fn: Function,
     eval_fn: Function,
     params: Vec<Param>,
+    /// Non-trained tensors the step function replaces after every batch (a stateful recurrent
+    /// layer's final state), in the order given to [`Trainer::with_carried`].
+    carried: Vec<Param>,
     rule: Rule,
     options: LoopOptions,
     names: Vec<String>,
@@ -189,6 +192,39 @@ impl Trainer {
         rule: RuleOptions,
         options: LoopOptions,
     ) -> Result<Trainer> {
+        Trainer::with_carried(loss, params, inputs, monitors, &[], rule, options)
+    }
+
+    /// [`Trainer::new`] with carried state: after each training batch, each `(tensor, value)`
+    /// pair replaces the non-trained `tensor` by `value` computed on that batch (all from the
+    /// values before the batch), as [`Function::compile_with_updates`] does. A stateful
+    /// recurrent layer passes its `(batch, size)` state and its final state, so that the next
+    /// batch starts where this one ended: truncated backpropagation through time across
+    /// consecutive chunks of long sequences.
+    ///
+    /// With carried state:
+    /// - the state is set to zeros when a run starts ([`Trainer::begin`]) and before the first
+    ///   batch of every pass over arrays (so batch `k` of a pass continues batch `k − 1` of the
+    ///   same pass; a callable has no passes and carries on until the run ends);
+    /// - training data whose batch order changes between passes ([`Dataset::is_shuffled`]) is
+    ///   refused with [`Error::Config`]: the chunks would not follow each other;
+    /// - a batch whose number of rows is not the state's first axis is refused with
+    ///   [`Error::Config`] naming the tensor, the expected and the given batch size;
+    /// - validation is a pass of its own: it saves the training state, starts from zeros,
+    ///   carries the state from one validation batch to the next (in natural order), and puts
+    ///   the training state back afterwards, so validating never disturbs training.
+    ///
+    /// The carried tensors are not part of [`LoopState`]: a run resumed mid-pass restarts its
+    /// state from zeros.
+    pub fn with_carried(
+        loss: &Expr,
+        params: &[Param],
+        inputs: &[Expr],
+        monitors: &[(String, Expr)],
+        carried: &[(Param, Expr)],
+        rule: RuleOptions,
+        options: LoopOptions,
+    ) -> Result<Trainer> {
         if params.is_empty() {
             return Err(Error::Config {
                 what: "trainer".into(),
@@ -200,7 +236,8 @@ impl Trainer {
         let grads = grad(loss, &exprs).map_err(|e| name_param(loss, params, e))?;
         let mut outputs = vec![loss.clone()];
         outputs.extend(monitors.iter().map(|(_, e)| e.clone()));
-        let eval_fn = Function::compile(inputs, &outputs).map_err(compiling)?;
+        let eval_fn =
+            Function::compile_with_updates(inputs, &outputs, carried).map_err(compiling)?;
         outputs.extend(grads.iter().cloned());
         let mut step_inputs = inputs.to_vec();
         let sizes: Vec<usize> = params.iter().map(|p| p.read().len()).collect();
@@ -225,7 +262,8 @@ impl Trainer {
             step_inputs.extend(vs);
             probes = params.iter().map(|p| Tensor::zeros(&p.shape())).collect();
         }
-        let step_fn = Function::compile(&step_inputs, &outputs).map_err(compiling)?;
+        let step_fn =
+            Function::compile_with_updates(&step_inputs, &outputs, carried).map_err(compiling)?;
         let mut names = vec!["loss".to_string()];
         names.extend(monitors.iter().map(|(n, _)| n.clone()));
         if options.monitor_gradients {
@@ -236,6 +274,7 @@ impl Trainer {
             step_fn,
             eval_fn,
             params: params.to_vec(),
+            carried: carried.iter().map(|(p, _)| p.clone()).collect(),
             rule,
             rng: Rng::from_name(options.seed, "optim.esgd"),
             options,
@@ -262,12 +301,36 @@ impl Trainer {
     /// order), `loss` and `monitors` (the same names, in the same order, as the trainer's
     /// monitors). A network trained with noise or dropout passes its clean graph here, so that
     /// early stopping reads the model as it will predict rather than a random corruption of it.
+    ///
+    /// A trainer with carried state needs [`Trainer::validate_with_carried`] instead, or its
+    /// validation batches all start from zeros.
     pub fn validate_with(
         &mut self,
         inputs: &[Expr],
         loss: &Expr,
         monitors: &[(String, Expr)],
     ) -> Result<()> {
+        self.validate_with_carried(inputs, loss, monitors, &[])
+    }
+
+    /// [`Trainer::validate_with`] for a trainer with carried state: `carried` gives the
+    /// validation graph's value of each carried tensor (the same tensors as the trainer's, in
+    /// the same order), so that the validation pass carries its state from batch to batch.
+    pub fn validate_with_carried(
+        &mut self,
+        inputs: &[Expr],
+        loss: &Expr,
+        monitors: &[(String, Expr)],
+        carried: &[(Param, Expr)],
+    ) -> Result<()> {
+        let given: Vec<&str> = carried.iter().map(|(p, _)| p.name()).collect();
+        let own: Vec<&str> = self.carried.iter().map(Param::name).collect();
+        if !carried.is_empty() && given != own {
+            return Err(Error::Config {
+                what: "validation graph".into(),
+                problem: format!("it carries {given:?} but the training graph carries {own:?}"),
+            });
+        }
         let names: Vec<&str> = monitors.iter().map(|(n, _)| n.as_str()).collect();
         let expected: Vec<&str> = self.names[1..1 + self.num_monitors]
             .iter()
@@ -283,7 +346,7 @@ impl Trainer {
         }
         let mut outputs = vec![loss.clone()];
         outputs.extend(monitors.iter().map(|(_, e)| e.clone()));
-        self.eval_fn = Function::compile(inputs, &outputs)?;
+        self.eval_fn = Function::compile_with_updates(inputs, &outputs, carried)?;
         Ok(())
     }
 
@@ -418,6 +481,7 @@ impl Trainer {
 
     /// [`Trainer::step`] after the batch check.
     fn step_checked(&mut self, batch: &[TensorView<'_>]) -> Result<f32> {
+        self.check_carried_rows(batch_rows(batch))?;
         let _flush = tape::fpenv::FlushDenormals::new();
         let np = self.params.len();
         if self.rule.needs_hv() {
@@ -466,6 +530,58 @@ impl Trainer {
         Ok(loss)
     }
 
+    /// Sets every carried tensor (see [`Trainer::with_carried`]) to zeros, as at the start of
+    /// a pass.
+    pub fn reset_carried(&self) -> Result<()> {
+        for p in &self.carried {
+            p.set(Tensor::zeros(&p.shape()))?;
+        }
+        Ok(())
+    }
+
+    /// The carried tensors' current values, for putting back after validation.
+    fn save_carried(&self) -> Vec<Tensor> {
+        self.carried.iter().map(Param::value).collect()
+    }
+
+    /// Puts back values saved by [`Trainer::save_carried`].
+    fn restore_carried(&self, saved: Vec<Tensor>) -> Result<()> {
+        for (p, t) in self.carried.iter().zip(saved) {
+            p.set(t)?;
+        }
+        Ok(())
+    }
+
+    /// Refuses a batch whose number of rows differs from the carried state's batch size,
+    /// naming the tensor: the compiled graph would only report mismatched shapes.
+    fn check_carried_rows(&self, rows: usize) -> Result<()> {
+        check_carried_rows(&self.carried, rows)
+    }
+
+    /// Before a training batch with carried state: refuses shuffled data and starts a pass from
+    /// zeros.
+    fn prepare_carried(&self, train: &Dataset) -> Result<()> {
+        if self.carried.is_empty() {
+            return Ok(());
+        }
+        if train.is_shuffled() {
+            let names: Vec<&str> = self.carried.iter().map(Param::name).collect();
+            return Err(Error::Config {
+                what: format!("training data `{}`", train.name()),
+                problem: format!(
+                    "its batches are shuffled, but the trainer carries state ({}) from each batch \
+                     into the next; set shuffle_batches and shuffle_samples off so that \
+                     consecutive batches are consecutive chunks",
+                    names.join(", ")
+                ),
+            });
+        }
+        if train.at_pass_start() {
+            self.reset_carried()?;
+        }
+        Ok(())
+    }
+
     /// The Hessian-vector products ESGD uses, for one batch and the given probe vectors (one per
     /// parameter), without updating anything. Errors unless the rule is ESGD.
     pub fn hessian_vector(
@@ -492,11 +608,24 @@ impl Trainer {
     /// Loss and monitors over one pass of `data` (no update): each batch's values weighted by
     /// its number of rows, so the result is the mean over rows whatever the batch size.
     /// Uses the validation graph (see [`Trainer::validate_with`]).
+    ///
+    /// With carried state (see [`Trainer::with_carried`]) the pass starts from zeros, carries
+    /// the state from batch to batch, and the state from before is put back afterwards, even on
+    /// an error.
     pub fn evaluate(&mut self, data: &mut Dataset) -> Result<Monitors> {
+        let saved = self.save_carried();
+        self.reset_carried()?;
+        let result = self.evaluate_pass(data);
+        self.restore_carried(saved)?;
+        result
+    }
+
+    /// [`Trainer::evaluate`] from whatever state is carried now.
+    fn evaluate_pass(&mut self, data: &mut Dataset) -> Result<Monitors> {
         let n_out = 1 + self.num_monitors;
         let mut sums = vec![0.0f64; n_out];
         let mut rows = 0usize;
-        let (f, check) = (&mut self.eval_fn, &self.check);
+        let (f, check, carried) = (&mut self.eval_fn, &self.check, &self.carried);
         let (name, arrays) = (data.name().to_string(), data.len().is_some());
         let mut batches = 0;
         data.for_each_batch(|batch| {
@@ -513,8 +642,9 @@ impl Trainer {
                     problem: format!("{at}: {}", p.problem),
                 });
             }
-            f.run(batch)?;
             let n = batch_rows(batch);
+            check_carried_rows(carried, n)?;
+            f.run(batch)?;
             for (k, s) in sums.iter_mut().enumerate() {
                 *s += n as f64 * f64::from(f.output(k)?.data()[0]);
             }
@@ -579,7 +709,11 @@ impl Trainer {
     /// Starts a new run of the loop (what [`Trainer::iterate`] does first), for a caller that
     /// owns the trainer and its datasets side by side and drives the run with
     /// [`Trainer::advance`].
+    ///
+    /// Carried state (see [`Trainer::with_carried`]) is set to zeros; the tensors were checked
+    /// at construction, so this cannot fail.
     pub fn begin(&mut self) {
+        let _ = self.reset_carried();
         self.done = false;
         self.iteration = 0;
         self.validations = 0;
@@ -702,6 +836,9 @@ impl Trainer {
         self.rows = 0;
         let batches = train.iteration_size();
         for b in 0..batches {
+            if let Err(e) = self.prepare_carried(train) {
+                return self.finish(Some(Err(e)));
+            }
             // The batch's views borrow the dataset, so a bad row is located after they end.
             let stepped = match train.next_batch() {
                 Ok(batch) => match self.check_batch(&batch) {
@@ -780,6 +917,21 @@ fn validating_context(iteration: usize) -> String {
         "validating: before the first iteration".into()
     } else {
         format!("validating: after iteration {iteration}")
+    }
+}
+
+/// Refuses `rows` unless every carried tensor's first axis (its batch size) is `rows`.
+fn check_carried_rows(carried: &[Param], rows: usize) -> Result<()> {
+    match carried.iter().find(|p| p.shape().first() != Some(&rows)) {
+        None => Ok(()),
+        Some(p) => Err(Error::Config {
+            what: format!("carried state `{}`", p.name()),
+            problem: format!(
+                "holds the state of batches of {} sequences, got a batch of {rows}; carrying \
+                 state needs every batch (the last one of a pass included) to have that size",
+                p.shape().first().copied().unwrap_or(0)
+            ),
+        }),
     }
 }
 

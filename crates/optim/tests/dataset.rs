@@ -645,3 +645,29 @@ fn a_restored_callable_resumes_exactly() {
     assert_contains(&err, &["rewound", "1"]);
     assert_eq!(take(&mut again, 1), vec![vec![3, 4, 5]]);
 }
+
+/// With `shuffle_batches` off every pass hands out the batches in natural row order (what
+/// stateful training over consecutive chunks needs), and the dataset says where passes start.
+#[test]
+fn unshuffled_batches_come_in_row_order_every_pass() {
+    let options = DatasetOptions {
+        shuffle_batches: false,
+        ..opts(4)
+    };
+    let mut ds = Dataset::new("ordered", xy(12), options.clone()).unwrap();
+    assert!(!ds.is_shuffled());
+    let mut starts = Vec::new();
+    let mut firsts = Vec::new();
+    for _ in 0..7 {
+        starts.push(ds.at_pass_start());
+        firsts.push(rows_of(&ds.next_batch().unwrap())[0]);
+    }
+    assert_eq!(firsts, vec![0, 4, 8, 0, 4, 8, 0]);
+    assert_eq!(starts, vec![true, false, false, true, false, false, true]);
+    assert!(Dataset::new("s", xy(12), opts(4)).unwrap().is_shuffled());
+    let samples = DatasetOptions {
+        shuffle_samples: true,
+        ..options
+    };
+    assert!(Dataset::new("s", xy(12), samples).unwrap().is_shuffled());
+}

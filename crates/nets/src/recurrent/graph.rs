@@ -166,7 +166,7 @@ pub(crate) fn build(net: &Network, regs: &Regularizers) -> Result<Graph> {
         loss = loss + p;
     }
     let mut monitors = vec![("err".to_string(), err)];
-    monitors.extend(user_monitors(net, &outputs)?);
+    monitors.extend(user_monitors(net, &outputs, mask.as_ref())?);
     if let (Kind::Classifier, Some(_)) = (net.kind, &target) {
         monitors.push((
             "acc".to_string(),
@@ -187,9 +187,15 @@ pub(crate) fn build(net: &Network, regs: &Regularizers) -> Result<Graph> {
 }
 
 /// The model's own monitors, as for feedforward models: for each glob over output and
-/// parameter names and each threshold, the fraction of values below it (`"hid1:out<0.1"`),
-/// over every step (padding included). A glob that matches nothing is an error.
-fn user_monitors(net: &Network, outputs: &[(String, Expr)]) -> Result<Vec<(String, Expr)>> {
+/// parameter names and each threshold, the fraction of values below it (`"hid1:out<0.1"`).
+/// For a `(batch, time, k)` output of a masked model the fraction is over the real steps only
+/// (padding outputs are zeros and would count as small values). A glob that matches nothing is
+/// an error.
+fn user_monitors(
+    net: &Network,
+    outputs: &[(String, Expr)],
+    mask: Option<&Expr>,
+) -> Result<Vec<(String, Expr)>> {
     let params = net.params();
     let mut monitors = Vec::new();
     for (pattern, levels) in &net.options.monitors {
@@ -201,10 +207,8 @@ fn user_monitors(net: &Network, outputs: &[(String, Expr)]) -> Result<Vec<(Strin
         for (name, e) in candidates.filter(|(n, _)| glob(pattern, n)) {
             matched = true;
             for level in levels {
-                monitors.push((
-                    format!("{name}<{level}"),
-                    e.lt(&Expr::scalar(*level)).mean(),
-                ));
+                let below = e.lt(&Expr::scalar(*level));
+                monitors.push((format!("{name}<{level}"), fraction(&below, mask)));
             }
         }
         if !matched {
@@ -219,6 +223,20 @@ fn user_monitors(net: &Network, outputs: &[(String, Expr)]) -> Result<Vec<(Strin
         }
     }
     Ok(monitors)
+}
+
+/// The mean of `below` (ones and zeros), over the real steps when `below` is a `(batch, time,
+/// k)` sequence and there is a mask: `Σ below·mask / (k·Σ mask)`, as the ratio of two means
+/// over the `batch·time` rows.
+fn fraction(below: &Expr, mask: Option<&Expr>) -> Expr {
+    match (mask, below.rank(), below.dims().last().copied().flatten()) {
+        (Some(m), 3, Some(k)) => {
+            let rows = below.reshape(&[-1, k as isize]);
+            let m = m.reshape(&[-1, 1]);
+            (rows * &m).mean() / m.mean()
+        }
+        _ => below.mean(),
+    }
 }
 
 /// The prediction function: `[x, extra inputs…, mask]` → the last layer's output, replacing
@@ -287,7 +305,7 @@ fn evaluate(g: &Graph, e: &Expr, data: &[Tensor]) -> Result<f32> {
 }
 
 /// The extra input layers (after `x`): name and width.
-fn extra_inputs(net: &Network) -> Vec<(String, usize)> {
+pub(crate) fn extra_inputs(net: &Network) -> Vec<(String, usize)> {
     net.layers()
         .iter()
         .zip(&net.specs)
@@ -298,8 +316,10 @@ fn extra_inputs(net: &Network) -> Vec<(String, usize)> {
         .collect()
 }
 
-/// Checks `x` and the extra inputs; returns (batch, time).
-fn check_x_and_extras(net: &Network, arrays: &[&Tensor]) -> Result<(usize, usize)> {
+/// Checks `x` and the extra inputs; returns (batch, time). `set`: the arrays are a data set
+/// to be cut into batches, so a stateful layer needs a multiple of its batch size rather than
+/// exactly it.
+fn check_x_and_extras(net: &Network, arrays: &[&Tensor], set: bool) -> Result<(usize, usize)> {
     let input = &net.layers()[0];
     let x = arrays[0];
     let n = input.size();
@@ -326,10 +346,34 @@ fn check_x_and_extras(net: &Network, arrays: &[&Tensor]) -> Result<(usize, usize
         }
         crate::network::check_finite(&format!("input layer `{name}`"), t)?;
     }
+    check_stateful_rows(net, batch, set)?;
+    Ok((batch, time))
+}
+
+/// The stateful batch size of a network with stateful layers (they all share it, or a batch
+/// would fit none of them).
+pub(crate) fn stateful_batch(net: &Network) -> Option<usize> {
+    net.layers()
+        .iter()
+        .find_map(|l| l.carried_states().first().map(|(p, _)| p.shape()[0]))
+}
+
+/// Refuses `batch` sequences for a stateful layer built for another batch size (with `set`,
+/// sequences that do not cut into whole batches of it).
+fn check_stateful_rows(net: &Network, batch: usize, set: bool) -> Result<()> {
     for layer in net.layers() {
         if let Some((p, _)) = layer.carried_states().first() {
             let want = p.shape()[0];
-            if want != batch {
+            if set && !batch.is_multiple_of(want) {
+                return Err(Error::Data {
+                    what: format!("stateful layer `{}`", layer.name()),
+                    problem: format!(
+                        "carries state for batches of {want} sequences, but the data holds \
+                         {batch}, not a multiple of {want}"
+                    ),
+                });
+            }
+            if !set && want != batch {
                 return Err(Error::Data {
                     what: format!("stateful layer `{}`", layer.name()),
                     problem: format!(
@@ -340,7 +384,7 @@ fn check_x_and_extras(net: &Network, arrays: &[&Tensor]) -> Result<(usize, usize
             }
         }
     }
-    Ok((batch, time))
+    Ok(())
 }
 
 /// The data order, for messages.
@@ -390,15 +434,25 @@ pub(crate) fn check_inputs(net: &Network, inputs: &[&Tensor]) -> Result<()> {
             ),
         });
     }
-    let (batch, time) = check_x_and_extras(net, inputs)?;
+    let (batch, time) = check_x_and_extras(net, inputs, false)?;
     if masked {
         check_mask(inputs[inputs.len() - 1], batch, time)?;
     }
     Ok(())
 }
 
-/// Checks data in training order.
+/// Checks data in training order, to be computed with in one batch.
 pub(crate) fn check_data(net: &Network, data: &[Tensor]) -> Result<()> {
+    check_arrays(net, data, false)
+}
+
+/// Checks a data set in training order, to be cut into batches (of the stateful batch size,
+/// if the model has stateful layers).
+pub(crate) fn check_dataset(net: &Network, data: &[Tensor]) -> Result<()> {
+    check_arrays(net, data, true)
+}
+
+fn check_arrays(net: &Network, data: &[Tensor], set: bool) -> Result<()> {
     let extras = extra_inputs(net).len();
     let has_target = net.kind != Kind::Autoencoder;
     let weighted = net.options.weighted;
@@ -412,7 +466,7 @@ pub(crate) fn check_data(net: &Network, data: &[Tensor]) -> Result<()> {
         return Err(count_error(net, expected, 0));
     }
     let refs: Vec<&Tensor> = data.iter().collect();
-    let (batch, time) = check_x_and_extras(net, &refs)?;
+    let (batch, time) = check_x_and_extras(net, &refs, set)?;
     let mut next = 1 + extras;
     if has_target {
         let y = &data[next];

@@ -18,6 +18,10 @@
 //!   through padding and outputs zero there, and the mask multiplies the loss weights, so losses
 //!   and monitors (`err`, `acc`) are means over real steps only.
 //!
+//! The models are [`crate::Model`]s (scores and metrics over real steps) and
+//! [`crate::Experiment`] models (training, snapshots, resuming); [`Network::evaluate`] and
+//! [`Network::loss`] take their data in the order above.
+//!
 //! Losses are means over all `batch × time` steps (weighted means when weights or a mask are
 //! given), not sums over time as theanets' cross-entropy was (th#56).
 //!
@@ -26,11 +30,23 @@
 //! state of every call, which each prediction call ([`Regressor::predict_with`] and the like)
 //! replaces with the final state of the batch it ran, until [`Regressor::reset_state`] sets
 //! them back to zero. The batch size is fixed when the layer is built: a batch of another size
-//! is an error naming the layer (nothing is reset). Training reads the carried state as it is
-//! but does not advance it: the trainer's compiled step has no state updates.
+//! is an error naming the layer (nothing is reset).
+//!
+//! Training carries the state too ([`optim::Trainer::with_carried`], which
+//! [`Network::trainer_with`] uses for a model with stateful layers), for truncated
+//! backpropagation through time over long sequences cut into consecutive chunks: row `i` of
+//! batch `k + 1` must continue row `i` of batch `k`, so the data is laid out chunk-major (all
+//! sequences' first chunks, then all second chunks, …) with `batch_size` the stateful batch
+//! size and `shuffle_batches` off (shuffled training data is refused). Gradients stop at the
+//! chunk boundary (the carried state is a constant of the batch). The state is set to zeros
+//! when a training run starts and at the start of every pass over the data; validation is a
+//! pass of its own from zeros and puts the training state back afterwards. A batch of another
+//! size (a short last batch: make the number of sequences a multiple of the batch size) is an
+//! error naming the carried state `{layer}.state_h`, the expected and the given batch size.
 
 pub(crate) mod graph;
 mod layers;
+mod metrics;
 
 pub use layers::{project, Cell, Recurrent, RecurrentOptions};
 
@@ -136,6 +152,24 @@ macro_rules! model {
             type Target = Network;
             fn deref(&self) -> &Network {
                 &self.0.net
+            }
+        }
+
+        impl crate::experiment::Owned for $name {
+            fn network(&self) -> &Network {
+                &self.0.net
+            }
+            fn expected_kind() -> Option<Kind> {
+                Some($kind)
+            }
+            fn expects_recurrent() -> Option<bool> {
+                Some(true)
+            }
+            fn wrap(net: Network) -> Self {
+                $name(Inner {
+                    net,
+                    predictor: Mutex::new(None),
+                })
             }
         }
     };
