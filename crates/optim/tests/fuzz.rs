@@ -623,11 +623,19 @@ proptest! {
         batch_size in prop::sample::select(vec![0usize, 1, 2, 3, 7, usize::MAX]),
         iteration_size in prop::option::of(0usize..4),
         shuffle_samples in any::<bool>(),
+        shuffle_batches in any::<bool>(),
         check_finite in prop::bool::weighted(0.9),
         seed in any::<u64>(),
         (how, k) in (0u8..8, prop_oneof![0usize..8, Just(usize::MAX)]),
     ) {
-        let options = DatasetOptions { batch_size, iteration_size, shuffle_samples, check_finite, seed };
+        let options = DatasetOptions {
+            batch_size,
+            iteration_size,
+            shuffle_samples,
+            shuffle_batches,
+            check_finite,
+            seed,
+        };
         let total = arrays.first().and_then(|a| a.shape().first().copied());
         let made = no_panic("Dataset::new", || Dataset::new("d", arrays.clone(), options))?;
         let mut ds = match made {
