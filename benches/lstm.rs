@@ -9,6 +9,8 @@
 //!   step's time into forward, backward (`fwd_bwd − forward`) and update (`adam_step − fwd_bwd`).
 //! * `lstm/fwd_bwd`: the loss and every gradient, without the update.
 //!
+//! `LSTM_PLAN=1` prints the compiled plan of `fwd_bwd` (with the nested scan bodies) first.
+//!
 //! Threads: `TAPE_NUM_THREADS` (1 or 2 in docs/benchmarks.md), else every core.
 //!
 //! Run: `TAPE_NUM_THREADS=1 cargo bench --bench lstm`.
@@ -60,6 +62,10 @@ fn bench_lstm(c: &mut Criterion) {
         .trainer("adam", &["learning_rate=0.001"])
         .expect("trainer");
 
+    if std::env::var_os("LSTM_PLAN").is_some() {
+        fwd_bwd.run(&args).expect("run");
+        println!("{}", fwd_bwd.debug_plan());
+    }
     let mut group = c.benchmark_group("lstm");
     group.throughput(Throughput::Elements((BATCH * TIME) as u64));
     group.sample_size(10);
