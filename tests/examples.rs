@@ -19,6 +19,14 @@ mod deep_tied_autoencoder;
 #[allow(dead_code)]
 mod weighted_classification;
 
+#[path = "../examples/char_lstm.rs"]
+#[allow(dead_code)]
+mod char_lstm;
+
+#[path = "../examples/sequence_classification.rs"]
+#[allow(dead_code)]
+mod sequence_classification;
+
 #[test]
 fn xor_is_learned_for_every_seed() {
     for seed in [1, 2, 13] {
@@ -76,4 +84,44 @@ fn weights_raise_the_minority_recall() {
     let total = majority + plain[1].iter().sum::<usize>() as f32;
     assert!(s.accuracy_unweighted > majority / total, "{s:?}");
     assert!(weighted[0][0] as f32 / majority >= 0.85, "{s:?}");
+}
+
+#[test]
+fn char_lstm_predicts_better_than_character_frequencies() {
+    let o = char_lstm::Options {
+        chars: 6000,
+        hidden: 48,
+        window: 24,
+        batch: 32,
+        iterations: 20,
+        seconds: 15.0,
+        sample: 40,
+        ..Default::default()
+    };
+    let s = char_lstm::run(&o).unwrap();
+    println!("{s:?}");
+    // The unigram model is the best that ignores the context; a language model that reads it
+    // must do clearly better, and far better than guessing among the whole vocabulary.
+    assert!(
+        s.valid_perplexity < 0.75 * s.unigram_perplexity,
+        "validation perplexity {} vs unigram {}",
+        s.valid_perplexity,
+        s.unigram_perplexity
+    );
+    assert!(s.valid_perplexity < 0.25 * s.vocabulary as f32, "{s:?}");
+    // The sample continues the seed with the requested number of characters, reproducibly.
+    assert!(s.sample.starts_with("The model "));
+    assert_eq!(s.sample.chars().count(), "The model ".len() + 40);
+    let again = char_lstm::run(&o).unwrap();
+    assert_eq!(again.sample, s.sample);
+}
+
+#[test]
+fn masked_sequence_classifier_beats_the_unmasked_one() {
+    let s = sequence_classification::run(13, 12).unwrap();
+    println!("{s:?}");
+    let chance = s.class_1_share.max(1.0 - s.class_1_share);
+    assert!(s.masked_accuracy >= 0.85, "{s:?}");
+    assert!(s.masked_accuracy >= s.unmasked_accuracy + 0.08, "{s:?}");
+    assert!(s.unmasked_accuracy > chance, "{s:?}");
 }
