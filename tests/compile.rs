@@ -310,22 +310,18 @@ fn the_digits_training_step_plan() {
         buf4 <- mean buf3 over the middle of [1×32×1]   # %11 mean
         buf4 <- neg buf4 [1] in place   # %12 neg
         buf5 <- broadcast const0 (scalar) to [32] ×0.03125   # %14 broadcast_mean_like
-        buf3 <- scatter buf5 into [32×10] at arg:y   # %15 scatter
-        buf2 <- exp buf2 [320] in place   # %16 exp
-        buf5 <- sum buf3 over the middle of [32×10×1]   # %17 sum(axis=1, keepdims)
-        buf2 <- mul buf2, buf5 (column, each ×10) [32×10] in place over lhs   # %18 mul
-        buf3 <- sub buf3, buf2 [32×10] in place over lhs   # %19 sub
-        buf2 <- gemm 32x10x100 (buf3, param:out.wᵀ)   # %20 matmul(Bᵀ)
-        buf0 <- gt buf0, const1 (scalar) [32×100] in place over lhs   # %22 gt
-        buf2 <- mul buf2, buf0 [32×100] in place over lhs   # %23 mul
-        buf0 <- gemm 64x32x100 (arg:xᵀ, buf2)   # %24 matmul(Aᵀ)
-        buf0 <- axpy param:hid1.w + -0.1·buf0 [64×100] in place over rhs   # %25 axpy(-0.1)
-        buf5 <- sum_to buf2 [32×100] down to [100] (row of 100)   # %26 sum_like
-        buf5 <- axpy param:hid1.b + -0.1·buf5 [100] in place over rhs   # %27 axpy(-0.1)
-        buf2 <- gemm 100x32x10 (buf1ᵀ, buf3)   # %28 matmul(Aᵀ)
-        buf2 <- axpy param:out.w + -0.1·buf2 [100×10] in place over rhs   # %29 axpy(-0.1)
-        buf1 <- sum_to buf3 [32×10] down to [10] (row of 10)   # %30 sum_like
-        buf1 <- axpy param:out.b + -0.1·buf1 [10] in place over rhs   # %31 axpy(-0.1)
+        buf2 <- exp buf2 [320] in place   # %15 exp
+        buf3 <- softmax_xent_grad buf2 [32×10] by buf5 at arg:y   # %16 softmax_xent_grad
+        buf2 <- gemm 32x10x100 (buf3, param:out.wᵀ)   # %17 matmul(Bᵀ)
+        buf2 <- relu_grad buf2 where buf0 > 0 [32, 100] (in place over g)   # %18 relu_grad
+        buf0 <- gemm 64x32x100 (arg:xᵀ, buf2)   # %19 matmul(Aᵀ)
+        buf0 <- axpy param:hid1.w + -0.1·buf0 [64×100] in place over rhs   # %20 axpy(-0.1)
+        buf5 <- sum_to buf2 [32×100] down to [100] (row of 100)   # %21 sum_like
+        buf5 <- axpy param:hid1.b + -0.1·buf5 [100] in place over rhs   # %22 axpy(-0.1)
+        buf2 <- gemm 100x32x10 (buf1ᵀ, buf3)   # %23 matmul(Aᵀ)
+        buf2 <- axpy param:out.w + -0.1·buf2 [100×10] in place over rhs   # %24 axpy(-0.1)
+        buf1 <- sum_to buf3 [32×10] down to [10] (row of 10)   # %25 sum_like
+        buf1 <- axpy param:out.b + -0.1·buf1 [10] in place over rhs   # %26 axpy(-0.1)
         workspace: 6 buffers, 13221 floats
     "#]]
     .assert_eq(&plan);

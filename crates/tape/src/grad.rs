@@ -483,7 +483,7 @@ fn rule(node: &Expr, g: &Expr, needs: &[bool]) -> Result<Vec<Option<Expr>>> {
             };
             vec![needs[0].then_some(ga), needs[1].then_some(gb)]
         }
-        Op::GemmBias { .. } | Op::Axpy { .. } => {
+        Op::GemmBias { .. } | Op::Axpy { .. } | Op::ReluGrad | Op::SoftmaxXentGrad => {
             return Err(Error::Grad {
                 reason: format!(
                     "{} is made by the compiler and has no gradient rule",

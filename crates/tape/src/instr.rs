@@ -5,8 +5,8 @@
 use crate::custom::CustomCall;
 use crate::kernels::{
     ArgmaxCall, AxpyCall, BinaryCall, BroadcastCall, ClipCall, ConcatCall, CopyCall, GemmCall,
-    MaxMaskCall, OneHotCall, PickCall, ReduceCall, ScatterCall, SelectCall, Shape, SliceCall,
-    SliceGradCall, SoftmaxCall, SumToCall, TransposeCall, UnaryCall,
+    MaxMaskCall, OneHotCall, PickCall, ReduceCall, ReluGradCall, ScatterCall, SelectCall, Shape,
+    SliceCall, SliceGradCall, SoftmaxCall, SumToCall, TransposeCall, UnaryCall, XentGradCall,
 };
 use crate::rng::{DropoutCall, NoiseCall, Rng};
 use crate::scan_exec::{PartCall, ScanCall};
@@ -42,6 +42,7 @@ pub(crate) enum Call {
     Unary(UnaryCall<Src>),
     Binary(BinaryCall<Src>),
     Axpy(AxpyCall<Src>),
+    ReluGrad(ReluGradCall<Src>),
     Select(SelectCall<Src>),
     Clip(ClipCall<Src>),
     Copy(CopyCall<Src>),
@@ -57,6 +58,7 @@ pub(crate) enum Call {
     SliceGrad(SliceGradCall<Src>),
     Pick(PickCall<Src>),
     Scatter(ScatterCall<Src>),
+    XentGrad(XentGradCall<Src>),
     OneHot(OneHotCall<Src>),
     Dropout(DropoutCall),
     Noise(NoiseCall),
@@ -99,6 +101,7 @@ impl Call {
             Call::Unary(c) => c.run(get, out),
             Call::Binary(c) => c.run(get, out),
             Call::Axpy(c) => c.run(get, out),
+            Call::ReluGrad(c) => c.run(get, out),
             Call::Select(c) => c.run(get, out),
             Call::Clip(c) => c.run(get, out),
             Call::Copy(c) => c.run(get, out),
@@ -114,6 +117,7 @@ impl Call {
             Call::SliceGrad(c) => c.run(get, out),
             Call::Pick(c) => c.run(get, out).map_err(label(c.cols))?,
             Call::Scatter(c) => c.run(get, out).map_err(label(c.cols))?,
+            Call::XentGrad(c) => c.run(get, out).map_err(label(c.cols))?,
             Call::OneHot(c) => c.run(get, out).map_err(label(c.classes))?,
             Call::Dropout(c) => c.run(rngs, out),
             Call::Noise(c) => c.run(rngs, out),
@@ -131,6 +135,7 @@ impl Call {
             Call::Unary(c) => c.describe(name),
             Call::Binary(c) => c.describe(name),
             Call::Axpy(c) => c.describe(name),
+            Call::ReluGrad(c) => c.describe(name),
             Call::Select(c) => c.describe(name),
             Call::Clip(c) => c.describe(name),
             Call::Copy(c) => c.describe(name),
@@ -146,6 +151,7 @@ impl Call {
             Call::SliceGrad(c) => c.describe(name),
             Call::Pick(c) => c.describe(name),
             Call::Scatter(c) => c.describe(name),
+            Call::XentGrad(c) => c.describe(name),
             Call::OneHot(c) => c.describe(name),
             Call::Dropout(c) => c.describe(),
             Call::Noise(c) => c.describe(),

@@ -110,6 +110,9 @@ pub enum Op {
         /// The factor of the second operand.
         alpha: f32,
     },
+    /// *Compiler-only*: `[g, x]`: `g · (x > 0)` in one pass, from the ReLU gradient's multiply by
+    /// the comparison mask; both operands have the result's shape.
+    ReluGrad,
     /// Swap the two axes of a matrix.
     Transpose,
     /// Same values, new dims; one dim may be `-1` (inferred).
@@ -168,6 +171,10 @@ pub enum Op {
     /// `[g, labels, like]`: zeros of like's shape with `g[i]` at `[i, labels[i]]`; g and labels
     /// have one entry per row of the matrix like.
     Scatter,
+    /// *Compiler-only*: `[p, g, labels]`: the gradient of softmax cross-entropy with respect to the
+    /// logits, `scatter(g, labels) − p · g` row by row, with `p` the softmax of the logits; made
+    /// from the log-softmax gradient so that it reads the softmax the forward pass computed.
+    SoftmaxXentGrad,
     /// `[labels]`: one-hot rows with this many classes.
     OneHot(usize),
     /// `[like]`: a fresh dropout mask of like's shape per call: 0 with probability `p`, else `1/(1-p)`.
@@ -216,6 +223,7 @@ impl Op {
             Op::MatMul { ta, tb } => format!("matmul{}", trans_suffix(*ta, *tb)),
             Op::GemmBias { ta, tb } => format!("gemm_bias{}", trans_suffix(*ta, *tb)),
             Op::Axpy { alpha } => format!("axpy({alpha})"),
+            Op::ReluGrad => "relu_grad".into(),
             Op::Transpose => "transpose".into(),
             Op::Reshape(d) => format!("reshape{:?}", d.as_slice()),
             Op::ReshapeLike => "reshape_like".into(),
@@ -249,6 +257,7 @@ impl Op {
             Op::SliceGrad { axis, start } => format!("slice_grad(axis={axis}, at={start})"),
             Op::Pick => "pick".into(),
             Op::Scatter => "scatter".into(),
+            Op::SoftmaxXentGrad => "softmax_xent_grad".into(),
             Op::OneHot(k) => format!("one_hot({k})"),
             Op::Dropout { p, .. } => format!("dropout_mask(p={p})"),
             Op::Noise { std, .. } => format!("noise(std={std})"),
@@ -293,7 +302,7 @@ impl Op {
                 }
                 float(ins[0].dims.clone())
             }
-            Op::Binary(_) | Op::Axpy { .. } => {
+            Op::Binary(_) | Op::Axpy { .. } | Op::ReluGrad => {
                 let dims = broadcast_dims(&ins[0].dims, &ins[1].dims)
                     .ok_or_else(|| "shapes that broadcast together".to_string())?;
                 float(dims)
@@ -534,6 +543,16 @@ impl Op {
                 }
                 float(like.clone())
             }
+            Op::SoftmaxXentGrad => {
+                let (p, g, l) = (&ins[0].dims, &ins[1].dims, &ins[2].dims);
+                let ranks = p.len() == 2 && g.len() == 1 && l.len() == 1;
+                if !(ranks && compatible(g[0], p[0]) && compatible(l[0], p[0])) {
+                    return Err(
+                        "probabilities (rows × classes), one value and one label per row".into(),
+                    );
+                }
+                float(p.clone())
+            }
             Op::OneHot(k) => {
                 if ins[0].rank() != 1 {
                     return Err("a vector of labels".into());
@@ -583,11 +602,12 @@ impl Op {
             Op::OneHot(_) | Op::Dropout { .. } | Op::Noise { .. } => 1,
             Op::Binary(_)
             | Op::Axpy { .. }
+            | Op::ReluGrad
             | Op::MatMul { .. }
             | Op::ReshapeLike
             | Op::BroadcastLike { .. } => 2,
             Op::SumLike { .. } | Op::SliceGrad { .. } | Op::Pick => 2,
-            Op::Select | Op::GemmBias { .. } | Op::Scatter => 3,
+            Op::Select | Op::GemmBias { .. } | Op::Scatter | Op::SoftmaxXentGrad => 3,
             Op::Concat(_) | Op::Custom(_) | Op::Scan(_) | Op::ScanPart { .. } => return None,
         })
     }
@@ -614,9 +634,14 @@ impl Op {
             }
             Op::Unary(u) => smallvec![*u as u64],
             Op::Binary(b) => smallvec![*b as u64],
-            Op::Select | Op::Transpose | Op::ReshapeLike | Op::Argmax | Op::Pick | Op::Scatter => {
-                SmallVec::new()
-            }
+            Op::Select
+            | Op::ReluGrad
+            | Op::Transpose
+            | Op::ReshapeLike
+            | Op::Argmax
+            | Op::Pick
+            | Op::Scatter
+            | Op::SoftmaxXentGrad => SmallVec::new(),
             Op::Clip { lo, hi } => smallvec![u64::from(lo.to_bits()), u64::from(hi.to_bits())],
             Op::MatMul { ta, tb } | Op::GemmBias { ta, tb } => smallvec![*ta as u64, *tb as u64],
             Op::Axpy { alpha } => smallvec![u64::from(alpha.to_bits())],

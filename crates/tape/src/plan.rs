@@ -10,8 +10,8 @@ use crate::instr::{Call, Instr, Nested, Plan, Src};
 use crate::ir::Program;
 use crate::kernels::{
     ArgmaxCall, AxpyCall, BinaryCall, BroadcastCall, ClipCall, ConcatCall, CopyCall, GemmCall,
-    MaxMaskCall, OneHotCall, PickCall, ReduceCall, ScatterCall, SelectCall, Side, SliceCall,
-    SliceGradCall, SoftmaxCall, SumToCall, TransposeCall, UnaryCall,
+    MaxMaskCall, OneHotCall, PickCall, ReduceCall, ReluGradCall, ScatterCall, SelectCall, Side,
+    SliceCall, SliceGradCall, SoftmaxCall, SumToCall, TransposeCall, UnaryCall, XentGradCall,
 };
 use crate::kernels::{Layout, Shape};
 use crate::op::{Op, SoftmaxKind, Type};
@@ -178,7 +178,7 @@ pub(crate) fn build(f: &Program, arg_shapes: Vec<Shape>) -> Result<Plan> {
         let mut inplace = None;
         let same_shapes = node.inputs.iter().all(|&x| shape[x] == *out_shape);
         let candidates = match node.op {
-            Op::Axpy { .. } if !same_shapes => &[][..],
+            Op::Axpy { .. } | Op::ReluGrad if !same_shapes => &[][..],
             _ => inplace_candidates(&node.op),
         };
         for &k in candidates {
@@ -402,6 +402,7 @@ fn is_alias(op: &Op, inputs: &[usize], shape: &[Shape], i: usize) -> bool {
         | Op::Unary(_)
         | Op::Binary(_)
         | Op::Select
+        | Op::ReluGrad
         | Op::Clip { .. }
         | Op::MatMul { .. }
         | Op::GemmBias { .. }
@@ -416,6 +417,7 @@ fn is_alias(op: &Op, inputs: &[usize], shape: &[Shape], i: usize) -> bool {
         | Op::SliceGrad { .. }
         | Op::Pick
         | Op::Scatter
+        | Op::SoftmaxXentGrad
         | Op::OneHot(_)
         | Op::Dropout { .. }
         | Op::Noise { .. }
@@ -430,7 +432,7 @@ fn inplace_candidates(op: &Op) -> &'static [usize] {
     match op {
         Op::Unary(_) | Op::Clip { .. } => &[0],
         Op::Softmax(SoftmaxKind::Softmax | SoftmaxKind::LogSoftmax) => &[0],
-        Op::Binary(_) | Op::Axpy { .. } => &[0, 1],
+        Op::Binary(_) | Op::Axpy { .. } | Op::ReluGrad => &[0, 1],
         // Listed one by one so that a new op has to say whether it may write over an operand.
         Op::Softmax(SoftmaxKind::LogSumExp)
         | Op::Input(_)
@@ -453,6 +455,7 @@ fn inplace_candidates(op: &Op) -> &'static [usize] {
         | Op::SliceGrad { .. }
         | Op::Pick
         | Op::Scatter
+        | Op::SoftmaxXentGrad
         | Op::OneHot(_)
         | Op::Dropout { .. }
         | Op::Noise { .. }
@@ -507,6 +510,14 @@ fn emit(
             la: layout(shp[0], out_shape),
             b: ins[1],
             lb: layout(shp[1], out_shape),
+            inplace: inplace.map(|k| if k == 0 { Side::Lhs } else { Side::Rhs }),
+        }),
+        Op::ReluGrad => Call::ReluGrad(ReluGradCall {
+            shape: out_shape.clone(),
+            g: ins[0],
+            lg: layout(shp[0], out_shape),
+            x: ins[1],
+            lx: layout(shp[1], out_shape),
             inplace: inplace.map(|k| if k == 0 { Side::Lhs } else { Side::Rhs }),
         }),
         Op::Select => Call::Select(SelectCall {
@@ -652,6 +663,13 @@ fn emit(
             labels: ins[1],
             rows: shp[2][0],
             cols: shp[2][1],
+        }),
+        Op::SoftmaxXentGrad => Call::XentGrad(XentGradCall {
+            p: ins[0],
+            g: ins[1],
+            labels: ins[2],
+            rows: shp[0][0],
+            cols: shp[0][1],
         }),
         Op::OneHot(k) => Call::OneHot(OneHotCall {
             labels: ins[0],

@@ -1,7 +1,8 @@
 //! Graph rewrites run once at compile time, on the flat graph: stable forms
 //! (`log(softmax(x))` → `log_softmax(x)`), transposes folded into matrix products, trivial
 //! arithmetic and double transposes removed, constants folded, common subexpressions merged, bias-adds fused into the
-//! matrix product that feeds them, and dead nodes dropped. Random nodes are never merged or folded.
+//! matrix product that feeds them, the softmax cross-entropy gradient made one pass over the
+//! forward softmax, and dead nodes dropped. Random nodes are never merged or folded.
 
 use crate::error::Result;
 use crate::ir::{INode, Program};
@@ -23,6 +24,15 @@ pub(crate) fn optimize(ir: Vec<INode>, roots: Vec<usize>) -> Result<(Vec<INode>,
             continue;
         }
         rewrite_in_place(&mut node, &out);
+        if let Some((g, x)) = relu_grad_parts(&node, &out) {
+            node.op = Op::ReluGrad;
+            node.inputs = vec![g, x];
+        }
+        if let Some((z, e, g, labels)) = xent_grad_parts(&node, &out) {
+            let p = forward_softmax(z, &seen).unwrap_or(e);
+            node.op = Op::SoftmaxXentGrad;
+            node.inputs = vec![p, g, labels];
+        }
         if foldable(&node, &out) {
             node = fold(node, &out)?;
         }
@@ -112,6 +122,75 @@ fn rewrite_in_place(node: &mut INode, out: &[INode]) {
         }
         _ => {}
     }
+}
+
+/// The operands `(g, x)` when `node` is `g · (x > 0)` (the ReLU gradient as differentiation writes
+/// it, in either order) with `g`, `x` and the result all of one rank.
+fn relu_grad_parts(node: &INode, out: &[INode]) -> Option<(usize, usize)> {
+    let Op::Binary(Binary::Mul) = node.op else {
+        return None;
+    };
+    let mask_of = |c: usize| match out[c].op {
+        Op::Binary(Binary::Gt) if scalar_const(&out[out[c].inputs[1]]) == Some(0.0) => {
+            Some(out[c].inputs[0])
+        }
+        _ => None,
+    };
+    let (p, q) = (node.inputs[0], node.inputs[1]);
+    let (g, x) = match (mask_of(q), mask_of(p)) {
+        (Some(x), _) => (p, x),
+        (None, Some(x)) => (q, x),
+        (None, None) => return None,
+    };
+    // Broadcasting is still allowed (the kernel falls back to mask-then-multiply), but only
+    // ranks equal to the result's are taken, the shape of every ReLU gradient.
+    let rank = node.ty.dims.len();
+    (out[g].ty.dims.len() == rank && out[x].ty.dims.len() == rank).then_some((g, x))
+}
+
+/// The operands `(logits, exp(log_softmax(logits)), g, labels)` when `node` is the gradient of `pick(log_softmax(z), labels)`
+/// as differentiation writes it, `scatter(g) − exp(log_softmax(z)) · sum_last(scatter(g))`.
+fn xent_grad_parts(node: &INode, out: &[INode]) -> Option<(usize, usize, usize, usize)> {
+    let Op::Binary(Binary::Sub) = node.op else {
+        return None;
+    };
+    let (a, m) = (node.inputs[0], node.inputs[1]);
+    let Op::Scatter = out[a].op else { return None };
+    let (g, labels, l) = (out[a].inputs[0], out[a].inputs[1], out[a].inputs[2]);
+    let Op::Softmax(SoftmaxKind::LogSoftmax) = out[l].op else {
+        return None;
+    };
+    let z = out[l].inputs[0];
+    let Op::Binary(Binary::Mul) = out[m].op else {
+        return None;
+    };
+    let is_exp_l = |e: usize| matches!(out[e].op, Op::Unary(Unary::Exp)) && out[e].inputs[0] == l;
+    let is_row_sum = |r: usize| {
+        matches!(
+            out[r].op,
+            Op::Reduce {
+                kind: crate::kernels::ReduceKind::Sum,
+                axis: Some(1),
+                keepdims: true
+            }
+        ) && out[r].inputs[0] == a
+    };
+    let (e, r) = (out[m].inputs[0], out[m].inputs[1]);
+    let e = match (is_exp_l(e) && is_row_sum(r), is_exp_l(r) && is_row_sum(e)) {
+        (true, _) => e,
+        (_, true) => r,
+        _ => return None,
+    };
+    let shapes = out[z].ty.dims.len() == 2 && node.ty.dims == out[a].ty.dims;
+    shapes.then_some((z, e, g, labels))
+}
+
+/// The position of a `softmax(z)` the graph already computes (for accuracy or the output), so
+/// that the gradient reads it rather than exponentiating the log-softmax again; without one, the
+/// gradient keeps its own `exp(log_softmax(z))` and its values stay those of the unfused kernels.
+fn forward_softmax(z: usize, seen: &HashMap<(CseKey, Vec<usize>), usize>) -> Option<usize> {
+    let key = Op::Softmax(SoftmaxKind::Softmax).cse_key()?;
+    seen.get(&(key, vec![z])).copied()
 }
 
 fn foldable(node: &INode, out: &[INode]) -> bool {
@@ -249,4 +328,136 @@ fn dead_code(ir: Vec<INode>, roots: Vec<usize>) -> (Vec<INode>, Vec<usize>) {
         }
     }
     (out, roots.iter().map(|&r| remap[r]).collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::testing::{labels, normal};
+    use crate::{grad, Expr, Function, Tensor};
+
+    /// The gradient of mean softmax cross-entropy with respect to the logits, in f64:
+    /// `(softmax(z) − onehot(y)) / rows`.
+    fn xent_grad_reference(z: &Tensor, y: &Tensor) -> Vec<f64> {
+        let (rows, cols) = (z.shape()[0], z.shape()[1]);
+        let mut out = Vec::with_capacity(rows * cols);
+        for (row, &label) in z.data().chunks_exact(cols).zip(y.data()) {
+            let m = row
+                .iter()
+                .fold(f64::NEG_INFINITY, |m, &v| m.max(f64::from(v)));
+            let e: Vec<f64> = row.iter().map(|&v| (f64::from(v) - m).exp()).collect();
+            let s: f64 = e.iter().sum();
+            for (j, ej) in e.iter().enumerate() {
+                let hot = if j == label as usize { 1.0 } else { 0.0 };
+                out.push((ej / s - hot) / rows as f64);
+            }
+        }
+        out
+    }
+
+    #[test]
+    fn softmax_xent_gradient_is_one_instruction_and_matches_the_formula() {
+        let z = Expr::input("z", 2);
+        let y = Expr::labels("y");
+        let loss = -(z.log_softmax().pick(&y)).mean();
+        let gz = grad(&loss, std::slice::from_ref(&z)).expect("grad");
+        // The softmax is also an output, as a classifier's accuracy and output read it.
+        let outs = [loss.clone(), z.softmax(), gz[0].clone()];
+        let mut f = Function::compile(&[z.clone(), y.clone()], &outs).expect("compile");
+        let (zv, yv) = (normal(&[7, 5], 3), labels(7, 5));
+        f.run(&[zv.view(), yv.view()]).expect("run");
+        let plan = f.debug_plan();
+        assert!(plan.contains("softmax_xent_grad"), "{plan}");
+        assert!(
+            !plan.contains("scatter") && !plan.contains(" exp "),
+            "{plan}"
+        );
+        let got = f.output(2).expect("gradient").data().to_vec();
+        crate::testing::assert_close(&got, &xent_grad_reference(&zv, &yv), 1e-5, 1e-7, "dz");
+    }
+
+    #[test]
+    fn without_a_softmax_output_the_fused_gradient_keeps_the_unfused_values() {
+        let z = Expr::input("z", 2);
+        let y = Expr::labels("y");
+        let loss = -(z.log_softmax().pick(&y)).mean();
+        let gz = grad(&loss, std::slice::from_ref(&z)).expect("grad");
+        let mut f = Function::compile(&[z.clone(), y.clone()], &gz).expect("compile");
+        let (zv, yv) = (normal(&[6, 9], 4), labels(6, 9));
+        f.run(&[zv.view(), yv.view()]).expect("run");
+        let plan = f.debug_plan();
+        assert!(
+            plan.contains("softmax_xent_grad") && plan.contains(" exp "),
+            "{plan}"
+        );
+        // By hand, in f32 with the unfused roundings: e = exp(log_softmax), s − e·g.
+        let (rows, cols) = (6, 9);
+        let g = -(1.0f32 / rows as f32);
+        let mut lsm = vec![0.0f32; rows * cols];
+        crate::kernels::log_softmax(zv.data(), rows, cols, &mut lsm);
+        let want: Vec<f32> = lsm
+            .iter()
+            .enumerate()
+            .map(|(i, &l)| {
+                let s = if i % cols == yv.data()[i / cols] as usize {
+                    g
+                } else {
+                    0.0
+                };
+                s - l.exp() * g
+            })
+            .collect();
+        assert_eq!(f.output(0).expect("gradient").data(), &want[..]);
+    }
+
+    /// `g · (x > 0)` by hand: the 0/1 mask multiplied in, as the unfused kernels do.
+    fn relu_grad_reference(g: &[f32], x: &[f32]) -> Vec<f32> {
+        g.iter()
+            .zip(x)
+            .map(|(&gv, &xv)| gv * if xv > 0.0 { 1.0 } else { 0.0 })
+            .collect()
+    }
+
+    #[test]
+    fn relu_gradient_is_one_instruction_and_bit_identical() {
+        let x = Expr::input("x", 2);
+        let w = Expr::input("w", 2);
+        let loss = (x.relu() * &w).sum();
+        let gx = grad(&loss, std::slice::from_ref(&x)).expect("grad");
+        let mut f = Function::compile(&[x.clone(), w.clone()], &gx).expect("compile");
+        let mut xv = normal(&[3, 4], 5);
+        // Both zeros and negatives where the mask is 0, with a negative g (giving −0).
+        xv.data_mut()[..4].copy_from_slice(&[0.0, -0.0, -3.0, -1.0]);
+        let mut wv = normal(&[3, 4], 6);
+        wv.data_mut()[1] = -2.0;
+        f.run(&[xv.view(), wv.view()]).expect("run");
+        let plan = f.debug_plan();
+        assert!(plan.contains("relu_grad"), "{plan}");
+        assert!(!plan.contains(" gt "), "{plan}");
+        let got = f.output(0).expect("gradient").data().to_vec();
+        let want = relu_grad_reference(wv.data(), xv.data());
+        let bits = |v: &[f32]| v.iter().map(|f| f.to_bits()).collect::<Vec<_>>();
+        assert_eq!(bits(&got), bits(&want));
+    }
+
+    #[test]
+    fn a_mask_product_with_a_broadcast_operand_keeps_its_values() {
+        // `a · (b > 0)` written by a user, with b a row broadcast over a's rows.
+        let a = Expr::input("a", 2);
+        let b = Expr::input("b", 2);
+        let zero = Expr::constant(Tensor::scalar(0.0));
+        let out = &a * &b.gt(&zero);
+        let mut f = Function::compile(&[a.clone(), b.clone()], &[out]).expect("compile");
+        let av = normal(&[3, 4], 7);
+        let bv = Tensor::new(&[1, 4], vec![1.0, -1.0, 0.0, 2.0]).expect("row");
+        f.run(&[av.view(), bv.view()]).expect("run");
+        let got = f.output(0).expect("product").data().to_vec();
+        let row = bv.data();
+        let want: Vec<f32> = av
+            .data()
+            .iter()
+            .enumerate()
+            .map(|(i, &v)| v * if row[i % 4] > 0.0 { 1.0 } else { 0.0 })
+            .collect();
+        assert_eq!(got, want);
+    }
 }

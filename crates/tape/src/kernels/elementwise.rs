@@ -1089,3 +1089,90 @@ impl<S> ClipCall<S> {
         )
     }
 }
+
+crate::multiversion! {
+    /// The ReLU derivative applied to a gradient in one pass: `out[i] = g[i] · (x[i] > 0)`, as
+    /// `g · 1` or `g · 0` so that every value (−0 for a negative `g`, NaN for an infinite one
+    /// where `x ≤ 0`) is the one the multiply by the 0/1 mask gives.
+    pub fn relu_grad / relu_grad_at(g: &[f32], x: &[f32], out: &mut [f32]) {
+        debug_assert_eq!(g.len(), out.len());
+        debug_assert_eq!(x.len(), out.len());
+        for ((o, &gv), &xv) in out.iter_mut().zip(g).zip(x) {
+            *o = gv * b2f(xv > 0.0);
+        }
+    }
+}
+
+crate::multiversion! {
+    /// [`relu_grad`] with the result written over `g`.
+    pub fn relu_grad_over_g / relu_grad_over_g_at(g: &mut [f32], x: &[f32]) {
+        debug_assert_eq!(x.len(), g.len());
+        for (gv, &xv) in g.iter_mut().zip(x) {
+            *gv *= b2f(xv > 0.0);
+        }
+    }
+}
+
+crate::multiversion! {
+    /// [`relu_grad`] with the result written over `x`.
+    pub fn relu_grad_over_x / relu_grad_over_x_at(g: &[f32], x: &mut [f32]) {
+        debug_assert_eq!(x.len(), g.len());
+        for (xv, &gv) in x.iter_mut().zip(g) {
+            *xv = gv * b2f(*xv > 0.0);
+        }
+    }
+}
+
+/// `g · (x > 0)` (see [`relu_grad`]), with numpy broadcasting of either operand.
+#[derive(Clone, Debug)]
+pub(crate) struct ReluGradCall<S> {
+    pub(crate) shape: super::Shape,
+    pub(crate) g: S,
+    pub(crate) lg: Layout,
+    pub(crate) x: S,
+    pub(crate) lx: Layout,
+    pub(crate) inplace: Option<Side>,
+}
+
+impl<S> ReluGradCall<S> {
+    pub(crate) fn run<'a>(&self, get: impl Fn(&S) -> &'a [f32], out: &mut [f32]) {
+        let n = numel(&self.shape);
+        match self.inplace {
+            // The plan only writes in place when both operands have the output's shape.
+            Some(Side::Lhs) => relu_grad_over_g(&mut out[..n], &get(&self.x)[..n]),
+            Some(Side::Rhs) => relu_grad_over_x(&get(&self.g)[..n], &mut out[..n]),
+            None if self.lg == Layout::Full && self.lx == Layout::Full => {
+                relu_grad(&get(&self.g)[..n], &get(&self.x)[..n], &mut out[..n])
+            }
+            None => {
+                // Broadcast operands: the mask into the output, then the product, as the two
+                // unfused kernels compute them.
+                let (o, zero) = (&mut out[..n], [0.0]);
+                binary(
+                    Binary::Gt,
+                    &self.shape,
+                    get(&self.x),
+                    &self.lx,
+                    &zero,
+                    &Layout::Scalar,
+                    o,
+                );
+                binary_inplace_rhs(Binary::Mul, &self.shape, get(&self.g), &self.lg, o);
+            }
+        }
+    }
+
+    pub(crate) fn describe(&self, name: impl Fn(&S) -> String) -> String {
+        format!(
+            "relu_grad {} where {} > 0 {:?}{}",
+            name(&self.g),
+            name(&self.x),
+            self.shape,
+            match self.inplace {
+                Some(Side::Lhs) => " (in place over g)",
+                Some(Side::Rhs) => " (in place over x)",
+                None => "",
+            }
+        )
+    }
+}

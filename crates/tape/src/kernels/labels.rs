@@ -49,6 +49,38 @@ pub fn scatter(g: &[f32], rows: usize, cols: usize, labels: &[f32], out: &mut [f
     }
 }
 
+/// The softmax cross-entropy gradient in one pass: `out[r, j] = s − p[r, j]·gᵣ` with `s = gᵣ` at
+/// `j = labels[r]` and 0 elsewhere, where `gᵣ = 0 + g[r]` (labels already checked).
+///
+/// This is `scatter(g) − p · sum_last(scatter(g))` evaluated element by element with the same
+/// roundings: the row sum of a scattered row adds zeros to `g[r]`, which is exact (and turns a
+/// −0 into +0, hence the `0 +`), so the result is bit-identical to that sequence of kernels.
+pub fn softmax_xent_grad(
+    p: &[f32],
+    g: &[f32],
+    rows: usize,
+    cols: usize,
+    labels: &[f32],
+    out: &mut [f32],
+) {
+    debug_assert_eq!(p.len(), rows * cols);
+    debug_assert_eq!(g.len(), rows);
+    debug_assert_eq!(labels.len(), rows);
+    debug_assert_eq!(out.len(), rows * cols);
+    if cols == 0 {
+        return;
+    }
+    let rows_of = out.chunks_exact_mut(cols).zip(p.chunks_exact(cols));
+    for (((orow, prow), &gv), &l) in rows_of.zip(g).zip(labels) {
+        let gr = 0.0 + gv;
+        let at = col(l, cols);
+        for (j, (o, &pv)) in orow.iter_mut().zip(prow).enumerate() {
+            let s = if j == at { gv } else { 0.0 };
+            *o = s - pv * gr;
+        }
+    }
+}
+
 /// `out` (`rows×classes`) = one-hot rows of the (already checked) labels. Overwrites `out`.
 pub fn one_hot(labels: &[f32], rows: usize, classes: usize, out: &mut [f32]) {
     debug_assert_eq!(labels.len(), rows);
@@ -250,6 +282,48 @@ impl<S> OneHotCall<S> {
             name(&self.labels),
             self.rows,
             self.classes
+        )
+    }
+}
+
+/// The softmax cross-entropy gradient (see [`softmax_xent_grad`]) of `rows×cols` probabilities.
+#[derive(Clone, Debug)]
+pub(crate) struct XentGradCall<S> {
+    pub(crate) p: S,
+    pub(crate) g: S,
+    pub(crate) labels: S,
+    pub(crate) rows: usize,
+    pub(crate) cols: usize,
+}
+
+impl<S> XentGradCall<S> {
+    pub(crate) fn run<'a>(
+        &self,
+        get: impl Fn(&S) -> &'a [f32],
+        out: &mut [f32],
+    ) -> Result<(), (usize, f32)> {
+        let (rows, cols) = (self.rows, self.cols);
+        let l = &get(&self.labels)[..rows];
+        check_labels(l, cols)?;
+        softmax_xent_grad(
+            &get(&self.p)[..rows * cols],
+            &get(&self.g)[..rows],
+            rows,
+            cols,
+            l,
+            &mut out[..rows * cols],
+        );
+        Ok(())
+    }
+
+    pub(crate) fn describe(&self, name: impl Fn(&S) -> String) -> String {
+        format!(
+            "softmax_xent_grad {} [{}×{}] by {} at {}",
+            name(&self.p),
+            self.rows,
+            self.cols,
+            name(&self.g),
+            name(&self.labels)
         )
     }
 }
