@@ -129,7 +129,7 @@ impl Network {
             loss = loss + p;
         }
         let mut monitors = vec![("err".to_string(), err)];
-        monitors.extend(self.user_monitors(&outs)?);
+        monitors.extend(self.user_monitors(&outs.0, None)?);
         if let (Kind::Classifier, Some(labels)) = (self.kind, &target) {
             monitors.push((
                 "acc".to_string(),
@@ -191,14 +191,19 @@ impl Network {
     }
 
     /// The model's own monitors: for each glob over output and parameter names and each
-    /// threshold, the fraction of values below it (`"hid1:out<0.1"`). A glob that matches
-    /// nothing is an error.
-    fn user_monitors(&self, outs: &Outputs<'_>) -> Result<Vec<(String, Expr)>> {
+    /// threshold, the fraction of values below it (`"hid1:out<0.1"`). For a `(batch, time, k)`
+    /// output of a masked recurrent model the fraction is over the real steps only (padding
+    /// outputs are zeros and would count as small values). A glob that matches nothing is an
+    /// error.
+    pub(crate) fn user_monitors(
+        &self,
+        outputs: &[(String, Expr)],
+        mask: Option<&Expr>,
+    ) -> Result<Vec<(String, Expr)>> {
         let params = self.params();
         let mut monitors = Vec::new();
         for (pattern, levels) in &self.options.monitors {
-            let candidates = outs
-                .0
+            let candidates = outputs
                 .iter()
                 .map(|(n, e)| (n.clone(), e.clone()))
                 .chain(params.iter().map(|p| (p.name().to_string(), p.expr())));
@@ -206,16 +211,18 @@ impl Network {
             for (name, e) in candidates.filter(|(n, _)| glob(pattern, n)) {
                 matched = true;
                 for level in levels {
-                    monitors.push((
-                        format!("{name}<{level}"),
-                        e.lt(&Expr::scalar(*level)).mean(),
-                    ));
+                    let below = e.lt(&Expr::scalar(*level));
+                    monitors.push((format!("{name}<{level}"), fraction(&below, mask)));
                 }
             }
             if !matched {
                 return Err(Error::NotFound {
                     what: format!("output or parameter matching monitor pattern `{pattern}`"),
-                    available: outs.names(),
+                    available: outputs
+                        .iter()
+                        .map(|(n, _)| n.as_str())
+                        .collect::<Vec<_>>()
+                        .join(", "),
                 });
             }
         }
@@ -433,4 +440,18 @@ fn check_contract(layer: &dyn Layer, outputs: &[(String, Expr)]) -> Result<()> {
         }
     }
     Ok(())
+}
+
+/// The mean of `below` (ones and zeros), over the real steps when `below` is a `(batch, time,
+/// k)` sequence and there is a mask: `Σ below·mask / (k·Σ mask)`, as the ratio of two means
+/// over the `batch·time` rows.
+fn fraction(below: &Expr, mask: Option<&Expr>) -> Expr {
+    match (mask, below.rank(), below.dims().last().copied().flatten()) {
+        (Some(m), 3, Some(k)) => {
+            let rows = below.reshape(&[-1, k as isize]);
+            let m = m.reshape(&[-1, 1]);
+            (rows * &m).mean() / m.mean()
+        }
+        _ => below.mean(),
+    }
 }

@@ -7,7 +7,7 @@ use crate::error::{config, Error, Result};
 use crate::graph::Graph;
 use crate::losses::{Loss, LossKind};
 use crate::network::{check_sample_weights, Kind, Network};
-use crate::regularizers::{glob, Hidden, Regularizers};
+use crate::regularizers::{Hidden, Regularizers};
 use tape::{Expr, Function, Param, Tensor};
 
 /// The model's input expressions: `x` `(batch, time, n)` first, then each extra input layer
@@ -166,7 +166,7 @@ pub(crate) fn build(net: &Network, regs: &Regularizers) -> Result<Graph> {
         loss = loss + p;
     }
     let mut monitors = vec![("err".to_string(), err)];
-    monitors.extend(user_monitors(net, &outputs, mask.as_ref())?);
+    monitors.extend(net.user_monitors(&outputs, mask.as_ref())?);
     if let (Kind::Classifier, Some(_)) = (net.kind, &target) {
         monitors.push((
             "acc".to_string(),
@@ -184,59 +184,6 @@ pub(crate) fn build(net: &Network, regs: &Regularizers) -> Result<Graph> {
         loss,
         monitors,
     })
-}
-
-/// The model's own monitors, as for feedforward models: for each glob over output and
-/// parameter names and each threshold, the fraction of values below it (`"hid1:out<0.1"`).
-/// For a `(batch, time, k)` output of a masked model the fraction is over the real steps only
-/// (padding outputs are zeros and would count as small values). A glob that matches nothing is
-/// an error.
-fn user_monitors(
-    net: &Network,
-    outputs: &[(String, Expr)],
-    mask: Option<&Expr>,
-) -> Result<Vec<(String, Expr)>> {
-    let params = net.params();
-    let mut monitors = Vec::new();
-    for (pattern, levels) in &net.options.monitors {
-        let candidates = outputs
-            .iter()
-            .map(|(n, e)| (n.clone(), e.clone()))
-            .chain(params.iter().map(|p| (p.name().to_string(), p.expr())));
-        let mut matched = false;
-        for (name, e) in candidates.filter(|(n, _)| glob(pattern, n)) {
-            matched = true;
-            for level in levels {
-                let below = e.lt(&Expr::scalar(*level));
-                monitors.push((format!("{name}<{level}"), fraction(&below, mask)));
-            }
-        }
-        if !matched {
-            return Err(Error::NotFound {
-                what: format!("output or parameter matching monitor pattern `{pattern}`"),
-                available: outputs
-                    .iter()
-                    .map(|(n, _)| n.as_str())
-                    .collect::<Vec<_>>()
-                    .join(", "),
-            });
-        }
-    }
-    Ok(monitors)
-}
-
-/// The mean of `below` (ones and zeros), over the real steps when `below` is a `(batch, time,
-/// k)` sequence and there is a mask: `Σ below·mask / (k·Σ mask)`, as the ratio of two means
-/// over the `batch·time` rows.
-fn fraction(below: &Expr, mask: Option<&Expr>) -> Expr {
-    match (mask, below.rank(), below.dims().last().copied().flatten()) {
-        (Some(m), 3, Some(k)) => {
-            let rows = below.reshape(&[-1, k as isize]);
-            let m = m.reshape(&[-1, 1]);
-            (rows * &m).mean() / m.mean()
-        }
-        _ => below.mean(),
-    }
 }
 
 /// The prediction function: `[x, extra inputs…, mask]` → the last layer's output, replacing
