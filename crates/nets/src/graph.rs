@@ -129,7 +129,7 @@ impl Network {
             loss = loss + p;
         }
         let mut monitors = vec![("err".to_string(), err)];
-        monitors.extend(self.user_monitors(&outs.0, None)?);
+        monitors.extend(self.user_monitors(outs.0, None)?);
         if let (Kind::Classifier, Some(labels)) = (self.kind, &target) {
             monitors.push((
                 "acc".to_string(),

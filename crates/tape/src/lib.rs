@@ -11,7 +11,7 @@
 //!    rewrites the graph once and runs a flat, allocation-free plan per distinct input shapes.
 //! 4. Check any gradient against finite differences with [`check`].
 //!
-//! Loops over time steps (recurrent networks) are graphs too: [`scan`] runs a step written as
+//! Loops over time steps (recurrent networks) are graphs too: [`scan()`] runs a step written as
 //! an expression graph over the time axis, and its gradient is a scan running backwards.
 //!
 //! ```
