@@ -82,6 +82,8 @@ mod tests {
         let mut rng = crate::Rng::new(9);
         for &(m, k, n) in &[
             (128usize, 784usize, 512usize),
+            // Taller than one row block (MC), as the weight gradient 784×128·128×512.
+            (784, 128, 512),
             (200, 300, 333),
             (96, 1024, 130),
         ] {

@@ -17,6 +17,28 @@ use std::sync::{Condvar, Mutex, OnceLock};
 const MIN_WORK: usize = 1 << 23;
 /// Column blocks are multiples of the widest micro-panel, so kernels see whole panels.
 const ALIGN_COLS: usize = 32;
+/// How long a helper (and a submitter waiting for helpers) polls before sleeping. The products
+/// of one training step follow each other within microseconds, and a futex wake-up plus
+/// rescheduling costs tens of them, so a short poll makes back-to-back hand-offs nearly free
+/// while an idle helper still sleeps soon.
+const SPIN: std::time::Duration = std::time::Duration::from_micros(60);
+
+/// Polls `ready` until it returns true or [`SPIN`] has passed; returns its last answer.
+fn spin_until(ready: impl Fn() -> bool) -> bool {
+    let start = std::time::Instant::now();
+    loop {
+        // Reading the clock costs far more than a poll, so check it every few dozen polls.
+        for _ in 0..32 {
+            if ready() {
+                return true;
+            }
+            std::hint::spin_loop();
+        }
+        if start.elapsed() >= SPIN {
+            return ready();
+        }
+    }
+}
 
 /// One column block of one product, as raw parts (the caller waits for it to finish).
 #[derive(Clone, Copy)]
@@ -67,6 +89,8 @@ enum Work {
 struct Worker {
     slot: Mutex<Option<Work>>,
     ready: Condvar,
+    /// Set once work is in `slot`, so a spinning helper sees it without taking the lock.
+    queued: AtomicBool,
 }
 
 struct Pool {
@@ -117,6 +141,7 @@ fn pool() -> Option<&'static Pool> {
             .map(|_| Worker {
                 slot: Mutex::new(None),
                 ready: Condvar::new(),
+                queued: AtomicBool::new(false),
             })
             .collect();
         let pool: &'static Pool = Box::leak(Box::new(Pool {
@@ -167,10 +192,12 @@ fn run_job(job: &Job) {
 fn serve(pool: &'static Pool, i: usize) {
     let w = &pool.workers[i];
     loop {
+        spin_until(|| w.queued.load(Ordering::Acquire));
         let job = {
             let mut slot = w.slot.lock().unwrap_or_else(|e| e.into_inner());
             loop {
                 if let Some(job) = slot.take() {
+                    w.queued.store(false, Ordering::Relaxed);
                     break job;
                 }
                 slot = w.ready.wait(slot).unwrap_or_else(|e| e.into_inner());
@@ -261,8 +288,7 @@ pub(super) unsafe fn run_split(isa: Isa, o: &Ops<'_>, c: *mut f32) {
             fp_mode,
         };
         pool.pending.fetch_add(1, Ordering::AcqRel);
-        *worker.slot.lock().unwrap_or_else(|e| e.into_inner()) = Some(Work::Gemm(job));
-        worker.ready.notify_one();
+        hand(worker, Work::Gemm(job));
         handed += 1;
     }
     let own = block(o, 0, width.min(o.n));
@@ -274,8 +300,21 @@ pub(super) unsafe fn run_split(isa: Isa, o: &Ops<'_>, c: *mut f32) {
     pool.busy.store(false, Ordering::Release);
 }
 
+/// Puts `work` in the helper's slot and wakes it (a spinning helper sees `queued` first).
+fn hand(worker: &Worker, work: Work) {
+    let mut slot = worker.slot.lock().unwrap_or_else(|e| e.into_inner());
+    *slot = Some(work);
+    // Under the lock, so it cannot outlive the helper's `take` (which clears it).
+    worker.queued.store(true, Ordering::Release);
+    drop(slot);
+    worker.ready.notify_one();
+}
+
 /// Blocks until every handed-out job has finished.
 fn wait_all(pool: &Pool) {
+    if spin_until(|| pool.pending.load(Ordering::Acquire) == 0) {
+        return;
+    }
     let mut guard = pool.done_lock.lock().unwrap_or_else(|e| e.into_inner());
     while pool.pending.load(Ordering::Acquire) != 0 {
         guard = pool.done.wait(guard).unwrap_or_else(|e| e.into_inner());
@@ -328,8 +367,7 @@ pub(crate) fn for_each_part<T: Send>(parts: &mut [T], f: &(dyn Fn(&mut T) + Sync
             fp_mode,
         };
         pool.pending.fetch_add(1, Ordering::AcqRel);
-        *worker.slot.lock().unwrap_or_else(|e| e.into_inner()) = Some(Work::Task(task));
-        worker.ready.notify_one();
+        hand(worker, Work::Task(task));
     }
     // A panic here must still wait for the helpers, which hold pointers into our frame.
     let mine = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
