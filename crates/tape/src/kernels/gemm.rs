@@ -2,8 +2,9 @@
 
 /// Limits the threads one large product may use: 1 makes every product single-threaded, 0 (the
 /// default) uses them all. Helper threads are started on first use: `TAPE_NUM_THREADS` (read
-/// once) or the number of cores. Products below about 8 million multiply-adds always run on the
-/// calling thread. Results are bit-identical whatever the setting: threads split C by columns.
+/// once) or the number of cores. Products below about 8 million multiply-adds (half a million
+/// when C has fewer than 64 columns) always run on the calling thread. Results are bit-identical
+/// whatever the setting: threads split C by columns, or by rows when it is narrow.
 pub fn set_num_threads(threads: usize) {
     super::gemm_kernels::set_gemm_threads(threads);
 }
@@ -84,6 +85,9 @@ mod tests {
             (128usize, 784usize, 512usize),
             // Taller than one row block (MC), as the weight gradient 784×128·128×512.
             (784, 128, 512),
+            // Too narrow to split by columns: split by rows.
+            (128, 512, 10),
+            (200, 700, 20),
             (200, 300, 333),
             (96, 1024, 130),
         ] {

@@ -1,5 +1,5 @@
 //! Packed, cache-blocked SGEMM (BLIS loop structure) behind [`super::gemm()`]; large products
-//! are split across helper threads by column blocks (see `mod parallel`).
+//! are split across helper threads by column (or, when narrow, row) blocks (see `mod parallel`).
 //!
 //! Loop nest (row-major C, all blocks clipped at the matrix edges):
 //!
@@ -300,7 +300,7 @@ pub(crate) fn sgemm_single(
     unsafe { run_local(detect(), &ops, c.as_mut_ptr()) }
 }
 
-// Threads: column blocks of large products on helper threads, bit-identical to one thread.
+// Threads: column (or row) blocks of large products on helper threads, bit-identical to one thread.
 mod parallel;
 
 /// Runs the blocked loop nest with the kernel for `isa` (which must be supported).

@@ -1,4 +1,5 @@
-//! Splitting large products across threads by blocks of C's columns. Every element of C is
+//! Splitting large products across threads by blocks of C's columns (or of its rows when C has
+//! too few columns). Every element of C is
 //! computed by one thread with exactly the arithmetic of the single-threaded loop (the kernel
 //! shape and depth blocking depend only on the full call), so results are bit-identical for any
 //! number of threads. Helper threads are started once and wait on a condition variable; handing
@@ -17,6 +18,12 @@ use std::sync::{Condvar, Mutex, OnceLock};
 const MIN_WORK: usize = 1 << 23;
 /// Column blocks are multiples of the widest micro-panel, so kernels see whole panels.
 const ALIGN_COLS: usize = 32;
+/// Narrow products (too few columns to split) are split by rows from this many multiply-adds:
+/// a polling helper takes work within a microsecond, so a ~15 µs product still gains.
+const MIN_ROW_WORK: usize = 1 << 19;
+/// Row blocks are multiples of this (the MR of the AVX-512 kernel narrow products use), so
+/// that kernel sees whole micro-panels; where it does not hold, partial panels are still exact.
+const ALIGN_ROWS: usize = 16;
 /// How long a helper (and a submitter waiting for helpers) polls before sleeping. The products
 /// of one training step follow each other within microseconds, and a futex wake-up plus
 /// rescheduling costs tens of them, so a short poll makes back-to-back hand-offs nearly free
@@ -243,8 +250,15 @@ fn block<'a>(o: &Ops<'a>, start: usize, end: usize) -> Ops<'a> {
 /// As for [`super::drive`].
 pub(super) unsafe fn run_split(isa: Isa, o: &Ops<'_>, c: *mut f32) {
     let limit = LIMIT.load(Ordering::Relaxed);
-    let wanted = o.m * o.k * o.n >= MIN_WORK && o.n >= 2 * ALIGN_COLS && limit != 1;
-    let pool = if wanted { pool() } else { None };
+    let work = o.m * o.k * o.n;
+    // Wide products split by columns; narrow ones (n of a few classes) by rows instead.
+    let by_cols = work >= MIN_WORK && o.n >= 2 * ALIGN_COLS;
+    let by_rows = !by_cols && work >= MIN_ROW_WORK && o.m >= 2 * ALIGN_ROWS;
+    let pool = if (by_cols || by_rows) && limit != 1 {
+        pool()
+    } else {
+        None
+    };
     let Some(pool) = pool.filter(|p| {
         p.busy
             .compare_exchange(false, true, Ordering::Acquire, Ordering::Relaxed)
@@ -254,18 +268,30 @@ pub(super) unsafe fn run_split(isa: Isa, o: &Ops<'_>, c: *mut f32) {
         return unsafe { run_local(isa, o, c) };
     };
     let cap = if limit == 0 { usize::MAX } else { limit };
-    let parts = (pool.workers.len() + 1).min(o.n / ALIGN_COLS).min(cap);
-    let width = o.n.div_ceil(parts).div_ceil(ALIGN_COLS) * ALIGN_COLS;
+    let (len, align) = if by_cols {
+        (o.n, ALIGN_COLS)
+    } else {
+        (o.m, ALIGN_ROWS)
+    };
+    let parts = (pool.workers.len() + 1).min(len / align).min(cap);
+    let width = len.div_ceil(parts).div_ceil(align) * align;
+    // The part `start..end` (of the columns or of the rows) with where its C block starts.
+    let part = |start: usize, end: usize| {
+        if by_cols {
+            (block(o, start, end), start)
+        } else {
+            (row_block(o, start, end), start * o.ldc)
+        }
+    };
     let fp_mode = crate::fpenv::current_mode();
     let mut handed = 0;
     pool.pending.store(0, Ordering::Release);
     for (w, worker) in pool.workers.iter().enumerate() {
         let start = (w + 1) * width;
-        if start >= o.n {
+        if start >= len {
             break;
         }
-        let end = (start + width).min(o.n);
-        let part = block(o, start, end);
+        let (part, c_off) = part(start, (start + width).min(len));
         let job = Job {
             isa,
             m: part.m,
@@ -283,21 +309,35 @@ pub(super) unsafe fn run_split(isa: Isa, o: &Ops<'_>, c: *mut f32) {
             ldb: part.ldb,
             ldc: part.ldc,
             full_n: part.full_n,
-            // SAFETY: column `start` of row 0 lies inside C.
-            c: unsafe { c.add(start) },
+            // SAFETY: the part's first element of C lies inside C.
+            c: unsafe { c.add(c_off) },
             fp_mode,
         };
         pool.pending.fetch_add(1, Ordering::AcqRel);
         hand(worker, Work::Gemm(job));
         handed += 1;
     }
-    let own = block(o, 0, width.min(o.n));
-    // SAFETY: columns 0..width are this thread's alone; the helpers own the others.
+    let (own, _) = part(0, width.min(len));
+    // SAFETY: the first part is this thread's alone; the helpers own the others.
     unsafe { run_local(isa, &own, c) };
     if handed > 0 {
         wait_all(pool);
     }
     pool.busy.store(false, Ordering::Release);
+}
+
+/// The rows `start..end` of the product, as its own operands (C's block starts at row `start`).
+fn row_block<'a>(o: &Ops<'a>, start: usize, end: usize) -> Ops<'a> {
+    let a = if o.ta {
+        &o.a[start..]
+    } else {
+        &o.a[start * o.lda..]
+    };
+    Ops {
+        m: end - start,
+        a,
+        ..*o
+    }
 }
 
 /// Puts `work` in the helper's slot and wakes it (a spinning helper sees `queued` first).
