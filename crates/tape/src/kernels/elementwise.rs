@@ -220,6 +220,25 @@ pub enum Binary {
     Ne,
 }
 
+impl Binary {
+    /// Every binary op, for tests and tools that go through all of them.
+    pub const ALL: [Binary; 13] = [
+        Binary::Add,
+        Binary::Sub,
+        Binary::Mul,
+        Binary::Div,
+        Binary::Pow,
+        Binary::Maximum,
+        Binary::Minimum,
+        Binary::Gt,
+        Binary::Ge,
+        Binary::Lt,
+        Binary::Le,
+        Binary::Eq,
+        Binary::Ne,
+    ];
+}
+
 #[inline(always)]
 fn b2f(c: bool) -> f32 {
     if c {
@@ -591,21 +610,7 @@ mod tests {
 
     const UNARY: [Unary; 13] = Unary::ALL;
 
-    const BINARY: [Binary; 13] = [
-        Binary::Add,
-        Binary::Sub,
-        Binary::Mul,
-        Binary::Div,
-        Binary::Pow,
-        Binary::Maximum,
-        Binary::Minimum,
-        Binary::Gt,
-        Binary::Ge,
-        Binary::Lt,
-        Binary::Le,
-        Binary::Eq,
-        Binary::Ne,
-    ];
+    const BINARY: [Binary; 13] = Binary::ALL;
 
     /// Textbook definitions in f64.
     fn naive_unary(op: Unary, x: f64) -> f64 {

@@ -246,21 +246,7 @@ mod bit_identity {
         }
     }
 
-    const BINARY: [Binary; 13] = [
-        Binary::Add,
-        Binary::Sub,
-        Binary::Mul,
-        Binary::Div,
-        Binary::Pow,
-        Binary::Maximum,
-        Binary::Minimum,
-        Binary::Gt,
-        Binary::Ge,
-        Binary::Lt,
-        Binary::Le,
-        Binary::Eq,
-        Binary::Ne,
-    ];
+    const BINARY: [Binary; 13] = Binary::ALL;
 
     /// `(shape of a, shape of b)` pairs broadcasting to `[rows, cols]`, covering every layout.
     fn shape_pairs(rows: usize, cols: usize) -> Vec<(Vec<usize>, Vec<usize>)> {
