@@ -35,6 +35,16 @@ impl Graph {
     }
 }
 
+/// The names of named expressions (outputs, monitors), comma-separated, for an error listing
+/// what exists.
+pub(crate) fn names(named: &[(String, Expr)]) -> String {
+    named
+        .iter()
+        .map(|(n, _)| n.as_str())
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
 /// The named outputs of a connected network, looked up by full name (`"hid1:out"`) or by
 /// layer name (`"hid1"` meaning its `out`).
 struct Outputs<'a>(&'a [(String, Expr)]);
@@ -56,16 +66,8 @@ impl Outputs<'_> {
         };
         self.get(&full).ok_or_else(|| Error::NotFound {
             what: format!("{what} `{name}`"),
-            available: self.names(),
+            available: names(self.0),
         })
-    }
-
-    fn names(&self) -> String {
-        self.0
-            .iter()
-            .map(|(n, _)| n.as_str())
-            .collect::<Vec<_>>()
-            .join(", ")
     }
 }
 
@@ -218,11 +220,7 @@ impl Network {
             if !matched {
                 return Err(Error::NotFound {
                     what: format!("output or parameter matching monitor pattern `{pattern}`"),
-                    available: outputs
-                        .iter()
-                        .map(|(n, _)| n.as_str())
-                        .collect::<Vec<_>>()
-                        .join(", "),
+                    available: names(outputs),
                 });
             }
         }

@@ -84,12 +84,7 @@ impl Network {
                 let g = net.graph(&regs)?;
                 let e = g.output(&name).cloned().ok_or_else(|| Error::NotFound {
                     what: format!("output `{name}`"),
-                    available: g
-                        .outputs
-                        .iter()
-                        .map(|(n, _)| n.as_str())
-                        .collect::<Vec<_>>()
-                        .join(", "),
+                    available: crate::graph::names(&g.outputs),
                 })?;
                 Ok((vec![g.inputs[0].clone()], vec![e]))
             })?

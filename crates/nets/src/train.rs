@@ -100,12 +100,7 @@ impl Network {
                     .output(&name)
                     .ok_or_else(|| crate::error::Error::NotFound {
                         what: format!("output `{name}` (the state carried by `{}`)", param.name()),
-                        available: g
-                            .outputs
-                            .iter()
-                            .map(|(n, _)| n.as_str())
-                            .collect::<Vec<_>>()
-                            .join(", "),
+                        available: crate::graph::names(&g.outputs),
                     })?;
                 updates.push((param, e.clone()));
             }

@@ -116,11 +116,7 @@ pub(crate) fn build(net: &Network, regs: &Regularizers) -> Result<Graph> {
                 };
                 let e = find(&full).ok_or_else(|| Error::NotFound {
                     what: format!("loss output `{n}`"),
-                    available: outputs
-                        .iter()
-                        .map(|(n, _)| n.as_str())
-                        .collect::<Vec<_>>()
-                        .join(", "),
+                    available: crate::graph::names(&outputs),
                 })?;
                 rows(&full, &e)?
             }
@@ -197,11 +193,7 @@ pub(crate) fn predictor(net: &Network) -> Result<Function> {
             .map(|(_, e)| e.clone())
             .ok_or_else(|| Error::NotFound {
                 what: format!("output `{name}`"),
-                available: outputs
-                    .iter()
-                    .map(|(n, _)| n.as_str())
-                    .collect::<Vec<_>>()
-                    .join(", "),
+                available: crate::graph::names(&outputs),
             })
     };
     let last = net.layers()[net.layers().len() - 1].name();
@@ -234,12 +226,7 @@ pub(crate) fn monitor(net: &Network, data: &[Tensor], name: &str) -> Result<f32>
         .map(|(_, e)| e.clone())
         .ok_or_else(|| Error::NotFound {
             what: format!("monitor `{name}`"),
-            available: g
-                .monitors
-                .iter()
-                .map(|(n, _)| n.as_str())
-                .collect::<Vec<_>>()
-                .join(", "),
+            available: crate::graph::names(&g.monitors),
         })?;
     evaluate(&g, &e, data)
 }
