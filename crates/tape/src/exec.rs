@@ -20,6 +20,32 @@ pub(crate) fn run(
     args: &[TensorView<'_>],
 ) -> Result<()> {
     let _flush = crate::fpenv::FlushDenormals::new();
+    run_instrs(program, plan, rngs, args, 0)?;
+    for &(slot, src, n, swap) in &plan.updates {
+        match src {
+            // A buffer that holds nothing but this update is swapped into the parameter.
+            Src::Work(b) => program.params[slot].take_from(&mut plan.workspace[b], swap),
+            Src::Arg(a) => program.params[slot].update(|d| d.copy_from_slice(&args[a].data()[..n])),
+            Src::Const(c) => {
+                program.params[slot].update(|d| d.copy_from_slice(&program.consts[c].data()[..n]))
+            }
+            Src::Param(_) => {
+                unreachable!("parameter-sourced updates are copied into the workspace")
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Runs the instructions of `plan` from the `from`-th on (a scan's steps after its first start
+/// past the hoisted ones, whose results are still in the workspace).
+fn run_instrs(
+    program: &Program,
+    plan: &mut Plan,
+    rngs: &mut [Rng],
+    args: &[TensorView<'_>],
+    from: usize,
+) -> Result<()> {
     {
         let guards: SmallVec<[RwLockReadGuard<'_, Tensor>; 16]> =
             program.params.iter().map(|p| p.read()).collect();
@@ -32,7 +58,7 @@ pub(crate) fn run(
             nested,
             ..
         } = &mut *plan;
-        for (ins, &node) in instrs.iter().zip(nodes.iter()) {
+        for (ins, &node) in instrs[from..].iter().zip(&nodes[from..]) {
             // The output buffer is taken out of the workspace for the call, so the other buffers
             // can be read freely; an in-place call reads its operand from it.
             let mut out = std::mem::take(&mut workspace[ins.out]);
@@ -78,25 +104,14 @@ pub(crate) fn run(
             }
         }
     }
-    for &(slot, src, n, swap) in &plan.updates {
-        match src {
-            // A buffer that holds nothing but this update is swapped into the parameter.
-            Src::Work(b) => program.params[slot].take_from(&mut plan.workspace[b], swap),
-            Src::Arg(a) => program.params[slot].update(|d| d.copy_from_slice(&args[a].data()[..n])),
-            Src::Const(c) => {
-                program.params[slot].update(|d| d.copy_from_slice(&program.consts[c].data()[..n]))
-            }
-            Src::Param(_) => {
-                unreachable!("parameter-sourced updates are copied into the workspace")
-            }
-        }
-    }
     Ok(())
 }
 
 /// Runs a scan's loop: per step, the sequences' slices and the carried states go into the
 /// nested plan's step buffers, the body runs, the new states are carried over and the outputs
-/// stacked into `out`. Nothing is allocated: every buffer was sized when the plan was made.
+/// stacked into `out`. The body's hoisted instructions run with the first step only (their
+/// operands are the non-sequences, the same at every step). Nothing is allocated: every buffer
+/// was sized when the plan was made.
 fn run_scan<'a>(
     program: &Program,
     c: &ScanCall<Src>,
@@ -144,7 +159,8 @@ fn run_scan<'a>(
                 let n = shape.iter().product();
                 args.push(TensorView::new(shape, &get(src)[..n])?);
             }
-            run(body, plan, rngs, &args)?;
+            let from = if step == 0 { 0 } else { plan.hoisted };
+            run_instrs(body, plan, rngs, &args, from)?;
         }
         for (j, buf) in state_bufs.iter_mut().enumerate() {
             buf.copy_from_slice(plan.output(j).data());

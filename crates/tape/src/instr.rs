@@ -178,6 +178,10 @@ pub(crate) struct Plan {
     pub(crate) instrs: Vec<Instr>,
     /// For each instruction, the graph node it computes (for dumps and errors).
     pub(crate) nodes: Vec<usize>,
+    /// How many leading instructions compute loop-invariant values of a scan's step body: they
+    /// run once per scan run, before its first step, and the steps run the rest (0 outside
+    /// bodies). Their results stay in buffers no later instruction writes.
+    pub(crate) hoisted: usize,
     pub(crate) workspace: Vec<Vec<f32>>,
     pub(crate) outputs: Vec<(usize, Shape)>,
     /// Per update: parameter slot, source, length, and whether the source buffer may be swapped in.
@@ -198,27 +202,6 @@ pub(crate) struct Nested {
 }
 
 impl Plan {
-    /// A plan for arguments of shapes `key`.
-    pub(crate) fn new(
-        key: Vec<Shape>,
-        instrs: Vec<Instr>,
-        nodes: Vec<usize>,
-        workspace: Vec<Vec<f32>>,
-        outputs: Vec<(usize, Shape)>,
-        updates: Vec<(usize, Src, usize, bool)>,
-        nested: Vec<Nested>,
-    ) -> Plan {
-        Plan {
-            key,
-            instrs,
-            nodes,
-            workspace,
-            outputs,
-            updates,
-            nested,
-        }
-    }
-
     /// Whether this plan was made for arguments of these shapes.
     pub(crate) fn fits(&self, args: &[TensorView<'_>]) -> bool {
         self.key.len() == args.len()

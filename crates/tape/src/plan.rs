@@ -70,10 +70,78 @@ impl Pool {
 
 /// Builds the plan of `f` for arguments of the given shapes.
 pub(crate) fn build(f: &Program, arg_shapes: Vec<Shape>) -> Result<Plan> {
+    build_with(f, arg_shapes, None)
+}
+
+/// Builds the plan of a scan's step body for one step's shapes. Its first `varying` arguments
+/// (the sequences' slices and the states) change at every step; the others (the non-sequences)
+/// are the same for the whole scan, so instructions reading nothing else are hoisted: they run
+/// once per scan run, before the first step (see [`Plan::hoisted`]).
+pub(crate) fn build_body(f: &Program, arg_shapes: Vec<Shape>, varying: usize) -> Result<Plan> {
+    build_with(f, arg_shapes, Some(varying))
+}
+
+/// Which nodes of a step body compute the same value at every step: leaves other than the
+/// first `varying` arguments, and deterministic ops all of whose operands are such nodes.
+fn loop_invariant(f: &Program, varying: usize) -> Vec<bool> {
+    let mut inv = vec![false; f.nodes.len()];
+    for (i, node) in f.nodes.iter().enumerate() {
+        inv[i] = match &node.op {
+            Op::Input(_) => f.leaf_slot[i] >= varying,
+            Op::Param(_) | Op::Constant(_) => true,
+            op => hoistable(op) && !node.inputs.is_empty() && node.inputs.iter().all(|&j| inv[j]),
+        };
+    }
+    inv
+}
+
+/// Whether an op with loop-invariant operands may run once for all steps: not when it draws
+/// random numbers (each step draws anew), runs a nested loop, or is a user's op (which tape
+/// cannot vouch is a pure function of its operands).
+fn hoistable(op: &Op) -> bool {
+    match op {
+        Op::Dropout { .. }
+        | Op::Noise { .. }
+        | Op::Custom(_)
+        | Op::Scan(_)
+        | Op::ScanPart { .. } => false,
+        // Listed one by one so that a new op has to say whether it may be hoisted.
+        Op::Input(_)
+        | Op::Constant(_)
+        | Op::Param(_)
+        | Op::Unary(_)
+        | Op::Binary(_)
+        | Op::Select
+        | Op::ReluGrad
+        | Op::Clip { .. }
+        | Op::MatMul { .. }
+        | Op::GemmBias { .. }
+        | Op::Axpy { .. }
+        | Op::Transpose
+        | Op::Reshape(_)
+        | Op::ReshapeLike
+        | Op::Unsqueeze(_)
+        | Op::Reduce { .. }
+        | Op::BroadcastLike { .. }
+        | Op::SumLike { .. }
+        | Op::MaxMask(_)
+        | Op::Softmax(_)
+        | Op::Argmax
+        | Op::Concat(_)
+        | Op::Slice { .. }
+        | Op::SliceGrad { .. }
+        | Op::Pick
+        | Op::Scatter
+        | Op::SoftmaxXentGrad
+        | Op::OneHot(_) => true,
+    }
+}
+
+/// The concrete shape of every node for these argument shapes, checked by the same rules as
+/// at build time.
+fn node_shapes(f: &Program, arg_shapes: &[Shape]) -> Result<Vec<Shape>> {
     let ir = &f.nodes;
     let n = ir.len();
-
-    // 1. Concrete shapes, checked by the same rules as at build time.
     let mut shape: Vec<Shape> = Vec::with_capacity(n);
     for (i, node) in ir.iter().enumerate() {
         let s: Shape = match &node.op {
@@ -115,12 +183,41 @@ pub(crate) fn build(f: &Program, arg_shapes: Vec<Shape>) -> Result<Plan> {
         };
         shape.push(s);
     }
+    Ok(shape)
+}
 
-    // 2. Liveness: the last node that reads each value; roots live to the end.
+fn build_with(f: &Program, arg_shapes: Vec<Shape>, varying: Option<usize>) -> Result<Plan> {
+    let ir = &f.nodes;
+    let n = ir.len();
+    let shape = node_shapes(f, &arg_shapes)?;
+
+    // Loop-invariant nodes of a body are planned first, in their own order (their operands are
+    // invariant too, so this is still a topological order): their instructions form the
+    // hoisted prefix, and every later instruction may reuse their buffers once they are dead.
+    let invariant = match varying {
+        Some(v) => loop_invariant(f, v),
+        None => vec![false; n],
+    };
+    let order: Vec<usize> = (0..n)
+        .filter(|&i| invariant[i])
+        .chain((0..n).filter(|&i| !invariant[i]))
+        .collect();
+    let mut pos = vec![0usize; n];
+    for (p, &i) in order.iter().enumerate() {
+        pos[i] = p;
+    }
+
+    // 2. Liveness: the position (in `order`) of the last node that reads each value; roots
+    //    live to the end, and so do invariant values read by the steps (computed once, read by
+    //    every step).
     let mut last_use = vec![0usize; n];
     for (i, node) in ir.iter().enumerate() {
         for &j in &node.inputs {
-            last_use[j] = i;
+            last_use[j] = if invariant[j] && !invariant[i] {
+                usize::MAX
+            } else {
+                last_use[j].max(pos[i])
+            };
         }
     }
     for &o in &f.outputs {
@@ -152,7 +249,13 @@ pub(crate) fn build(f: &Program, arg_shapes: Vec<Shape>) -> Result<Plan> {
     let mut instrs = Vec::new();
     let mut nodes = Vec::new();
     let mut nested = Vec::new();
-    for (i, node) in ir.iter().enumerate() {
+    // The number of instructions before the first one of a varying node.
+    let mut hoisted = None;
+    for (p, &i) in order.iter().enumerate() {
+        let node = &ir[i];
+        if !invariant[i] && hoisted.is_none() {
+            hoisted = Some(instrs.len());
+        }
         match &node.op {
             Op::Input(_) => {
                 src[i] = Src::Arg(f.leaf_slot[i]);
@@ -189,7 +292,7 @@ pub(crate) fn build(f: &Program, arg_shapes: Vec<Shape>) -> Result<Plan> {
                 .iter()
                 .enumerate()
                 .any(|(m, &x)| m != k && src[x] == Src::Work(b));
-            if owner_last[owner[j]] == i && shape[j] == *out_shape && !others_share {
+            if owner_last[owner[j]] == p && shape[j] == *out_shape && !others_share {
                 inplace = Some((k, b));
                 break;
             }
@@ -217,7 +320,7 @@ pub(crate) fn build(f: &Program, arg_shapes: Vec<Shape>) -> Result<Plan> {
         nodes.push(i);
         for &j in &node.inputs {
             let o = owner[j];
-            if owner_last[o] == i && !freed[o] {
+            if owner_last[o] == p && !freed[o] {
                 freed[o] = true;
                 if let Src::Work(b) = src[o] {
                     if b != out {
@@ -227,6 +330,8 @@ pub(crate) fn build(f: &Program, arg_shapes: Vec<Shape>) -> Result<Plan> {
             }
         }
     }
+
+    let hoisted = hoisted.unwrap_or(instrs.len());
 
     // 5. Outputs must live in the workspace; parameter-sourced updates are copied there first so
     //    that every update reads values from before the call.
@@ -282,9 +387,16 @@ pub(crate) fn build(f: &Program, arg_shapes: Vec<Shape>) -> Result<Plan> {
         }
     }
     let workspace = pool.sizes.iter().map(|&s| vec![0.0f32; s]).collect();
-    Ok(Plan::new(
-        arg_shapes, instrs, nodes, workspace, outputs, updates, nested,
-    ))
+    Ok(Plan {
+        key: arg_shapes,
+        instrs,
+        nodes,
+        hoisted,
+        workspace,
+        outputs,
+        updates,
+        nested,
+    })
 }
 
 /// Where each result of a scan with operands of these shapes lies in its packed output:
@@ -339,7 +451,7 @@ fn scan_call(
         })
         .collect();
     let program = f.body(node);
-    let plan = build(program, step_shapes.clone())?;
+    let plan = build_body(program, step_shapes.clone(), s + h)?;
     nested.push(Nested {
         plan,
         rngs: program.new_rngs(),

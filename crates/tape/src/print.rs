@@ -86,10 +86,19 @@ fn src(f: &Program, s: &Src) -> String {
     }
 }
 
-/// Lists a plan: `buf3 <- gemm 32x64x100 (arg:x, param:w) + bias param:b   # %5 matmul`.
+/// Lists a plan: `buf3 <- gemm 32x64x100 (arg:x, param:w) + bias param:b   # %5 matmul`. A
+/// step body's plan lists its hoisted instructions under `once per scan run:`, the others under
+/// `every step:`.
 pub(crate) fn plan(f: &Program, p: &Plan) -> String {
     let mut s = String::new();
-    for (ins, &node) in p.instrs.iter().zip(&p.nodes) {
+    for (k, (ins, &node)) in p.instrs.iter().zip(&p.nodes).enumerate() {
+        // A step body's hoisted instructions come first, under their own heading.
+        if p.hoisted > 0 && k == 0 {
+            s += "once per scan run:\n";
+        }
+        if p.hoisted > 0 && k == p.hoisted {
+            s += "every step:\n";
+        }
         let what = ins.render(&|x| src(f, x));
         let _ = writeln!(s, "{what}   # %{node} {}", f.nodes[node].op.name());
         if let Call::Scan(c) = &ins.call {

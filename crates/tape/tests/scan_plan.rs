@@ -1,0 +1,143 @@
+//! How a scan's step body is planned: instructions that read only non-sequences (weights) and
+//! constants are hoisted out of the loop and run once per scan run, with the same values as
+//! when every step computed them (checked bit for bit against the hand-unrolled graph, where
+//! each step is an ordinary part of one flat plan).
+
+use tape::scan::{scan, Scan};
+use tape::{Expr, Function, Rng, Tensor};
+
+const BATCH: usize = 2;
+const TIME: usize = 5;
+const D: usize = 3;
+
+/// A step whose weights go through a slice, a transpose and a sigmoid before use: all three
+/// depend on the non-sequences only.
+fn step(x_t: &Expr, h: &Expr, v: &Expr, u: &Expr, b: &Expr) -> Expr {
+    let first = v.slice(0, 0, D); // the first D rows of v (2D × D)
+    let ut = u.t().relu();
+    let gate = b.sigmoid();
+    ((x_t + h.matmul(&first)) * gate + h.matmul(&ut) * 0.5).tanh()
+}
+
+/// The inputs, the scan's final state, and the same loop written out step by step.
+fn rnn() -> (Vec<Expr>, Expr, Expr) {
+    let x = Expr::input_with_dims("x", &[Some(BATCH), Some(TIME), Some(D)]);
+    let h0 = Expr::input_with_dims("h0", &[Some(BATCH), Some(D)]);
+    let v = Expr::input_with_dims("v", &[Some(2 * D), Some(D)]);
+    let u = Expr::input_with_dims("u", &[Some(D), Some(D)]);
+    let b = Expr::input_with_dims("b", &[Some(D)]);
+    let out = scan(
+        Scan {
+            sequences: std::slice::from_ref(&x),
+            states: std::slice::from_ref(&h0),
+            non_sequences: &[v.clone(), u.clone(), b.clone()],
+            ..Scan::default()
+        },
+        |s| Ok(vec![step(&s[0], &s[1], &s[2], &s[3], &s[4])]),
+    )
+    .unwrap();
+    let mut h = h0.clone();
+    for t in 0..TIME {
+        let x_t = x.slice(1, t, 1).reshape(&[BATCH as isize, D as isize]);
+        h = step(&x_t, &h, &v, &u, &b);
+    }
+    (vec![x, h0, v, u, b], out.finals[0].clone(), h)
+}
+
+fn normal(shape: &[usize], seed: u64) -> Tensor {
+    let mut t = Tensor::zeros(shape);
+    Rng::new(seed).fill_normal(t.data_mut(), 0.0, 1.0);
+    t
+}
+
+fn args() -> Vec<Tensor> {
+    vec![
+        normal(&[BATCH, TIME, D], 1),
+        normal(&[BATCH, D], 2),
+        normal(&[2 * D, D], 3),
+        normal(&[D, D], 4),
+        normal(&[D], 5),
+    ]
+}
+
+/// The lines of a nested body's plan between `from` and the next heading (or the body's end).
+fn section<'a>(plan: &'a str, from: &str) -> Vec<&'a str> {
+    plan.lines()
+        .skip_while(|l| !l.ends_with(from))
+        .skip(1)
+        .take_while(|l| l.starts_with("    │ buf"))
+        .collect()
+}
+
+/// How many of these plan lines run op `name` (the op's name follows `# %k` on each line).
+fn count(lines: &[&str], name: &str) -> usize {
+    lines
+        .iter()
+        .filter_map(|l| l.rsplit_once("   # %"))
+        .filter(|(_, node)| {
+            node.split_once(' ')
+                .is_some_and(|(_, op)| op.split('(').next() == Some(name))
+        })
+        .count()
+}
+
+#[test]
+fn weight_only_instructions_run_once_per_scan_with_the_same_bits() {
+    let (inputs, scanned, unrolled) = rnn();
+    let args = args();
+    let refs: Vec<&Tensor> = args.iter().collect();
+    let mut f = Function::compile(&inputs, &[scanned]).unwrap();
+    let got = f.call(&refs).unwrap();
+    let mut g = Function::compile(&inputs, &[unrolled]).unwrap();
+    let want = g.call(&refs).unwrap();
+    let bits = |t: &Tensor| t.data().iter().map(|v| v.to_bits()).collect::<Vec<_>>();
+    assert_eq!(bits(&got[0]), bits(&want[0]));
+
+    let plan = f.debug_plan();
+    let once = section(&plan, "once per scan run:");
+    let every = section(&plan, "every step:");
+    for op in ["slice", "transpose", "relu", "sigmoid"] {
+        assert_eq!(count(&once, op), 1, "{op} once\n{plan}");
+        assert_eq!(count(&every, op), 0, "{op} per step\n{plan}");
+    }
+    // Left per step: two products, the sum, the gate product, the scaled product, their
+    // sum and the tanh, at most (rewrites may fuse some of them).
+    assert!(!every.is_empty() && every.len() <= 7, "{plan}");
+    // A second call recomputes the hoisted values from the new weights.
+    let mut args2 = args.clone();
+    args2[2] = normal(&[2 * D, D], 6);
+    args2[4] = normal(&[D], 7);
+    let refs: Vec<&Tensor> = args2.iter().collect();
+    let got = f.call(&refs).unwrap();
+    let want = g.call(&refs).unwrap();
+    assert_eq!(bits(&got[0]), bits(&want[0]));
+}
+
+#[test]
+fn random_ops_on_weights_stay_in_the_step() {
+    // A dropout mask of a non-sequence draws anew at each step: hoisting it would repeat one
+    // mask. With p = 0.5 over 64 values, two steps share a mask with probability 2⁻⁶⁴.
+    let x = Expr::input_with_dims("x", &[Some(1), Some(2), Some(1)]);
+    let w = Expr::input_with_dims("w", &[Some(1), Some(64)]);
+    let h0 = Expr::input_with_dims("h0", &[Some(1), Some(1)]);
+    let out = scan(
+        Scan {
+            sequences: std::slice::from_ref(&x),
+            states: std::slice::from_ref(&h0),
+            non_sequences: std::slice::from_ref(&w),
+            ..Scan::default()
+        },
+        |s| Ok(vec![s[1].clone(), s[2].dropout(0.5, 3)]),
+    )
+    .unwrap();
+    let mut f = Function::compile(&[x, h0, w], &[out.outputs[0].clone()]).unwrap();
+    let r = f
+        .call(&[
+            &Tensor::zeros(&[1, 2, 1]),
+            &Tensor::zeros(&[1, 1]),
+            &Tensor::ones(&[1, 64]),
+        ])
+        .unwrap();
+    let (first, second) = r[0].data().split_at(64);
+    assert_ne!(first, second, "{}", f.debug_plan());
+}
