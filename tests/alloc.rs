@@ -133,4 +133,12 @@ fn a_scan_training_step_on_seen_shapes_allocates_nothing() {
         f.debug_plan()
     );
     assert!(f.output(0).unwrap().data()[0].is_finite());
+    // The steps' products read their weights packed once per scan run, into buffers of the
+    // plan: `w` and `u` forward, and `uᵀ` in the backward step.
+    let plan = f.debug_plan();
+    let packs = plan.lines().filter(|l| l.contains("<- pack B ")).count();
+    let packed = plan.lines().filter(|l| l.contains(", packed buf")).count();
+    assert!(packs >= 3 && packed >= packs, "{plan}");
+    let transposed = |l: &&str| l.contains("<- pack B 5x5 (arg:#") && l.ends_with("matmul(Bᵀ)");
+    assert!(plan.lines().any(|l| transposed(&l)), "{plan}");
 }

@@ -5,8 +5,9 @@
 use crate::custom::CustomCall;
 use crate::kernels::{
     ArgmaxCall, AxpyCall, BinaryCall, BroadcastCall, ClipCall, ConcatCall, CopyCall, GemmCall,
-    MaxMaskCall, OneHotCall, PickCall, ReduceCall, ReluGradCall, ScatterCall, SelectCall, Shape,
-    SliceCall, SliceGradCall, SoftmaxCall, SumToCall, TransposeCall, UnaryCall, XentGradCall,
+    MaxMaskCall, OneHotCall, PackBCall, PickCall, ReduceCall, ReluGradCall, ScatterCall,
+    SelectCall, Shape, SliceCall, SliceGradCall, SoftmaxCall, SumToCall, TransposeCall, UnaryCall,
+    XentGradCall,
 };
 use crate::rng::{DropoutCall, NoiseCall, Rng};
 use crate::scan_exec::{PartCall, ScanCall};
@@ -39,6 +40,8 @@ pub(crate) struct Instr {
 #[derive(Clone)]
 pub(crate) enum Call {
     Gemm(GemmCall<Src>),
+    /// Packs a scan step's loop-invariant B once for the products that read it.
+    PackB(PackBCall<Src>),
     Unary(UnaryCall<Src>),
     Binary(BinaryCall<Src>),
     Axpy(AxpyCall<Src>),
@@ -98,6 +101,7 @@ impl Call {
         };
         match self {
             Call::Gemm(c) => c.run(get, out),
+            Call::PackB(c) => c.run(get, out),
             Call::Unary(c) => c.run(get, out),
             Call::Binary(c) => c.run(get, out),
             Call::Axpy(c) => c.run(get, out),
@@ -132,6 +136,7 @@ impl Call {
     pub(crate) fn describe(&self, name: &dyn Fn(&Src) -> String) -> String {
         match self {
             Call::Gemm(c) => c.describe(name),
+            Call::PackB(c) => c.describe(name),
             Call::Unary(c) => c.describe(name),
             Call::Binary(c) => c.describe(name),
             Call::Axpy(c) => c.describe(name),

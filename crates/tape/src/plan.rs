@@ -9,15 +9,17 @@ use crate::error::{Error, Result, ValueRole, ValueShape};
 use crate::instr::{Call, Instr, Nested, Plan, Src};
 use crate::ir::Program;
 use crate::kernels::{
-    ArgmaxCall, AxpyCall, BinaryCall, BroadcastCall, ClipCall, ConcatCall, CopyCall, GemmCall,
-    MaxMaskCall, OneHotCall, PickCall, ReduceCall, ReluGradCall, ScatterCall, SelectCall, Side,
-    SliceCall, SliceGradCall, SoftmaxCall, SumToCall, TransposeCall, UnaryCall, XentGradCall,
+    packed_b_len, ArgmaxCall, AxpyCall, BinaryCall, BroadcastCall, ClipCall, ConcatCall, CopyCall,
+    GemmCall, MaxMaskCall, OneHotCall, PackBCall, PickCall, ReduceCall, ReluGradCall, ScatterCall,
+    SelectCall, Side, SliceCall, SliceGradCall, SoftmaxCall, SumToCall, TransposeCall, UnaryCall,
+    XentGradCall,
 };
 use crate::kernels::{Layout, Shape};
 use crate::op::{Op, SoftmaxKind, Type};
 use crate::rng::{DropoutCall, NoiseCall};
 use crate::scan_body::{Part, ScanBody};
 use crate::scan_exec::{PartCall, ScanCall};
+use std::collections::HashMap;
 
 fn numel(s: &[usize]) -> usize {
     s.iter().product()
@@ -251,9 +253,13 @@ fn build_with(f: &Program, arg_shapes: Vec<Shape>, varying: Option<usize>) -> Re
     let mut nested = Vec::new();
     // The number of instructions before the first one of a varying node.
     let mut hoisted = None;
+    // Per product of the steps whose B is loop-invariant: the buffer holding B packed.
+    let mut packed = HashMap::new();
     for (p, &i) in order.iter().enumerate() {
         let node = &ir[i];
         if !invariant[i] && hoisted.is_none() {
+            let made = (&mut pool, &mut instrs, &mut nodes);
+            packed = pack_invariant_b(f, &invariant, &shape, &src, made);
             hoisted = Some(instrs.len());
         }
         match &node.op {
@@ -315,6 +321,14 @@ fn build_with(f: &Program, arg_shapes: Vec<Shape>, varying: Option<usize>) -> Re
                 })
             }
             op => emit(f, i, op, &ins, &shp, out_shape, inplace.map(|(k, _)| k)),
+        };
+        let call = match (call, packed.get(&i)) {
+            (Call::Gemm(g), Some(&b)) => Call::Gemm(GemmCall {
+                b: Src::Work(b),
+                packed_b: true,
+                ..g
+            }),
+            (call, _) => call,
         };
         instrs.push(Instr { call, out });
         nodes.push(i);
@@ -397,6 +411,45 @@ fn build_with(f: &Program, arg_shapes: Vec<Shape>, varying: Option<usize>) -> Re
         updates,
         nested,
     })
+}
+
+/// Hoisted instructions packing the loop-invariant B of every product a step runs (once per
+/// distinct operand, transpose and shape), each into a buffer of its own that no other
+/// instruction writes. Returns, per product node, the buffer of its packed B.
+fn pack_invariant_b(
+    f: &Program,
+    invariant: &[bool],
+    shape: &[Shape],
+    src: &[Src],
+    (pool, instrs, nodes): (&mut Pool, &mut Vec<Instr>, &mut Vec<usize>),
+) -> HashMap<usize, usize> {
+    let mut packed = HashMap::new();
+    let mut made: HashMap<(usize, bool, usize, usize), usize> = HashMap::new();
+    for (i, node) in f.nodes.iter().enumerate() {
+        let (Op::MatMul { ta, tb } | Op::GemmBias { ta, tb }) = node.op else {
+            continue;
+        };
+        let (a, b) = (node.inputs[0], node.inputs[1]);
+        if invariant[i] || !invariant[b] {
+            continue;
+        }
+        let k = shape[a][if ta { 0 } else { 1 }];
+        let n = shape[i][1];
+        let buf = *made.entry((b, tb, k, n)).or_insert_with(|| {
+            let out = pool.take(packed_b_len(k, n));
+            let call = Call::PackB(PackBCall {
+                k,
+                n,
+                b: src[b],
+                tb,
+            });
+            instrs.push(Instr { call, out });
+            nodes.push(i);
+            out
+        });
+        packed.insert(i, buf);
+    }
+    packed
 }
 
 /// Where each result of a scan with operands of these shapes lies in its packed output:
@@ -658,6 +711,7 @@ fn emit(
                 b: ins[1],
                 tb: *tb,
                 bias,
+                packed_b: false,
             })
         }
         Op::Transpose => Call::Transpose(TransposeCall {

@@ -1,7 +1,8 @@
 //! How a scan's step body is planned: instructions that read only non-sequences (weights) and
-//! constants are hoisted out of the loop and run once per scan run, with the same values as
-//! when every step computed them (checked bit for bit against the hand-unrolled graph, where
-//! each step is an ordinary part of one flat plan).
+//! constants are hoisted out of the loop and run once per scan run, and so is the packing of
+//! the products' loop-invariant B operands, with the same values as when every step computed
+//! them (checked bit for bit against the hand-unrolled graph, where each step is an ordinary
+//! part of one flat plan).
 
 use tape::scan::{scan, Scan};
 use tape::{Expr, Function, Rng, Tensor};
@@ -100,6 +101,12 @@ fn weight_only_instructions_run_once_per_scan_with_the_same_bits() {
         assert_eq!(count(&once, op), 1, "{op} once\n{plan}");
         assert_eq!(count(&every, op), 0, "{op} per step\n{plan}");
     }
+    // Both products read a weight: their B is packed once, and the steps read it packed.
+    let packs = once.iter().filter(|l| l.contains("<- pack B 3x3")).count();
+    assert_eq!(packs, 2, "{plan}");
+    let packed = every.iter().filter(|l| l.contains("gemm 2x3x3 (")).count();
+    let read_packed = every.iter().filter(|l| l.contains(", packed buf")).count();
+    assert_eq!((packed, read_packed), (2, 2), "{plan}");
     // Left per step: two products, the sum, the gate product, the scaled product, their
     // sum and the tanh, at most (rewrites may fuse some of them).
     assert!(!every.is_empty() && every.len() <= 7, "{plan}");

@@ -349,7 +349,7 @@ mod tests {
 }
 
 /// One planned product `out = op(a)·op(b)` (`m×k` times `k×n`), optionally onto a bias row
-/// written into `out` first.
+/// written into `out` first. When `packed_b`, `b` holds op(B) packed by a [`PackBCall`].
 #[derive(Clone, Debug)]
 pub(crate) struct GemmCall<S> {
     pub(crate) m: usize,
@@ -360,6 +360,7 @@ pub(crate) struct GemmCall<S> {
     pub(crate) b: S,
     pub(crate) tb: bool,
     pub(crate) bias: Option<S>,
+    pub(crate) packed_b: bool,
 }
 
 impl<S> GemmCall<S> {
@@ -376,34 +377,156 @@ impl<S> GemmCall<S> {
             }
             None => 0.0,
         };
-        gemm(
-            m,
-            k,
-            n,
-            1.0,
-            get(&self.a),
-            self.ta,
-            get(&self.b),
-            self.tb,
-            beta,
-            c,
-        );
+        if self.packed_b {
+            gemm_packed_b(m, k, n, 1.0, get(&self.a), self.ta, get(&self.b), beta, c);
+        } else {
+            gemm(
+                m,
+                k,
+                n,
+                1.0,
+                get(&self.a),
+                self.ta,
+                get(&self.b),
+                self.tb,
+                beta,
+                c,
+            );
+        }
     }
 
     pub(crate) fn describe(&self, name: impl Fn(&S) -> String) -> String {
         format!(
-            "gemm {}x{}x{} ({}{}, {}{}){}",
+            "gemm {}x{}x{} ({}{}, {}{}{}){}",
             self.m,
             self.k,
             self.n,
             name(&self.a),
             if self.ta { "ᵀ" } else { "" },
+            if self.packed_b { "packed " } else { "" },
             name(&self.b),
-            if self.tb { "ᵀ" } else { "" },
+            // A packed B was transposed while packing (its `pack B` line says so).
+            if self.tb && !self.packed_b { "ᵀ" } else { "" },
             self.bias
                 .as_ref()
                 .map(|b| format!(" + bias {}", name(b)))
                 .unwrap_or_default()
         )
+    }
+}
+
+// Products whose B is the same for many calls (a scan step's weights): B is packed once, by a
+// `PackBCall` the plan hoists out of the step loop, and every product reads the packed panels.
+
+/// Floats of a buffer that holds op(B) (`k×n`) packed by [`pack_b`].
+pub(crate) fn packed_b_len(k: usize, n: usize) -> usize {
+    super::gemm_kernels::packed_b_len(k, n)
+}
+
+/// Packs op(B) (`k×n`; B stored `n×k` when `tb`) into `dst` (at least [`packed_b_len`] floats)
+/// for [`gemm_packed_b`] products with the same `k` and `n`. `dst` must not move between the
+/// packing and the products (a `Vec`'s heap buffer does not when the `Vec` itself is moved).
+pub(crate) fn pack_b(k: usize, n: usize, b: &[f32], tb: bool, dst: &mut [f32]) {
+    super::gemm_kernels::pack_b_whole(k, n, b, tb, dst);
+}
+
+/// [`gemm`] with op(B) already packed by [`pack_b`] for this `k` and `n`: the same bits, split
+/// across threads the same way, without packing B again.
+#[allow(clippy::too_many_arguments)] // gemm's signature, with the packed B for b and tb
+pub(crate) fn gemm_packed_b(
+    m: usize,
+    k: usize,
+    n: usize,
+    alpha: f32,
+    a: &[f32],
+    ta: bool,
+    packed: &[f32],
+    beta: f32,
+    c: &mut [f32],
+) {
+    assert!(c.len() >= m * n, "gemm: C too short");
+    assert!(a.len() >= m * k, "gemm: A too short");
+    let c = &mut c[..m * n];
+    if c.is_empty() {
+        return;
+    }
+    if k == 0 {
+        if beta == 0.0 {
+            c.fill(0.0);
+        } else {
+            c.iter_mut().for_each(|v| *v *= beta);
+        }
+        return;
+    }
+    super::gemm_kernels::sgemm_packed_b(m, k, n, alpha, a, ta, packed, beta, c);
+}
+
+/// Packs a loop-invariant op(B) (`k×n`) into `out` for the products that read it packed.
+#[derive(Clone, Debug)]
+pub(crate) struct PackBCall<S> {
+    pub(crate) k: usize,
+    pub(crate) n: usize,
+    pub(crate) b: S,
+    pub(crate) tb: bool,
+}
+
+impl<S> PackBCall<S> {
+    pub(crate) fn run<'a>(&self, get: impl Fn(&S) -> &'a [f32], out: &mut [f32]) {
+        pack_b(self.k, self.n, get(&self.b), self.tb, out);
+    }
+
+    pub(crate) fn describe(&self, name: impl Fn(&S) -> String) -> String {
+        format!(
+            "pack B {}x{} ({}{})",
+            self.k,
+            self.n,
+            name(&self.b),
+            if self.tb { "ᵀ" } else { "" }
+        )
+    }
+}
+
+#[cfg(test)]
+mod packed_tests {
+    use super::*;
+
+    /// Products with B packed once give the bits of the ordinary call on one thread, whether
+    /// they split across threads or not, for every transpose.
+    #[test]
+    fn prepacked_b_gives_the_bits_of_the_unpacked_product() {
+        let mut rng = crate::Rng::new(11);
+        for &(m, k, n) in &[
+            (32usize, 256usize, 1024usize),
+            (32, 1024, 256),
+            (128, 784, 512),
+            (784, 128, 512),
+            (128, 512, 10),
+            (200, 700, 20),
+            (200, 300, 333),
+            (96, 1024, 130),
+            (7, 300, 33),
+            (1, 1, 1),
+        ] {
+            for (ta, tb) in [(false, false), (true, false), (false, true), (true, true)] {
+                let mut a = vec![0.0f32; m * k];
+                let mut b = vec![0.0f32; k * n];
+                rng.fill_normal(&mut a, 0.0, 1.0);
+                rng.fill_normal(&mut b, 0.0, 1.0);
+                let mut packed = vec![f32::NAN; packed_b_len(k, n)];
+                pack_b(k, n, &b, tb, &mut packed);
+                let mut single = vec![f32::NAN; m * n];
+                super::super::gemm_kernels::sgemm_single(m, k, n, &a, ta, &b, tb, &mut single);
+                for beta in [0.0f32, 1.0] {
+                    let mut got = vec![if beta == 0.0 { f32::NAN } else { 0.0 }; m * n];
+                    gemm_packed_b(m, k, n, 1.0, &a, ta, &packed, beta, &mut got);
+                    assert!(
+                        got.iter()
+                            .zip(&single)
+                            .all(|(x, y)| x.to_bits() == y.to_bits()),
+                        "{m}x{k}x{n} ta={ta} tb={tb} beta={beta}"
+                    );
+                }
+            }
+        }
     }
 }

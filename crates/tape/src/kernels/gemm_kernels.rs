@@ -236,6 +236,8 @@ pub(crate) fn sgemm_with(
         ldb: if tb { k } else { n },
         ldc: n,
         full_n: n,
+        packed_b: None,
+        col0: 0,
     };
     assert!(c.len() >= m * n, "sgemm: C too short");
     // SAFETY: C holds the m×n block at row stride n, exclusively borrowed for this call.
@@ -294,6 +296,8 @@ pub(crate) fn sgemm_single(
         ldb: if tb { k } else { n },
         ldc: n,
         full_n: n,
+        packed_b: None,
+        col0: 0,
     };
     assert!(c.len() >= m * n);
     // SAFETY: C holds the m×n block, exclusively borrowed.
@@ -310,22 +314,163 @@ mod parallel;
 unsafe fn run(isa: Isa, ops: &Ops<'_>, c: *mut f32, buf: &mut Vec<f32>) {
     // SAFETY (all arms): forwarded from the caller.
     unsafe {
+        match Variant::of(isa, ops.full_n) {
+            #[cfg(target_arch = "x86_64")]
+            Variant::Avx512x16 => drive::<x86::Avx512<16, 1>>(ops, c, buf),
+            #[cfg(target_arch = "x86_64")]
+            Variant::Avx512x12 => drive::<x86::Avx512<12, 2>>(ops, c, buf),
+            #[cfg(target_arch = "x86_64")]
+            Variant::Avx2 => drive::<x86::Avx2<6>>(ops, c, buf),
+            Variant::Generic => drive::<Generic<4, 16>>(ops, c, buf),
+        }
+    }
+}
+
+/// The kernel (and so the blocking) a call uses: fixed by the instruction set and the call's
+/// full n, so a B packed ahead for a call is laid out as that call's kernel reads it.
+#[derive(Clone, Copy)]
+enum Variant {
+    /// AVX-512, 16 rows × one zmm of columns.
+    #[cfg(target_arch = "x86_64")]
+    Avx512x16,
+    /// AVX-512, 12 rows × two zmm of columns.
+    #[cfg(target_arch = "x86_64")]
+    Avx512x12,
+    #[cfg(target_arch = "x86_64")]
+    Avx2,
+    Generic,
+}
+
+impl Variant {
+    fn of(isa: Isa, full_n: usize) -> Variant {
         match isa {
             #[cfg(target_arch = "x86_64")]
             Isa::Avx512 => {
                 // One zmm per row when two would pad the columns by more than ~10% extra.
-                let n = ops.full_n;
+                let n = full_n;
                 if n.div_ceil(16) * 16 * 10 < n.div_ceil(32) * 32 * 9 {
-                    drive::<x86::Avx512<16, 1>>(ops, c, buf)
+                    Variant::Avx512x16
                 } else {
-                    drive::<x86::Avx512<12, 2>>(ops, c, buf)
+                    Variant::Avx512x12
                 }
             }
             #[cfg(target_arch = "x86_64")]
-            Isa::Avx2 => drive::<x86::Avx2<6>>(ops, c, buf),
-            _ => drive::<Generic<4, 16>>(ops, c, buf),
+            Isa::Avx2 => Variant::Avx2,
+            _ => Variant::Generic,
         }
     }
+
+    /// The columns of one packed micro-panel of B.
+    fn nr(self) -> usize {
+        match self {
+            #[cfg(target_arch = "x86_64")]
+            Variant::Avx512x16 => <x86::Avx512<16, 1> as Kernel>::NR,
+            #[cfg(target_arch = "x86_64")]
+            Variant::Avx512x12 => <x86::Avx512<12, 2> as Kernel>::NR,
+            #[cfg(target_arch = "x86_64")]
+            Variant::Avx2 => <x86::Avx2<6> as Kernel>::NR,
+            Variant::Generic => <Generic<4, 16> as Kernel>::NR,
+        }
+    }
+}
+
+/// Floats a buffer needs to hold op(B) (`k×n`) packed by [`pack_b_whole`] for this process's
+/// kernel, alignment slack included.
+pub(crate) fn packed_b_len(k: usize, n: usize) -> usize {
+    round_up(n, Variant::of(detect(), n).nr()) * k + ALIGN
+}
+
+/// Where the packed panels start in a buffer of [`packed_b_len`] floats: the first 64-byte
+/// boundary (the same for the packing and every product, as the buffer does not move).
+fn packed_start(buf: &[f32]) -> usize {
+    buf.as_ptr().align_offset(ALIGN * 4).min(ALIGN)
+}
+
+/// Packs the whole op(B) (`k×n`, stored `n×k` when `tb`) into `dst` (at least
+/// [`packed_b_len`] floats) exactly as the products of [`sgemm_packed_b`] with this `k` and `n`
+/// read it: depth blocks of KC, each holding every NR-column micro-panel of the block.
+pub(crate) fn pack_b_whole(k: usize, n: usize, b: &[f32], tb: bool, dst: &mut [f32]) {
+    assert!(b.len() >= k * n, "pack_b: B too short");
+    assert!(dst.len() >= packed_b_len(k, n), "pack_b: buffer too short");
+    let off = packed_start(dst);
+    let ops = Ops {
+        m: 0,
+        k,
+        n,
+        alpha: 1.0,
+        a: &[],
+        ta: false,
+        b,
+        tb,
+        beta: 0.0,
+        lda: 0,
+        ldb: if tb { k } else { n },
+        ldc: n,
+        full_n: n,
+        packed_b: None,
+        col0: 0,
+    };
+    let dst = &mut dst[off..];
+    match Variant::of(detect(), n) {
+        #[cfg(target_arch = "x86_64")]
+        Variant::Avx512x16 => pack_b_blocks::<x86::Avx512<16, 1>>(&ops, dst),
+        #[cfg(target_arch = "x86_64")]
+        Variant::Avx512x12 => pack_b_blocks::<x86::Avx512<12, 2>>(&ops, dst),
+        #[cfg(target_arch = "x86_64")]
+        Variant::Avx2 => pack_b_blocks::<x86::Avx2<6>>(&ops, dst),
+        Variant::Generic => pack_b_blocks::<Generic<4, 16>>(&ops, dst),
+    }
+}
+
+/// Every depth block of op(B), each at `pc · round_up(n, NR)` (the blocks before it are KC
+/// deep), its micro-panels as [`pack_b`] lays them out for one column block.
+fn pack_b_blocks<K: Kernel>(o: &Ops<'_>, dst: &mut [f32]) {
+    let npad = round_up(o.n, K::NR);
+    for pc in (0..o.k).step_by(K::KC) {
+        let kc = K::KC.min(o.k - pc);
+        pack_b::<K>(o, pc, kc, 0, o.n, &mut dst[pc * npad..][..npad * kc]);
+    }
+}
+
+/// `C = alpha·op(A)·B + beta·C` with B packed by [`pack_b_whole`] for this `k` and `n`: the
+/// same kernel, blocking and threads as [`sgemm`], so the same bits, without packing B.
+/// Shapes are validated by the caller, as for [`sgemm`].
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn sgemm_packed_b(
+    m: usize,
+    k: usize,
+    n: usize,
+    alpha: f32,
+    a: &[f32],
+    ta: bool,
+    packed: &[f32],
+    beta: f32,
+    c: &mut [f32],
+) {
+    assert!(
+        packed.len() >= packed_b_len(k, n),
+        "sgemm: packed B too short"
+    );
+    let ops = Ops {
+        m,
+        k,
+        n,
+        alpha,
+        a,
+        ta,
+        b: &[],
+        tb: false,
+        beta,
+        lda: if ta { m } else { k },
+        ldb: 0,
+        ldc: n,
+        full_n: n,
+        packed_b: Some(&packed[packed_start(packed)..]),
+        col0: 0,
+    };
+    assert!(c.len() >= m * n, "sgemm: C too short");
+    // SAFETY: C holds the m×n block at row stride n, exclusively borrowed for this call.
+    unsafe { parallel::run_split(detect(), &ops, c.as_mut_ptr()) }
 }
 
 /// The operands of one call (or of one column block of a call split across threads).
@@ -347,6 +492,10 @@ struct Ops<'a> {
     ldc: usize,
     /// The full n of the call, which picks the kernel shape (the same for every block).
     full_n: usize,
+    /// op(B) already packed for the whole call by [`pack_b_whole`] (then `b` is not read).
+    packed_b: Option<&'a [f32]>,
+    /// The column of the whole call where this block starts (to find its packed panels).
+    col0: usize,
 }
 
 fn round_up(x: usize, to: usize) -> usize {
@@ -364,7 +513,11 @@ unsafe fn drive<K: Kernel>(o: &Ops<'_>, c: *mut f32, buf: &mut Vec<f32>) {
     debug_assert!(K::MC % K::MR == 0 && K::NC % K::NR == 0);
     let kc_max = K::KC.min(k);
     let a_len = round_up(round_up(K::MC.min(m), K::MR) * kc_max, ALIGN);
-    let b_len = round_up(K::NC.min(n), K::NR) * kc_max;
+    let b_len = if o.packed_b.is_some() {
+        0
+    } else {
+        round_up(K::NC.min(n), K::NR) * kc_max
+    };
     let need = a_len + b_len + ALIGN;
     if buf.len() < need {
         // The only allocation: replaces the buffer with a larger zeroed one.
@@ -382,7 +535,17 @@ unsafe fn drive<K: Kernel>(o: &Ops<'_>, c: *mut f32, buf: &mut Vec<f32>) {
             let kc = K::KC.min(k - pc);
             // Later depth blocks accumulate onto what the first one wrote.
             let beta = if pc == 0 { o.beta } else { 1.0 };
-            pack_b::<K>(o, pc, kc, jc, nc, pb_buf);
+            // A B packed ahead holds this block's panels at its depth block's offset.
+            let pb_block: &[f32] = match o.packed_b {
+                Some(all) => {
+                    let panel0 = (o.col0 + jc) / K::NR;
+                    &all[pc * round_up(o.full_n, K::NR) + panel0 * kc * K::NR..]
+                }
+                None => {
+                    pack_b::<K>(o, pc, kc, jc, nc, pb_buf);
+                    pb_buf
+                }
+            };
             for ic in (0..m).step_by(K::MC) {
                 let mc = K::MC.min(m - ic);
                 if pack_all_a {
@@ -390,7 +553,7 @@ unsafe fn drive<K: Kernel>(o: &Ops<'_>, c: *mut f32, buf: &mut Vec<f32>) {
                 }
                 for jr in (0..nc).step_by(K::NR) {
                     let nr = K::NR.min(nc - jr);
-                    let pb = &pb_buf[(jr / K::NR) * kc * K::NR..][..kc * K::NR];
+                    let pb = &pb_block[(jr / K::NR) * kc * K::NR..][..kc * K::NR];
                     for ir in (0..mc).step_by(K::MR) {
                         let mr = K::MR.min(mc - ir);
                         let (pa, rsa, csa) = if pack_all_a {

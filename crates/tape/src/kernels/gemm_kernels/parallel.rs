@@ -66,6 +66,9 @@ struct Job {
     ldb: usize,
     ldc: usize,
     full_n: usize,
+    /// B packed ahead (pointer and length), if it was.
+    packed_b: Option<(*const f32, usize)>,
+    col0: usize,
     c: *mut f32,
     fp_mode: u32,
 }
@@ -191,6 +194,8 @@ fn run_job(job: &Job) {
             ldb: job.ldb,
             ldc: job.ldc,
             full_n: job.full_n,
+            packed_b: job.packed_b.map(|(p, n)| std::slice::from_raw_parts(p, n)),
+            col0: job.col0,
         };
         run_local(job.isa, &ops, job.c);
     }
@@ -230,9 +235,12 @@ fn serve(pool: &'static Pool, i: usize) {
     }
 }
 
-/// The columns `start..end` of the product, as its own operands.
+/// The columns `start..end` of the product, as its own operands (a packed B is shared: the
+/// block finds its panels from its first column).
 fn block<'a>(o: &Ops<'a>, start: usize, end: usize) -> Ops<'a> {
-    let b = if o.tb {
+    let b = if o.packed_b.is_some() {
+        o.b
+    } else if o.tb {
         &o.b[start * o.ldb..]
     } else {
         &o.b[start..]
@@ -240,6 +248,7 @@ fn block<'a>(o: &Ops<'a>, start: usize, end: usize) -> Ops<'a> {
     Ops {
         n: end - start,
         b,
+        col0: o.col0 + start,
         ..*o
     }
 }
@@ -309,6 +318,8 @@ pub(super) unsafe fn run_split(isa: Isa, o: &Ops<'_>, c: *mut f32) {
             ldb: part.ldb,
             ldc: part.ldc,
             full_n: part.full_n,
+            packed_b: part.packed_b.map(|p| (p.as_ptr(), p.len())),
+            col0: part.col0,
             // SAFETY: the part's first element of C lies inside C.
             c: unsafe { c.add(c_off) },
             fp_mode,
