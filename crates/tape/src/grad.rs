@@ -13,6 +13,7 @@ use crate::kernels::{Binary, Unary};
 use crate::op::{DType, Op, ReduceKind, SoftmaxKind, Type};
 use crate::scan::{build, RawScan};
 use crate::scan_body::{Part, ScanBody};
+use crate::scan_save::{extended, keep_for_gradient};
 use std::collections::HashMap;
 
 /// Gradients of the scalar `cost` with respect to each of `wrt` (parameters' expressions, inputs,
@@ -167,8 +168,9 @@ fn sum(parts: Vec<Expr>, at: crate::Loc) -> Option<Expr> {
 }
 
 /// The gradient of a scan (backpropagation through time): a scan over the same steps in the
-/// other direction, whose step recomputes the forward step from the recorded entering states and
-/// takes its vector-Jacobian product. It carries the gradient of each state backwards and sums
+/// other direction, whose step takes the vector-Jacobian product of the forward step from the
+/// recorded entering states and the values the forward scan keeps for it (`scan_save`: its
+/// products and nonlinearities are read, not computed again). It carries the gradient of each state backwards and sums
 /// each non-sequence's gradient over the steps in a state of its own (an accumulator); each
 /// sequence's gradient is a stacked output. `bptt_limit` makes it run over the last steps only.
 fn scan_rule(
@@ -205,34 +207,33 @@ fn scan_rule(
         None => a,
     };
 
-    // The backward step's sequences: the forward's, its states entering each step, and the
-    // incoming gradients of the stacked results.
-    let mut seqs = ops[..s].to_vec();
-    let mut seq_ph_b = seq_ph.to_vec();
-    for j in body.recorded_states() {
-        seqs.push(part_of(node, body, Part::Entering(j)));
-        seq_ph_b.push(state_ph[j].clone());
+    // The backward step's sequences, each with its placeholder: the forward's, its states
+    // entering each step, the incoming gradients of the stacked results, and (below) the values
+    // the forward step keeps for it.
+    let mut seqs: Vec<(Expr, Expr)> = Vec::new();
+    for i in 0..s {
+        seqs.push((ops[i].clone(), seq_ph[i].clone()));
     }
+    let entering: Vec<usize> = body.recorded_states().collect();
     let grad_states: Vec<Expr> = (0..h)
         .map(|j| ph(format!("scan.grad_state{j}"), &state_ph[j]))
         .collect::<Result<_>>()?;
     let mut cot_roots = new_states.to_vec();
     let mut seeds = grad_states.clone();
+    let mut grad_seqs: Vec<(Expr, Expr)> = Vec::new();
     for (l, y) in outs.iter().enumerate() {
         if let Some(g) = &gparts[body.part_index(Part::Output(l))] {
             let gy = ph(format!("scan.grad_output{l}"), y)?;
             cot_roots.push(y.clone());
             seeds.push(gy.clone());
-            seqs.push(g.clone());
-            seq_ph_b.push(gy);
+            grad_seqs.push((g.clone(), gy));
         }
     }
     let mut grad_entering: Vec<Option<Expr>> = vec![None; h];
-    for j in body.recorded_states() {
+    for &j in &entering {
         if let Some(g) = &gparts[body.part_index(Part::Entering(j))] {
             let gh = ph(format!("scan.grad_entering{j}"), &state_ph[j])?;
-            seqs.push(g.clone());
-            seq_ph_b.push(gh.clone());
+            grad_seqs.push((g.clone(), gh.clone()));
             grad_entering[j] = Some(gh);
         }
     }
@@ -260,14 +261,34 @@ fn scan_rule(
     for &i in &dx_for {
         roots.push(v_seq[i].clone().unwrap_or_else(|| zeros_like(&seq_ph[i])));
     }
-    let reads = topo(&roots)?;
+    // The forward scan stacks the expensive values the backward step reads; the backward step
+    // reads them rather than computing the forward step again.
+    let kept = keep_for_gradient(body, &roots, at)?;
+    let roots = kept.roots;
+    let forward = extended(node, body, &kept.values, at)?;
+    for j in entering {
+        seqs.push((part_of(&forward, Part::Entering(j)), state_ph[j].clone()));
+    }
+    seqs.extend(grad_seqs);
+    for (k, p) in kept.placeholders.into_iter().enumerate() {
+        seqs.push((part_of(&forward, Part::Output(outs.len() + k)), p));
+    }
+    let reads: std::collections::HashSet<usize> = topo(&roots)?.iter().map(key).collect();
     for j in (0..h).filter(|&j| !body.recorded[j]) {
-        if reads.iter().any(|e| key(e) == key(&state_ph[j])) {
+        if reads.contains(&key(&state_ph[j])) {
             return refuse(&format!(
                 "its gradient needs the values of state {j} at every step, which are not recorded"
             ));
         }
     }
+    // Sequences the backward step does not read are not copied in at every step; one stays to
+    // give the number of steps.
+    let first = seqs[0].clone();
+    seqs.retain(|(_, p)| reads.contains(&key(p)));
+    if seqs.is_empty() {
+        seqs.push(first);
+    }
+    let (seqs, seq_ph_b): (Vec<Expr>, Vec<Expr>) = seqs.into_iter().unzip();
 
     let mut inits: Vec<Expr> = (0..h)
         .map(|j| match &gparts[body.part_index(Part::Final(j))] {
@@ -311,7 +332,10 @@ fn scan_rule(
 }
 
 /// The node reading one result of the scan `node`.
-fn part_of(node: &Expr, body: &std::sync::Arc<ScanBody>, part: Part) -> Expr {
+fn part_of(node: &Expr, part: Part) -> Expr {
+    let Op::Scan(body) = node.op() else {
+        unreachable!("part_of reads scan nodes only")
+    };
     let mut inputs = vec![node.clone()];
     inputs.extend(node.inputs().iter().cloned());
     let op = Op::ScanPart {

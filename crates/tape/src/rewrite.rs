@@ -13,7 +13,8 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 /// Rewrites `ir` (in topological order) and returns it with the roots' new positions.
-pub(crate) fn optimize(ir: Vec<INode>, roots: Vec<usize>) -> Result<(Vec<INode>, Vec<usize>)> {
+pub(crate) fn optimize(mut ir: Vec<INode>, roots: Vec<usize>) -> Result<(Vec<INode>, Vec<usize>)> {
+    crate::scan_save::merge_extended(&mut ir);
     let mut out: Vec<INode> = Vec::with_capacity(ir.len());
     let mut remap = vec![0usize; ir.len()];
     let mut seen: HashMap<(CseKey, Vec<usize>), usize> = HashMap::new();
