@@ -13,6 +13,7 @@ use crate::kernels::{Binary, Unary};
 use crate::op::{DType, Op, ReduceKind, SoftmaxKind, Type};
 use crate::scan::{build, RawScan};
 use crate::scan_body::{Part, ScanBody};
+use crate::scan_hoist::{hoist_products, summed_product, Stacked};
 use crate::scan_save::{extended, keep_for_gradient};
 use std::collections::HashMap;
 
@@ -273,6 +274,19 @@ fn scan_rule(
     for (k, p) in kept.placeholders.into_iter().enumerate() {
         seqs.push((part_of(&forward, Part::Output(outs.len() + k)), p));
     }
+    // Per-step products into the accumulators become one product after the scan.
+    let n_acc = acc_for.len();
+    let hoisted = hoist_products(&roots[h..h + n_acc], &acc_ph, &seqs, &roots[h + n_acc..]);
+    let still: Vec<usize> = (0..n_acc).filter(|&a| hoisted.roots[a].is_some()).collect();
+    let roots: Vec<Expr> = roots[..h]
+        .iter()
+        .cloned()
+        .chain(hoisted.roots.iter().flatten().cloned())
+        .chain(roots[h + n_acc..].iter().cloned())
+        .chain(hoisted.new_outputs.iter().cloned())
+        .collect();
+    let acc_ph: Vec<Expr> = still.iter().map(|&a| acc_ph[a].clone()).collect();
+
     let reads: std::collections::HashSet<usize> = topo(&roots)?.iter().map(key).collect();
     for j in (0..h).filter(|&j| !body.recorded[j]) {
         if reads.contains(&key(&state_ph[j])) {
@@ -296,8 +310,8 @@ fn scan_rule(
             None => zeros_like(&ops[s + j]),
         })
         .collect();
-    inits.extend(acc_for.iter().map(|&k| zeros_like(&ops[s + h + k])));
-    let n_acc = acc_for.len();
+    inits.extend(still.iter().map(|&a| zeros_like(&ops[s + h + acc_for[a]])));
+    let n_still = still.len();
     let parts = build(
         RawScan {
             seqs,
@@ -307,23 +321,39 @@ fn scan_rule(
             nonseqs: ops[s + h..].to_vec(),
             nonseq_ph: nonseq_ph.to_vec(),
             roots,
-            recorded: [body.recorded.clone(), vec![false; n_acc]].concat(),
+            recorded: [body.recorded.clone(), vec![false; n_still]].concat(),
             reverse: !body.reverse,
             limit: body.bptt_limit,
-            cut: [vec![true; h], vec![false; n_acc]].concat(),
+            cut: [vec![true; h], vec![false; n_still]].concat(),
             bptt_limit: None,
         },
         at,
     )?;
     // The backward scan's parts: its final states (the initial states' gradients, then the
-    // accumulated non-sequences' ones), its recorded entering states, then the sequences' gradients.
-    let first_output = h + n_acc + body.recorded_states().count();
+    // accumulated non-sequences' ones), its recorded entering states, then its outputs (the
+    // sequences' gradients, then the values the hoisted products read).
+    let first_output = h + n_still + body.recorded_states().count();
+    let value = |x: &Stacked| match x {
+        Stacked::Outer(e) => e.clone(),
+        Stacked::Output(o) => parts[first_output + o].clone(),
+    };
     let mut grads = vec![None; ops.len()];
     for j in (0..h).filter(|&j| needs[s + j]) {
         grads[s + j] = Some(parts[j].clone());
     }
     for (a, &k) in acc_for.iter().enumerate() {
-        grads[s + h + k] = Some(parts[h + a].clone());
+        let accumulated = still
+            .iter()
+            .position(|&b| b == a)
+            .map(|i| parts[h + i].clone());
+        let products = hoisted.products[a]
+            .iter()
+            .map(|(p, wp, q, wq)| summed_product(&value(p), *wp, &value(q), *wq, at));
+        let total = accumulated
+            .into_iter()
+            .chain(products)
+            .reduce(|x, y| add(x, Some(y)));
+        grads[s + h + k] = Some(total.unwrap_or_else(|| zeros_like(&ops[s + h + k])));
     }
     for (a, &i) in dx_for.iter().enumerate() {
         grads[i] = Some(parts[first_output + a].clone());

@@ -952,3 +952,33 @@ fn the_reverse_step_reads_the_forward_values_instead_of_computing_them_again() {
     let report = check::gradient(&loss, &pairs, &wrt, &Options::default()).unwrap();
     assert!(report.ok(), "{report}");
 }
+
+#[test]
+fn weight_gradients_are_one_product_after_the_reverse_scan() {
+    let (loss, inputs, values, [w, u, b]) = small_lstm();
+    let wrt = [w.expr(), u.expr(), b.expr()];
+    let mut outs = vec![loss.clone()];
+    outs.extend(grad(&loss, &wrt).unwrap());
+    let f = Function::compile(&inputs, &outs).unwrap();
+    let dump = f.debug_graph();
+    let reverse = body_under(&dump, "reverse");
+    assert!(!reverse.is_empty(), "{dump}");
+    // Per step, only dz·uᵀ (into dh) remains: x_tᵀ·dz (into dw) and hᵀ·dz (into du) are each
+    // summed over the steps by one product after the scan, over (batch · time) rows.
+    assert_eq!(count_ops(&reverse, &["matmul", "gemm_bias"]), 1, "{dump}");
+    let top: Vec<String> = dump
+        .lines()
+        .filter(|l| l.starts_with('%'))
+        .map(str::to_string)
+        .collect();
+    let after = top.iter().skip_while(|l| !l.contains("reverse")).cloned();
+    let flat_products = after
+        .filter(|l| l.contains("= matmul(Aᵀ)("))
+        .filter(|l| l.contains(": [3, 8]") || l.contains(": [2, 8]"))
+        .count();
+    assert_eq!(flat_products, 2, "{dump}");
+    // Masked and unmasked steps: against finite differences of the loss.
+    let pairs: Vec<(Expr, Tensor)> = inputs.into_iter().zip(values).collect();
+    let report = check::gradient(&loss, &pairs, &wrt, &Options::default()).unwrap();
+    assert!(report.ok(), "{report}");
+}
