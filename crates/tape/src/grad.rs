@@ -13,6 +13,8 @@ use crate::kernels::{Binary, Unary};
 use crate::op::{DType, Op, ReduceKind, SoftmaxKind, Type};
 use crate::scan::{build, RawScan};
 use crate::scan_body::{Part, ScanBody};
+use crate::scan_hoist::{hoist_products, summed_product, Stacked};
+use crate::scan_save::{extended, keep_for_gradient};
 use std::collections::HashMap;
 
 /// Gradients of the scalar `cost` with respect to each of `wrt` (parameters' expressions, inputs,
@@ -167,8 +169,9 @@ fn sum(parts: Vec<Expr>, at: crate::Loc) -> Option<Expr> {
 }
 
 /// The gradient of a scan (backpropagation through time): a scan over the same steps in the
-/// other direction, whose step recomputes the forward step from the recorded entering states and
-/// takes its vector-Jacobian product. It carries the gradient of each state backwards and sums
+/// other direction, whose step takes the vector-Jacobian product of the forward step from the
+/// recorded entering states and the values the forward scan keeps for it (`scan_save`: its
+/// products and nonlinearities are read, not computed again). It carries the gradient of each state backwards and sums
 /// each non-sequence's gradient over the steps in a state of its own (an accumulator); each
 /// sequence's gradient is a stacked output. `bptt_limit` makes it run over the last steps only.
 fn scan_rule(
@@ -205,34 +208,33 @@ fn scan_rule(
         None => a,
     };
 
-    // The backward step's sequences: the forward's, its states entering each step, and the
-    // incoming gradients of the stacked results.
-    let mut seqs = ops[..s].to_vec();
-    let mut seq_ph_b = seq_ph.to_vec();
-    for j in body.recorded_states() {
-        seqs.push(part_of(node, body, Part::Entering(j)));
-        seq_ph_b.push(state_ph[j].clone());
+    // The backward step's sequences, each with its placeholder: the forward's, its states
+    // entering each step, the incoming gradients of the stacked results, and (below) the values
+    // the forward step keeps for it.
+    let mut seqs: Vec<(Expr, Expr)> = Vec::new();
+    for i in 0..s {
+        seqs.push((ops[i].clone(), seq_ph[i].clone()));
     }
+    let entering: Vec<usize> = body.recorded_states().collect();
     let grad_states: Vec<Expr> = (0..h)
         .map(|j| ph(format!("scan.grad_state{j}"), &state_ph[j]))
         .collect::<Result<_>>()?;
     let mut cot_roots = new_states.to_vec();
     let mut seeds = grad_states.clone();
+    let mut grad_seqs: Vec<(Expr, Expr)> = Vec::new();
     for (l, y) in outs.iter().enumerate() {
         if let Some(g) = &gparts[body.part_index(Part::Output(l))] {
             let gy = ph(format!("scan.grad_output{l}"), y)?;
             cot_roots.push(y.clone());
             seeds.push(gy.clone());
-            seqs.push(g.clone());
-            seq_ph_b.push(gy);
+            grad_seqs.push((g.clone(), gy));
         }
     }
     let mut grad_entering: Vec<Option<Expr>> = vec![None; h];
-    for j in body.recorded_states() {
+    for &j in &entering {
         if let Some(g) = &gparts[body.part_index(Part::Entering(j))] {
             let gh = ph(format!("scan.grad_entering{j}"), &state_ph[j])?;
-            seqs.push(g.clone());
-            seq_ph_b.push(gh.clone());
+            grad_seqs.push((g.clone(), gh.clone()));
             grad_entering[j] = Some(gh);
         }
     }
@@ -260,14 +262,47 @@ fn scan_rule(
     for &i in &dx_for {
         roots.push(v_seq[i].clone().unwrap_or_else(|| zeros_like(&seq_ph[i])));
     }
-    let reads = topo(&roots)?;
+    // The forward scan stacks the expensive values the backward step reads; the backward step
+    // reads them rather than computing the forward step again.
+    let kept = keep_for_gradient(body, &roots, at)?;
+    let roots = kept.roots;
+    let forward = extended(node, body, &kept.values, at)?;
+    for j in entering {
+        seqs.push((part_of(&forward, Part::Entering(j)), state_ph[j].clone()));
+    }
+    seqs.extend(grad_seqs);
+    for (k, p) in kept.placeholders.into_iter().enumerate() {
+        seqs.push((part_of(&forward, Part::Output(outs.len() + k)), p));
+    }
+    // Per-step products into the accumulators become one product after the scan.
+    let n_acc = acc_for.len();
+    let hoisted = hoist_products(&roots[h..h + n_acc], &acc_ph, &seqs, &roots[h + n_acc..]);
+    let still: Vec<usize> = (0..n_acc).filter(|&a| hoisted.roots[a].is_some()).collect();
+    let roots: Vec<Expr> = roots[..h]
+        .iter()
+        .cloned()
+        .chain(hoisted.roots.iter().flatten().cloned())
+        .chain(roots[h + n_acc..].iter().cloned())
+        .chain(hoisted.new_outputs.iter().cloned())
+        .collect();
+    let acc_ph: Vec<Expr> = still.iter().map(|&a| acc_ph[a].clone()).collect();
+
+    let reads: std::collections::HashSet<usize> = topo(&roots)?.iter().map(key).collect();
     for j in (0..h).filter(|&j| !body.recorded[j]) {
-        if reads.iter().any(|e| key(e) == key(&state_ph[j])) {
+        if reads.contains(&key(&state_ph[j])) {
             return refuse(&format!(
                 "its gradient needs the values of state {j} at every step, which are not recorded"
             ));
         }
     }
+    // Sequences the backward step does not read are not copied in at every step; one stays to
+    // give the number of steps.
+    let first = seqs[0].clone();
+    seqs.retain(|(_, p)| reads.contains(&key(p)));
+    if seqs.is_empty() {
+        seqs.push(first);
+    }
+    let (seqs, seq_ph_b): (Vec<Expr>, Vec<Expr>) = seqs.into_iter().unzip();
 
     let mut inits: Vec<Expr> = (0..h)
         .map(|j| match &gparts[body.part_index(Part::Final(j))] {
@@ -275,8 +310,8 @@ fn scan_rule(
             None => zeros_like(&ops[s + j]),
         })
         .collect();
-    inits.extend(acc_for.iter().map(|&k| zeros_like(&ops[s + h + k])));
-    let n_acc = acc_for.len();
+    inits.extend(still.iter().map(|&a| zeros_like(&ops[s + h + acc_for[a]])));
+    let n_still = still.len();
     let parts = build(
         RawScan {
             seqs,
@@ -286,23 +321,39 @@ fn scan_rule(
             nonseqs: ops[s + h..].to_vec(),
             nonseq_ph: nonseq_ph.to_vec(),
             roots,
-            recorded: [body.recorded.clone(), vec![false; n_acc]].concat(),
+            recorded: [body.recorded.clone(), vec![false; n_still]].concat(),
             reverse: !body.reverse,
             limit: body.bptt_limit,
-            cut: [vec![true; h], vec![false; n_acc]].concat(),
+            cut: [vec![true; h], vec![false; n_still]].concat(),
             bptt_limit: None,
         },
         at,
     )?;
     // The backward scan's parts: its final states (the initial states' gradients, then the
-    // accumulated non-sequences' ones), its recorded entering states, then the sequences' gradients.
-    let first_output = h + n_acc + body.recorded_states().count();
+    // accumulated non-sequences' ones), its recorded entering states, then its outputs (the
+    // sequences' gradients, then the values the hoisted products read).
+    let first_output = h + n_still + body.recorded_states().count();
+    let value = |x: &Stacked| match x {
+        Stacked::Outer(e) => e.clone(),
+        Stacked::Output(o) => parts[first_output + o].clone(),
+    };
     let mut grads = vec![None; ops.len()];
     for j in (0..h).filter(|&j| needs[s + j]) {
         grads[s + j] = Some(parts[j].clone());
     }
     for (a, &k) in acc_for.iter().enumerate() {
-        grads[s + h + k] = Some(parts[h + a].clone());
+        let accumulated = still
+            .iter()
+            .position(|&b| b == a)
+            .map(|i| parts[h + i].clone());
+        let products = hoisted.products[a]
+            .iter()
+            .map(|(p, wp, q, wq)| summed_product(&value(p), *wp, &value(q), *wq, at));
+        let total = accumulated
+            .into_iter()
+            .chain(products)
+            .reduce(|x, y| add(x, Some(y)));
+        grads[s + h + k] = Some(total.unwrap_or_else(|| zeros_like(&ops[s + h + k])));
     }
     for (a, &i) in dx_for.iter().enumerate() {
         grads[i] = Some(parts[first_output + a].clone());
@@ -311,7 +362,10 @@ fn scan_rule(
 }
 
 /// The node reading one result of the scan `node`.
-fn part_of(node: &Expr, body: &std::sync::Arc<ScanBody>, part: Part) -> Expr {
+fn part_of(node: &Expr, part: Part) -> Expr {
+    let Op::Scan(body) = node.op() else {
+        unreachable!("part_of reads scan nodes only")
+    };
     let mut inputs = vec![node.clone()];
     inputs.extend(node.inputs().iter().cloned());
     let op = Op::ScanPart {

@@ -49,6 +49,8 @@ pub mod rng;
 pub mod scan;
 mod scan_body;
 mod scan_exec;
+mod scan_hoist;
+mod scan_save;
 pub mod tensor;
 #[cfg(any(test, feature = "testing"))]
 pub mod testing;

@@ -2,7 +2,8 @@
 //! (`log(softmax(x))` → `log_softmax(x)`), transposes folded into matrix products, trivial
 //! arithmetic and double transposes removed, constants folded, common subexpressions merged, bias-adds fused into the
 //! matrix product that feeds them, the softmax cross-entropy gradient made one pass over the
-//! forward softmax, and dead nodes dropped. Random nodes are never merged or folded.
+//! forward softmax, a scan merged with its extensions made by its gradient, and dead nodes
+//! dropped. Random nodes are never merged or folded.
 
 use crate::error::Result;
 use crate::ir::{INode, Program};
@@ -13,7 +14,9 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 /// Rewrites `ir` (in topological order) and returns it with the roots' new positions.
-pub(crate) fn optimize(ir: Vec<INode>, roots: Vec<usize>) -> Result<(Vec<INode>, Vec<usize>)> {
+pub(crate) fn optimize(mut ir: Vec<INode>, roots: Vec<usize>) -> Result<(Vec<INode>, Vec<usize>)> {
+    // A scan and the copy of it that a gradient extended with kept values run as one loop.
+    crate::scan_save::merge_extended(&mut ir);
     let mut out: Vec<INode> = Vec::with_capacity(ir.len());
     let mut remap = vec![0usize; ir.len()];
     let mut seen: HashMap<(CseKey, Vec<usize>), usize> = HashMap::new();

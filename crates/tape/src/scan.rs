@@ -315,6 +315,7 @@ pub(crate) fn build(mut raw: RawScan, at: Loc) -> Result<Vec<Expr>> {
         limit: raw.limit,
         cut: raw.cut,
         bptt_limit: raw.bptt_limit,
+        base: None,
     });
     let operands: Vec<Expr> = [raw.seqs, raw.inits, raw.nonseqs].concat();
     let packed = Expr::make(Op::Scan(body.clone()), operands.clone(), at);

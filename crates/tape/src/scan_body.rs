@@ -42,6 +42,9 @@ pub struct ScanBody {
     pub(crate) bptt_limit: Option<usize>,
     /// Whether the body draws random numbers (it then has no gradient and is never merged).
     pub(crate) random: bool,
+    /// The scan this one extends with values kept for its gradient (`scan_save`): the same
+    /// body and operands, more per-step outputs after the base's. The compiler runs the two as one.
+    pub(crate) base: Option<std::sync::Arc<ScanBody>>,
 }
 
 /// What one result of a scan holds.
@@ -113,6 +116,12 @@ impl ScanBody {
         }
         if let Some(k) = self.limit {
             s += &format!(", last {k} steps");
+        }
+        if let Some(base) = &self.base {
+            s += &format!(
+                ", {} kept for the gradient",
+                self.roots.len() - base.roots.len()
+            );
         }
         s + ")"
     }

@@ -866,3 +866,119 @@ fn a_scan_without_states_maps_over_time_and_empty_time_keeps_the_initial_state()
     assert_eq!(r[0].data(), h0s.data());
     assert_eq!(r[1].shape(), &[1, 0, 2]);
 }
+
+/// The lines of the step body printed under the first top-level line of `dump` that contains
+/// `header` (one nesting level: deeper bodies are left out).
+fn body_under(dump: &str, header: &str) -> Vec<String> {
+    let mut lines = dump
+        .lines()
+        .skip_while(|l| !(l.starts_with('%') && l.contains(header)));
+    lines.next();
+    lines
+        .take_while(|l| l.starts_with("    │ "))
+        .map(|l| &l["    │ ".len()..])
+        .filter(|l| !l.starts_with("    │ "))
+        .map(str::to_string)
+        .collect()
+}
+
+/// How many lines of `lines` apply one of `ops` (`%3 = matmul_nt(%1, %2) : …`).
+fn count_ops(lines: &[String], ops: &[&str]) -> usize {
+    lines
+        .iter()
+        .filter(|l| {
+            let op = l.split(" = ").nth(1).unwrap_or("");
+            ops.iter()
+                .any(|o| op.starts_with(&format!("{o}(")) || op.starts_with(&format!("{o}_")))
+        })
+        .count()
+}
+
+/// A masked LSTM scan (the test's `lstm` step) with its loss, inputs and values.
+fn small_lstm() -> (Expr, Vec<Expr>, Vec<Tensor>, [Param; 3]) {
+    let (batch, time, dx, dh) = (2, 3, 3, 2);
+    let x = Expr::input_with_dims("x", &[Some(batch), Some(time), Some(dx)]);
+    let m = Expr::input_with_dims("m", &[Some(batch), Some(time)]);
+    let h0 = Expr::input_with_dims("h0", &[Some(batch), Some(dh)]);
+    let c0 = Expr::input_with_dims("c0", &[Some(batch), Some(dh)]);
+    let w = Param::new("w", normal(&[dx, 4 * dh], 61));
+    let u = Param::new("u", normal(&[dh, 4 * dh], 62));
+    let b = Param::new("b", normal(&[4 * dh], 63));
+    let weights = [w.expr(), u.expr(), b.expr()];
+    let out = scan(
+        Scan {
+            sequences: std::slice::from_ref(&x),
+            states: &[h0.clone(), c0.clone()],
+            non_sequences: &weights,
+            mask: Some(&m),
+            ..Scan::default()
+        },
+        |s| Ok(lstm(s, dh)),
+    )
+    .unwrap();
+    let r = Expr::constant(normal(&[batch, time, dh], 64));
+    let loss = (&out.states[0] * &r).sum() + out.finals[1].sum() + out.outputs[0].sum();
+    let values = vec![
+        normal(&[batch, time, dx], 65),
+        Tensor::new(&[batch, time], vec![1., 1., 0., 1., 0., 0.]).unwrap(),
+        normal(&[batch, dh], 66),
+        normal(&[batch, dh], 67),
+    ];
+    (loss, vec![x, m, h0, c0], values, [w, u, b])
+}
+
+#[test]
+fn the_reverse_step_reads_the_forward_values_instead_of_computing_them_again() {
+    let (loss, inputs, values, _) = small_lstm();
+    let wrt = [inputs[0].clone(), inputs[2].clone(), inputs[3].clone()];
+    let mut outs = vec![loss.clone()];
+    outs.extend(grad(&loss, &wrt).unwrap());
+    let f = Function::compile(&inputs, &outs).unwrap();
+    let dump = f.debug_graph();
+    let reverse = body_under(&dump, "reverse");
+    assert!(!reverse.is_empty(), "{dump}");
+    // The backward step of z = x_t·w + h·u + b needs two products, dz·uᵀ (into dh) and dz·wᵀ
+    // (into dx_t); computing the forward step again would add x_t·w and h·u, and its three
+    // sigmoids and two tanh.
+    assert_eq!(count_ops(&reverse, &["matmul", "gemm_bias"]), 2, "{dump}");
+    assert_eq!(count_ops(&reverse, &["sigmoid", "tanh"]), 0, "{dump}");
+    // The forward scan runs once: the scan that keeps the values is the one the loss reads.
+    let forward_scans = dump
+        .lines()
+        .filter(|l| l.starts_with('%') && l.contains("= scan(") && !l.contains("reverse"))
+        .count();
+    assert_eq!(forward_scans, 1, "{dump}");
+    let pairs: Vec<(Expr, Tensor)> = inputs.into_iter().zip(values).collect();
+    let report = check::gradient(&loss, &pairs, &wrt, &Options::default()).unwrap();
+    assert!(report.ok(), "{report}");
+}
+
+#[test]
+fn weight_gradients_are_one_product_after_the_reverse_scan() {
+    let (loss, inputs, values, [w, u, b]) = small_lstm();
+    let wrt = [w.expr(), u.expr(), b.expr()];
+    let mut outs = vec![loss.clone()];
+    outs.extend(grad(&loss, &wrt).unwrap());
+    let f = Function::compile(&inputs, &outs).unwrap();
+    let dump = f.debug_graph();
+    let reverse = body_under(&dump, "reverse");
+    assert!(!reverse.is_empty(), "{dump}");
+    // Per step, only dz·uᵀ (into dh) remains: x_tᵀ·dz (into dw) and hᵀ·dz (into du) are each
+    // summed over the steps by one product after the scan, over (batch · time) rows.
+    assert_eq!(count_ops(&reverse, &["matmul", "gemm_bias"]), 1, "{dump}");
+    let top: Vec<String> = dump
+        .lines()
+        .filter(|l| l.starts_with('%'))
+        .map(str::to_string)
+        .collect();
+    let after = top.iter().skip_while(|l| !l.contains("reverse")).cloned();
+    let flat_products = after
+        .filter(|l| l.contains("= matmul(Aᵀ)("))
+        .filter(|l| l.contains(": [3, 8]") || l.contains(": [2, 8]"))
+        .count();
+    assert_eq!(flat_products, 2, "{dump}");
+    // Masked and unmasked steps: against finite differences of the loss.
+    let pairs: Vec<(Expr, Tensor)> = inputs.into_iter().zip(values).collect();
+    let report = check::gradient(&loss, &pairs, &wrt, &Options::default()).unwrap();
+    assert!(report.ok(), "{report}");
+}
