@@ -14,6 +14,8 @@
 //! * [`mod@reduce`]: axis reductions over an `(outer, len, inner)` view, argmax, transpose, row copies.
 //! * [`mod@softmax`]: numerically stable softmax / log-softmax / logsumexp over the last axis.
 //! * [`mod@labels`]: integer class labels stored as `f32` (validation, pick, scatter, one-hot).
+//! * `vmath`: `exp`, `ln`, `tanh` and the sigmoid in plain vectorisable arithmetic, used by the
+//!   unary and softmax kernels instead of libm's one-element-per-call functions.
 //!
 //! The elementwise, broadcast, reduction and softmax kernels are compiled for AVX-512, AVX2 and
 //! the baseline and pick the widest the CPU has at run time ([`simd_level`]), with bit-identical
@@ -27,6 +29,7 @@ pub mod labels;
 pub mod reduce;
 mod simd;
 pub mod softmax;
+mod vmath;
 
 pub use broadcast::*;
 pub use elementwise::*;

@@ -9,8 +9,9 @@
 //! Bit-identity: the three copies are the same Rust code, and Rust never contracts `a * b + c`
 //! into a fused multiply-add or reorders floating-point operations, so only the vector width of
 //! the machine code differs, never a rounding. Reductions keep their written order (LLVM does not
-//! reassociate float adds without fast-math), and transcendentals still call the same libm
-//! function per element. Tests compare every level against the baseline bit for bit. The one
+//! reassociate float adds without fast-math), and `exp`, `ln`, `tanh` and the sigmoid are the
+//! plain-arithmetic ones of `vmath` (no FMA in any copy), while the remaining transcendentals
+//! (`powf`, `ln_1p`, `sqrt`) call the same libm function (or exactly rounded instruction) per element. Tests compare every level against the baseline bit for bit. The one
 //! exception is which NaN a NaN result is: Rust leaves the sign and payload of NaNs unspecified,
 //! and when both operands of an x86 instruction are NaN it returns the first one, whose place the
 //! compiler may swap in a commutative operation (for instance NaN + (inf − inf) gives +NaN or the
