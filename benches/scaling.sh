@@ -62,7 +62,7 @@ MODEL=$(lscpu | grep 'Model name' | sed 's/Model name: *//')
 COMMIT=$(git rev-parse --short HEAD)$(git diff --quiet HEAD -- . 2>/dev/null || echo "+dirty")
 TORCH=$("$PYTHON" -c 'import torch; print(torch.__version__)')
 python3 - "$LOG" "$MODEL" "$COMMIT" "$TORCH" "$THREADS" "$EPOCHS" <<'PY'
-import datetime, re, statistics, sys
+import datetime, os, re, statistics, sys
 log, model, commit, torch, threads, epochs = sys.argv[1:]
 ours, torch_s, share, loads = {}, {}, {}, {}
 cell = side = None
@@ -86,6 +86,11 @@ for line in open(log):
 print(f'CPU: {model}; {datetime.datetime.now(datetime.timezone.utc):%Y-%m-%d %H:%M} UTC; '
       f'commit {commit}; torch {torch}; {threads} threads; W1 Adam, one warm-up + {epochs} '
       f'timed epoch(s) per run, medians over runs')
+cores = os.cpu_count() or 1
+if any(float(l) > cores for runs in loads.values() for l in runs):
+    # Oversubscribed cores slow torch's OpenMP (spinning barriers) far more than our pool.
+    print(f'WARNING: load average above the {cores} cores during the runs: other processes '
+          'competed, the figures are unreliable (OpenMP suffers most); rerun on a quiet machine')
 print()
 print('| batch | hidden | ours s/epoch | PyTorch s/epoch | ours/torch | GEMM share of our epoch | load (1 min) ours / torch |')
 print('|---|---|---|---|---|---|---|')
