@@ -20,15 +20,26 @@
 //! MNIST comes from `MNIST_DIR` or `../shared/data/mnist`; without it the MNIST workloads are
 //! skipped with a message. `E2E_ONLY=W1,W3` runs a subset.
 //!
+//! `E2E_MEM=1` runs W1 alone instead, for `E2E_EPOCHS` epochs (default 10 there), and prints its
+//! memory (issue 13's target: peak RSS ≤ 1.3 × (data + parameters + optimizer state), no growth
+//! from epoch 2 on): `e2e mem epoch <i> rss <MiB>` after each epoch, then one
+//! `e2e mem W1 peak <MiB> ...` line with the budget's parts and the ratio.
+//!
+//! For the scaling table (`benches/scaling.sh`), `E2E_BATCH` (default 128) and `E2E_HIDDEN`
+//! (default 512, both hidden layers) change W1's batch size and width, and `E2E_PROFILE=1` adds
+//! one profiled epoch after the timed ones (with `tape::profile`) and prints the GEMMs' share of
+//! its wall time: `e2e W1 gemm-share <fraction> (...)`.
+//!
 //! Run: `cargo bench --bench e2e`.
 
 use std::time::Instant;
 
 use nets::{Autoencoder, Classifier, LayerSpec, ModelOptions};
 use optim::{Algorithm, LoopOptions, RuleOptions, Trainer};
-use tape::{Param, Rng, Tensor};
+use tape::{Param, Rng, Tensor, TensorView};
 
 const BATCH: usize = 128;
+const HIDDEN: usize = 512;
 
 fn env_usize(name: &str, default: usize) -> usize {
     std::env::var(name)
@@ -85,22 +96,49 @@ fn nesterov() -> RuleOptions {
 }
 
 /// A data set cut into batches of consecutive rows, each batch the list of arrays one
-/// `Trainer::step` takes (inputs, then targets if any).
-struct Batches {
-    items: Vec<Vec<Tensor>>,
+/// `Trainer::step` takes (inputs, then targets if any). Batches are views into the arrays, so
+/// the data is held once (copies per batch would double W1's resident memory).
+struct Batches<'a> {
+    arrays: Vec<&'a Tensor>,
+    /// Per batch: its first and one-past-last row, and each array's shape for it.
+    items: Vec<(usize, usize, Vec<Vec<usize>>)>,
 }
 
-impl Batches {
-    fn new(arrays: &[&Tensor], batch: usize) -> Batches {
+impl<'a> Batches<'a> {
+    fn new(arrays: &[&'a Tensor], batch: usize) -> Batches<'a> {
         let n = arrays[0].shape()[0];
         let items = (0..n)
             .step_by(batch)
             .map(|s| {
                 let e = (s + batch).min(n);
-                arrays.iter().map(|a| a.rows(s, e).expect("rows")).collect()
+                let shapes = arrays
+                    .iter()
+                    .map(|a| {
+                        let mut shape = a.shape().to_vec();
+                        shape[0] = e - s;
+                        shape
+                    })
+                    .collect();
+                (s, e, shapes)
             })
             .collect();
-        Batches { items }
+        Batches {
+            arrays: arrays.to_vec(),
+            items,
+        }
+    }
+
+    /// Batch `b` as views of rows `s..e` of each array.
+    fn views(&self, b: usize) -> Vec<TensorView<'_>> {
+        let (s, e, shapes) = &self.items[b];
+        self.arrays
+            .iter()
+            .zip(shapes)
+            .map(|(a, shape)| {
+                let row = a.len() / a.shape()[0];
+                TensorView::new(shape, &a.data()[s * row..e * row]).expect("batch view")
+            })
+            .collect()
     }
 
     /// One epoch in a shuffled batch order; returns its seconds.
@@ -111,8 +149,7 @@ impl Batches {
         }
         let t = Instant::now();
         for &b in &order {
-            let views: Vec<_> = self.items[b].iter().map(Tensor::view).collect();
-            trainer.step(&views).expect("step");
+            trainer.step(&self.views(b)).expect("step");
         }
         t.elapsed().as_secs_f64()
     }
@@ -123,7 +160,8 @@ fn median(mut v: Vec<f64>) -> f64 {
     v[v.len() / 2]
 }
 
-/// One warm-up epoch, then `epochs` timed ones; prints the median seconds per epoch.
+/// One warm-up epoch, then `epochs` timed ones; prints the median seconds per epoch (and,
+/// with `E2E_PROFILE=1`, the GEMM share of one more epoch).
 fn timed(name: &str, trainer: &mut Trainer, data: &Batches, epochs: usize) {
     let mut rng = Rng::new(0);
     data.epoch(trainer, &mut rng);
@@ -135,14 +173,48 @@ fn timed(name: &str, trainer: &mut Trainer, data: &Batches, epochs: usize) {
         data.items.len() as f64 / med,
         all.join(", ")
     );
+    if std::env::var("E2E_PROFILE").is_ok_and(|v| v == "1") {
+        profiled(name, trainer, data, &mut rng);
+    }
 }
 
-fn mlp() -> Classifier {
+/// One epoch with `tape::profile` on; prints the GEMMs' share of its wall time and the kinds
+/// that took longest.
+fn profiled(name: &str, trainer: &mut Trainer, data: &Batches, rng: &mut Rng) {
+    tape::profile::reset();
+    tape::profile::set_enabled(true);
+    let secs = data.epoch(trainer, rng);
+    tape::profile::set_enabled(false);
+    let entries = tape::profile::take();
+    let seconds = |kind: &str| {
+        entries
+            .iter()
+            .find(|e| e.kind == kind)
+            .map_or(0.0, |e| e.time.as_secs_f64())
+    };
+    let gemm = seconds("gemm");
+    let instrs: f64 = entries.iter().map(|e| e.time.as_secs_f64()).sum();
+    let top: Vec<String> = entries
+        .iter()
+        .take(5)
+        .map(|e| format!("{} {:.3}", e.kind, e.time.as_secs_f64()))
+        .collect();
+    println!(
+        "e2e {name} gemm-share {:.3} (gemm {gemm:.3} s of {secs:.3} s/epoch; compiled-function \
+         instructions {instrs:.3} s, top: {}; outside them (update rule, loop) {:.3} s)",
+        gemm / secs,
+        top.join(", "),
+        secs - instrs
+    );
+}
+
+/// W1's network 784-`hidden`-`hidden`-10.
+fn mlp(hidden: usize) -> Classifier {
     let net = Classifier::build(
         vec![
             LayerSpec::input(784),
-            LayerSpec::dense(512),
-            LayerSpec::dense(512),
+            LayerSpec::dense(hidden),
+            LayerSpec::dense(hidden),
             LayerSpec::classifier(10),
         ],
         ModelOptions::default(),
@@ -161,12 +233,18 @@ fn mnist_workloads(dir: &std::path::Path, epochs: usize) {
     let m = nets::data::read_mnist(dir).expect("MNIST");
     let train = Batches::new(&[&m.train_x, &m.train_y], BATCH);
     if selected("W1") {
-        let net = mlp();
+        let batch = env_usize("E2E_BATCH", BATCH).max(1);
+        let net = mlp(env_usize("E2E_HIDDEN", HIDDEN).max(1));
         let mut t = trainer(&net, adam());
-        timed("W1", &mut t, &train, epochs);
+        timed(
+            "W1",
+            &mut t,
+            &Batches::new(&[&m.train_x, &m.train_y], batch),
+            epochs,
+        );
     }
     if selected("W1n") {
-        let net = mlp();
+        let net = mlp(HIDDEN);
         let mut t = trainer(&net, nesterov());
         timed("W1n", &mut t, &train, epochs);
     }
@@ -187,7 +265,7 @@ fn mnist_workloads(dir: &std::path::Path, epochs: usize) {
         timed("W2", &mut t, &Batches::new(&[&m.train_x], BATCH), epochs);
     }
     if selected("W4") {
-        let net = mlp();
+        let net = mlp(HIDDEN);
         let parts: Vec<Tensor> = (0..10)
             .map(|i| m.test_x.rows(i * 1000, (i + 1) * 1000).expect("rows"))
             .collect();
@@ -234,13 +312,61 @@ fn digits_workload() {
     println!("e2e W3 {:.2} us/step", median(per_step) * 1e6);
 }
 
+/// `E2E_MEM=1`: W1 alone for `epochs` epochs, reporting resident memory (see the module docs).
+fn memory_workload(dir: &std::path::Path, epochs: usize) {
+    use theanets_rs::memory::{mib, status};
+    let m = nets::data::read_mnist(dir).expect("MNIST");
+    let loaded = status().expect("VmRSS");
+    // W1 trains on the training split only; the test split is freed (a `..` pattern would
+    // keep it until the end of the function).
+    let nets::data::Mnist {
+        train_x,
+        train_y,
+        test_x,
+        test_y,
+    } = m;
+    drop((test_x, test_y));
+    let train = Batches::new(&[&train_x, &train_y], BATCH);
+    let net = mlp(HIDDEN);
+    let mut t = trainer(&net, adam());
+    let mut rng = Rng::new(0);
+    let mut rss = Vec::new();
+    for e in 1..=epochs {
+        let secs = train.epoch(&mut t, &mut rng);
+        let s = status().expect("VmRSS");
+        println!("e2e mem epoch {e} rss {:.1} MiB ({secs:.2} s)", mib(s.rss));
+        rss.push(s.rss);
+    }
+    let peak = status().expect("VmHWM").peak;
+    let data = 4 * (train_x.len() + train_y.len()) as u64;
+    let params = 4 * net
+        .params()
+        .iter()
+        .map(|p| p.shape().iter().product::<usize>())
+        .sum::<usize>() as u64;
+    // Adam keeps two moments per parameter.
+    let budget = data + params + 2 * params;
+    let growth = rss.last().copied().unwrap_or(0) as f64 - rss.get(1).copied().unwrap_or(0) as f64;
+    println!(
+        "e2e mem W1 peak {:.1} MiB (after loading {:.1}); data {:.1} + params {:.2} + Adam {:.2} = {:.1} MiB; \
+         ratio {:.3} (target <= 1.3); rss growth epoch 2 -> {epochs}: {:+.2} MiB",
+        mib(peak),
+        mib(loaded.peak),
+        mib(data),
+        mib(params),
+        mib(2 * params),
+        mib(budget),
+        peak as f64 / budget as f64,
+        growth / (1024.0 * 1024.0),
+    );
+}
+
 fn main() {
     // `cargo test --benches` runs bench binaries without `--bench`: nothing to time then.
     if !std::env::args().any(|a| a == "--bench") {
         return;
     }
     let threads = env_usize("E2E_THREADS", 2);
-    let epochs = env_usize("E2E_EPOCHS", 3).max(1);
     tape::kernels::set_num_threads(threads);
     println!(
         "e2e threads {threads} (pool {}), simd {:?}",
@@ -249,6 +375,11 @@ fn main() {
     );
     let dir = std::env::var("MNIST_DIR").unwrap_or_else(|_| theanets_rs::mnist::DEFAULT_DIR.into());
     let dir = std::path::Path::new(&dir);
+    if std::env::var("E2E_MEM").is_ok_and(|v| v == "1") {
+        memory_workload(dir, env_usize("E2E_EPOCHS", 10).max(2));
+        return;
+    }
+    let epochs = env_usize("E2E_EPOCHS", 3).max(1);
     if ["W1", "W1n", "W2", "W4"].iter().any(|w| selected(w)) {
         if dir.is_dir() {
             mnist_workloads(dir, epochs);

@@ -2,6 +2,7 @@
 //! benchmarks of this workspace.
 
 pub mod digits;
+pub mod memory;
 pub mod mnist;
 
 /// The training guide (`docs/guide.md`), included so that its code blocks run as doctests.

@@ -73,12 +73,14 @@ fn run_instrs(
             };
             let r = match &ins.call {
                 Call::Scan(c) => {
-                    let r = run_scan(program, c, &mut nested[c.nested], get, &mut out);
+                    let r = crate::profile::timed(&ins.call, || {
+                        run_scan(program, c, &mut nested[c.nested], get, &mut out)
+                    });
                     workspace[ins.out] = out;
                     r?;
                     continue;
                 }
-                call => call.run(get, rngs, &mut out),
+                call => crate::profile::timed(call, || call.run(get, rngs, &mut out)),
             };
             workspace[ins.out] = out;
             if let Err(failure) = r {

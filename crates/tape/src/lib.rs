@@ -44,6 +44,7 @@ pub mod kernels;
 pub mod op;
 mod plan;
 mod print;
+pub mod profile;
 mod rewrite;
 pub mod rng;
 pub mod scan;
