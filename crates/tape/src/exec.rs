@@ -6,6 +6,7 @@ use crate::instr::{Call, Failure, Nested, Plan, Src};
 use crate::ir::Program;
 use crate::rng::Rng;
 use crate::scan_exec::{gather_step, scatter_step, zero_step, ScanCall};
+use crate::staged::Hook;
 use crate::tensor::{Tensor, TensorView};
 use smallvec::SmallVec;
 use std::sync::RwLockReadGuard;
@@ -19,20 +20,37 @@ pub(crate) fn run(
     rngs: &mut [Rng],
     args: &[TensorView<'_>],
 ) -> Result<()> {
+    run_with(program, plan, rngs, args, None)
+}
+
+/// [`run`], calling `hook`'s groups back as they become ready (see `staged`).
+pub(crate) fn run_with(
+    program: &Program,
+    plan: &mut Plan,
+    rngs: &mut [Rng],
+    args: &[TensorView<'_>],
+    mut hook: Option<&mut Hook<'_>>,
+) -> Result<()> {
     let _flush = crate::fpenv::FlushDenormals::new();
     {
-        let guards: SmallVec<[RwLockReadGuard<'_, Tensor>; 16]> =
-            program.params.iter().map(|p| p.read()).collect();
-        let params: SmallVec<[&[f32]; 16]> = guards.iter().map(|g| g.data()).collect();
+        // A guard is dropped once a group that overwrites its parameter is ready; no later
+        // instruction reads that parameter (the schedule made sure of it).
+        let mut guards: SmallVec<[Option<RwLockReadGuard<'_, Tensor>>; 16]> =
+            program.params.iter().map(|p| Some(p.read())).collect();
         let consts = &program.consts;
         let Plan {
             instrs,
             nodes,
             workspace,
             nested,
+            outputs,
             ..
         } = &mut *plan;
-        for (ins, &node) in instrs.iter().zip(nodes.iter()) {
+        if let Some(h) = hook.as_deref_mut() {
+            call_ready(h, 0, &mut guards, outputs, workspace);
+        }
+        for (j, (ins, &node)) in instrs.iter().zip(nodes.iter()).enumerate() {
+            let params = &guards;
             // The output buffer is taken out of the workspace for the call, so the other buffers
             // can be read freely; an in-place call reads its operand from it.
             let mut out = std::mem::take(&mut workspace[ins.out]);
@@ -40,7 +58,10 @@ pub(crate) fn run(
             let get = |s: &Src| -> &[f32] {
                 match *s {
                     Src::Arg(i) => args[i].data(),
-                    Src::Param(i) => params[i],
+                    Src::Param(i) => params[i]
+                        .as_ref()
+                        .expect("a released parameter is read by no later instruction")
+                        .data(),
                     Src::Const(i) => consts[i].data(),
                     Src::Work(i) => &ws[i],
                 }
@@ -50,6 +71,9 @@ pub(crate) fn run(
                     let r = run_scan(program, c, &mut nested[c.nested], get, &mut out);
                     workspace[ins.out] = out;
                     r?;
+                    if let Some(h) = hook.as_deref_mut() {
+                        call_ready(h, j + 1, &mut guards, outputs, workspace);
+                    }
                     continue;
                 }
                 call => call.run(get, rngs, &mut out),
@@ -76,6 +100,9 @@ pub(crate) fn run(
                     },
                 });
             }
+            if let Some(h) = hook.as_deref_mut() {
+                call_ready(h, j + 1, &mut guards, outputs, workspace);
+            }
         }
     }
     for &(slot, src, n, swap) in &plan.updates {
@@ -92,6 +119,35 @@ pub(crate) fn run(
         }
     }
     Ok(())
+}
+
+/// Calls back the groups of `hook` ready at position `at`, each after dropping the read guard
+/// of the parameter it will overwrite.
+fn call_ready<'g>(
+    hook: &mut Hook<'_>,
+    at: usize,
+    guards: &mut [Option<RwLockReadGuard<'g, Tensor>>],
+    outputs: &[(usize, crate::kernels::Shape)],
+    workspace: &[Vec<f32>],
+) {
+    for g in 0..hook.at.len() {
+        if hook.at[g] != at {
+            continue;
+        }
+        if let Some(slot) = hook.release[g] {
+            guards[slot] = None;
+        }
+        let views: SmallVec<[TensorView<'_>; 4]> = hook.outputs[g]
+            .iter()
+            .map(|&o| {
+                let (buf, shape) = &outputs[o];
+                let n: usize = shape.iter().product();
+                TensorView::new(shape, &workspace[*buf][..n])
+                    .expect("plan output sizes are consistent")
+            })
+            .collect();
+        (hook.ready)(g, &views);
+    }
 }
 
 /// Runs a scan's loop: per step, the sequences' slices and the carried states go into the

@@ -184,6 +184,8 @@ pub(crate) struct Plan {
     pub(crate) updates: Vec<(usize, Src, usize, bool)>,
     /// The plans of the scans' step bodies, each with its step buffers, made with this plan.
     pub(crate) nested: Vec<Nested>,
+    /// Where values stop changing, found on the first staged run (see `staged`).
+    pub(crate) schedule: Option<crate::staged::Schedule>,
 }
 
 /// A scan's step body planned for one step's shapes, with the buffers its loop reuses at every
@@ -216,6 +218,7 @@ impl Plan {
             outputs,
             updates,
             nested,
+            schedule: None,
         }
     }
 

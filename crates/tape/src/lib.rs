@@ -49,6 +49,7 @@ pub mod rng;
 pub mod scan;
 mod scan_body;
 mod scan_exec;
+mod staged;
 pub mod tensor;
 #[cfg(any(test, feature = "testing"))]
 pub mod testing;
@@ -57,7 +58,7 @@ pub use custom::CustomOp;
 pub use dims::Dims;
 pub use error::{Error, Loc, Result, ValueRole, ValueShape};
 pub use expr::{Expr, Param};
-pub use function::Function;
+pub use function::{Function, Stage};
 pub use grad::grad;
 pub use op::{DType, Op, Type};
 pub use rng::Rng;
