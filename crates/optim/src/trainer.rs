@@ -49,9 +49,9 @@ impl fmt::Display for Monitors {
 /// Trains parameters to minimise a scalar loss expression with one update rule.
 ///
 /// The compiled step function writes the loss, the monitors and every parameter's gradient into
-/// its workspace; the rule updates each parameter in place from those buffers, by default as
-/// soon as the parameter's gradient is final, while the step function still runs the rest of
-/// the backward pass (see [`Trainer::set_overlap`]).
+/// its workspace; the rule then updates each parameter in place from those buffers (or, with
+/// [`Trainer::set_overlap`], as soon as the parameter's gradient is final, while the step
+/// function still runs the rest of the backward pass).
 ///
 /// ```
 /// use optim::{Algorithm, Dataset, DatasetOptions, LoopOptions, RuleOptions, Trainer};
@@ -304,7 +304,7 @@ impl Trainer {
             validated_at: None,
             done: true,
         };
-        trainer.set_overlap(true);
+        trainer.set_overlap(false);
         Ok(trainer)
     }
 
@@ -558,8 +558,11 @@ impl Trainer {
         self.overlap
     }
 
-    /// Turns overlapping the updates with the backward pass on or off (on by default where
-    /// possible). Each parameter is then updated as soon as its gradient is final and no
+    /// Turns overlapping the updates with the backward pass on or off (off by default: on the
+    /// 2-core machine it was measured on it gained nothing, see `docs/benchmarks.md`, because
+    /// the backward GEMMs already keep both threads busy and the update of a large parameter
+    /// is itself split across them). Each parameter is then updated as soon as its gradient is
+    /// final and no
     /// remaining instruction of the step reads the parameter (the backward pass reads a
     /// layer's weights below that layer), and only once nothing left in the step can fail, so
     /// a step that fails or whose loss is not finite still updates nothing. Each update reads

@@ -38,7 +38,7 @@ fn setup(rule: &RuleOptions, overlap: bool) -> Setup {
         ..Default::default()
     };
     let mut trainer = Trainer::new(&loss, &params, &[x, y], &monitors, rule.clone(), lp).unwrap();
-    assert!(trainer.overlap(), "overlap is on by default");
+    assert!(!trainer.overlap(), "overlap is off by default");
     assert_eq!(trainer.set_overlap(overlap), overlap);
     Setup { params, trainer }
 }
@@ -135,7 +135,7 @@ fn a_step_whose_loss_is_not_finite_updates_nothing_with_overlap() {
         LoopOptions::default(),
     )
     .unwrap();
-    assert!(t.overlap());
+    assert!(t.set_overlap(true));
     let xs = Tensor::new(&[1, 2], vec![-1.0, -2.0]).unwrap();
     let l = t.step(&[xs.view()]).unwrap();
     assert!(l.is_nan(), "{l}");

@@ -137,7 +137,8 @@ fn call_ready<'g>(
         if let Some(slot) = hook.release[g] {
             guards[slot] = None;
         }
-        let views: SmallVec<[TensorView<'_>; 4]> = hook.outputs[g]
+        let views: SmallVec<[TensorView<'_>; 4]> = hook.stages[g]
+            .outputs
             .iter()
             .map(|&o| {
                 let (buf, shape) = &outputs[o];

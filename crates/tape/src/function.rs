@@ -165,12 +165,10 @@ impl Function {
             .map(|(s, &slot)| schedule.ready_at(plan, &s.outputs, slot))
             .collect();
         plan.schedule = Some(schedule);
-        let outputs: SmallVec<[Vec<usize>; 16]> =
-            stages.iter().map(|s| s.outputs.clone()).collect();
         let mut hook = Hook {
             at: &at,
             release: &release,
-            outputs: &outputs,
+            stages,
             ready,
         };
         crate::exec::run_with(&self.program, plan, &mut self.rngs, args, Some(&mut hook))?;

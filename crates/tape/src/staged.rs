@@ -104,8 +104,8 @@ pub(crate) struct Hook<'h> {
     pub(crate) at: &'h [usize],
     /// Per group: the parameter slot whose read guard is dropped before the callback.
     pub(crate) release: &'h [Option<usize>],
-    /// Per group: the outputs given to the callback, in order.
-    pub(crate) outputs: &'h [Vec<usize>],
+    /// The caller's groups: their outputs are given to the callback, in order.
+    pub(crate) stages: &'h [crate::function::Stage],
     /// Called with the group's index and its outputs.
     pub(crate) ready: &'h mut dyn FnMut(usize, &[TensorView<'_>]),
 }
