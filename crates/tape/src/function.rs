@@ -11,7 +11,8 @@ use crate::ir::Program;
 use crate::kernels::Shape;
 use crate::op::DType;
 use crate::rng::Rng;
-use crate::staged::{Hook, Schedule};
+use crate::staged::Hook;
+pub use crate::staged::Stage;
 use crate::tensor::{Tensor, TensorView};
 use smallvec::SmallVec;
 
@@ -158,11 +159,11 @@ impl Function {
         let schedule = plan
             .schedule
             .take()
-            .unwrap_or_else(|| Schedule::new(&self.program, plan));
+            .unwrap_or_else(|| crate::staged::schedule(&self.program, plan));
         let at: SmallVec<[usize; 16]> = stages
             .iter()
             .zip(&release)
-            .map(|(s, &slot)| schedule.ready_at(plan, &s.outputs, slot))
+            .map(|(s, &slot)| crate::staged::ready_at(&schedule, plan, &s.outputs, slot))
             .collect();
         plan.schedule = Some(schedule);
         let mut hook = Hook {
@@ -353,15 +354,4 @@ fn attach_bodies(program: &mut Program) -> Result<()> {
         }
     }
     Ok(())
-}
-
-/// A group of outputs that [`Function::run_staged`] hands over as soon as all of them are final,
-/// with the parameter (if any) the receiver will overwrite then.
-#[derive(Clone, Debug)]
-pub struct Stage {
-    /// Output indices, as for [`Function::output`].
-    pub outputs: Vec<usize>,
-    /// The parameter the receiver overwrites when the stage is handed over: the stage then also
-    /// waits until no remaining instruction reads it.
-    pub overwrites: Option<Param>,
 }

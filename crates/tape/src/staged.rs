@@ -9,67 +9,59 @@
 //! last instruction that can fail on the data (labels, custom ops, scans): a run that fails
 //! must not have let the caller change anything yet.
 
-use crate::instr::{Call, Plan, Src};
+use crate::expr::Param;
+use crate::instr::{Call, Plan, Schedule, Src};
 use crate::ir::Program;
 use crate::tensor::TensorView;
 use std::cell::RefCell;
 
-/// Where, in a plan, values stop changing: positions count instructions run (0: before the
-/// first, `j + 1`: right after instruction `j`).
-#[derive(Clone, Debug)]
-pub(crate) struct Schedule {
-    /// Per parameter slot: the position after its last reader.
-    last_read: Vec<usize>,
-    /// Per workspace buffer: the position after its last writer.
-    last_write: Vec<usize>,
-    /// The position after the last instruction that can fail on the data.
-    last_fallible: usize,
-}
-
-impl Schedule {
-    /// Finds the positions for `plan` of `program`.
-    pub(crate) fn new(program: &Program, plan: &Plan) -> Schedule {
-        let mut s = Schedule {
-            last_read: vec![0; program.params.len()],
-            last_write: vec![0; plan.workspace.len()],
-            last_fallible: 0,
-        };
-        for (j, ins) in plan.instrs.iter().enumerate() {
-            let at = j + 1;
-            s.last_write[ins.out] = at;
-            match &ins.call {
-                // A step body reads parameters through its own program, which the operand list
-                // does not show: count it as reading all of them.
-                Call::Scan(_) => {
-                    s.last_read.iter_mut().for_each(|r| *r = at);
+/// Finds where values stop changing in `plan` of `program`.
+pub(crate) fn schedule(program: &Program, plan: &Plan) -> Schedule {
+    let mut s = Schedule {
+        last_read: vec![0; program.params.len()],
+        last_write: vec![0; plan.workspace.len()],
+        last_fallible: 0,
+    };
+    for (j, ins) in plan.instrs.iter().enumerate() {
+        let at = j + 1;
+        s.last_write[ins.out] = at;
+        match &ins.call {
+            // A step body reads parameters through its own program, which the operand list
+            // does not show: count it as reading all of them.
+            Call::Scan(_) => {
+                s.last_read.iter_mut().for_each(|r| *r = at);
+                s.last_fallible = at;
+            }
+            call => {
+                if fallible(call) {
                     s.last_fallible = at;
                 }
-                call => {
-                    if fallible(call) {
-                        s.last_fallible = at;
-                    }
-                    for src in operands(call) {
-                        if let Src::Param(p) = src {
-                            s.last_read[p] = at;
-                        }
+                for src in operands(call) {
+                    if let Src::Param(p) = src {
+                        s.last_read[p] = at;
                     }
                 }
             }
         }
-        s
     }
+    s
+}
 
-    /// The position after which every buffer of `outputs` is written, `param` (a slot) is read
-    /// no more and nothing can fail any longer.
-    pub(crate) fn ready_at(&self, plan: &Plan, outputs: &[usize], param: Option<usize>) -> usize {
-        let written = outputs
-            .iter()
-            .map(|&o| self.last_write[plan.outputs[o].0])
-            .max()
-            .unwrap_or(0);
-        let read = param.map_or(0, |p| self.last_read[p]);
-        written.max(read).max(self.last_fallible)
-    }
+/// The position after which every buffer of `outputs` is written, `param` (a slot) is read
+/// no more and nothing can fail any longer.
+pub(crate) fn ready_at(
+    s: &Schedule,
+    plan: &Plan,
+    outputs: &[usize],
+    param: Option<usize>,
+) -> usize {
+    let written = outputs
+        .iter()
+        .map(|&o| s.last_write[plan.outputs[o].0])
+        .max()
+        .unwrap_or(0);
+    let read = param.map_or(0, |p| s.last_read[p]);
+    written.max(read).max(s.last_fallible)
 }
 
 /// Whether a call can fail on the values it is given (it checks labels, or runs user code).
@@ -105,7 +97,18 @@ pub(crate) struct Hook<'h> {
     /// Per group: the parameter slot whose read guard is dropped before the callback.
     pub(crate) release: &'h [Option<usize>],
     /// The caller's groups: their outputs are given to the callback, in order.
-    pub(crate) stages: &'h [crate::function::Stage],
+    pub(crate) stages: &'h [Stage],
     /// Called with the group's index and its outputs.
     pub(crate) ready: &'h mut dyn FnMut(usize, &[TensorView<'_>]),
+}
+
+/// A group of outputs that `Function::run_staged` hands over as soon as all of them are final,
+/// with the parameter (if any) the receiver will overwrite then.
+#[derive(Clone, Debug)]
+pub struct Stage {
+    /// Output indices, as for `Function::output`.
+    pub outputs: Vec<usize>,
+    /// The parameter the receiver overwrites when the stage is handed over: the stage then also
+    /// waits until no remaining instruction reads it.
+    pub overwrites: Option<Param>,
 }
