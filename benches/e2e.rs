@@ -18,7 +18,8 @@
 //! Output, one machine-readable line per figure:
 //! `e2e <name> <value> <unit>` (e.g. `e2e W1 1.234 s/epoch`, `e2e W4 250000 images/s`).
 //! MNIST comes from `MNIST_DIR` or `../shared/data/mnist`; without it the MNIST workloads are
-//! skipped with a message. `E2E_ONLY=W1,W3` runs a subset.
+//! skipped with a message. `E2E_ONLY=W1,W3` runs a subset; `E2E_OVERLAP=1` overlaps the updates
+//! with the backward pass.
 //!
 //! `E2E_MEM=1` runs W1 alone instead, for `E2E_EPOCHS` epochs (default 10 there), and prints its
 //! memory (issue 13's target: peak RSS ≤ 1.3 × (data + parameters + optimizer state), no growth
@@ -224,9 +225,14 @@ fn mlp(hidden: usize) -> Classifier {
     net
 }
 
+/// The trainer of `net`; `E2E_OVERLAP=1` overlaps the updates with the backward pass
+/// (`Trainer::set_overlap`) instead of updating after the whole step, for comparisons.
 fn trainer(net: &nets::Network, rule: RuleOptions) -> Trainer {
-    net.trainer_with(rule, LoopOptions::default(), &Default::default())
-        .expect("trainer")
+    let mut t = net
+        .trainer_with(rule, LoopOptions::default(), &Default::default())
+        .expect("trainer");
+    t.set_overlap(std::env::var("E2E_OVERLAP").is_ok_and(|v| v == "1"));
+    t
 }
 
 fn mnist_workloads(dir: &std::path::Path, epochs: usize) {

@@ -12,7 +12,9 @@
 //!
 //! Before criterion runs, a plain-text pass prints the compiled plan of the big step, times every
 //! GEMM of that plan on its own through `tape::kernels::gemm` (same shapes, same transposes) and
-//! prints `GEMM share = sum(gemm times) / step time` for both big-step variants.
+//! prints `GEMM share = sum(gemm times) / step time` for both big-step variants, then times the
+//! big step on all threads, as a compiled function and as an Adam `Trainer::step` with and
+//! without overlapping the updates with the backward pass.
 //!
 //! Run: `cargo bench --bench mlp_step`.
 
@@ -336,7 +338,60 @@ fn threaded_step_pass() {
             min * 1e6
         );
     }
+    adam_overlap_pass("784-512-512-10 b128", &net, &[(x, y)], threads);
     tape::kernels::set_num_threads(1);
+    let digits = mlp(&[64, 100, 10], SEED);
+    adam_overlap_pass("digits 64-100-10 b32", &digits, &digits_batches(32), 1);
+}
+
+/// The big step as `optim::Trainer::step` with Adam, updates after the step (`overlap off`)
+/// and overlapped with the backward pass (`on`), the two rounds interleaved so that a change of
+/// machine load hits both alike.
+fn adam_overlap_pass(name: &str, net: &Mlp, batches: &[(Tensor, Tensor)], threads: usize) {
+    let mut rule = optim::RuleOptions::new(optim::Algorithm::Adam);
+    rule.learning_rate = 1e-3;
+    let mut trainers: Vec<optim::Trainer> = [false, true]
+        .iter()
+        .map(|&on| {
+            let mut t = optim::Trainer::new(
+                &net.loss,
+                &net.params,
+                &[net.x.clone(), net.y.clone()],
+                &[],
+                rule.clone(),
+                optim::LoopOptions::default(),
+            )
+            .expect("trainer");
+            t.set_overlap(on);
+            t
+        })
+        .collect();
+    let mut times = [Vec::new(), Vec::new()];
+    let mut reps = 0;
+    for round in 0..20 {
+        let k = round % 2;
+        let t = &mut trainers[k];
+        let mut i = 0;
+        let mut step = || {
+            let (x, y) = &batches[i % batches.len()];
+            i += 1;
+            t.step(black_box(&[x.view(), y.view()])).expect("step");
+        };
+        if reps == 0 {
+            reps = reps_for(&mut step, Duration::from_millis(200));
+        }
+        times[k].push(round_of(&mut step, reps));
+    }
+    for (k, ts) in times.into_iter().enumerate() {
+        let (med, min) = median_and_min(ts);
+        println!(
+            "trainer adam step {name} on {threads} thread(s), overlap {}: {:.1} us/step median \
+             (min {:.1})",
+            ["off", "on"][k],
+            med * 1e6,
+            min * 1e6
+        );
+    }
 }
 
 fn bench_mlp784(c: &mut Criterion) {

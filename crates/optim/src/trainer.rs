@@ -10,7 +10,7 @@ use serde::{Deserialize, Serialize};
 use smallvec::SmallVec;
 use std::fmt;
 use std::sync::Arc;
-use tape::{grad, Expr, Function, Param, Rng, Tensor, TensorView};
+use tape::{grad, Expr, Function, Param, Rng, Stage, Tensor, TensorView};
 
 /// An ordered map of monitor names to values: `loss` first, then the caller's monitors in order,
 /// then (optionally) `grad(name)` for each parameter.
@@ -49,7 +49,9 @@ impl fmt::Display for Monitors {
 /// Trains parameters to minimise a scalar loss expression with one update rule.
 ///
 /// The compiled step function writes the loss, the monitors and every parameter's gradient into
-/// its workspace; the rule then updates each parameter in place from those buffers.
+/// its workspace; the rule then updates each parameter in place from those buffers (or, with
+/// [`Trainer::set_overlap`], as soon as the parameter's gradient is final, while the step
+/// function still runs the rest of the backward pass).
 ///
 /// ```
 /// use optim::{Algorithm, Dataset, DatasetOptions, LoopOptions, RuleOptions, Trainer};
@@ -89,6 +91,10 @@ pub struct Trainer {
     /// layer's final state), in the order given to [`Trainer::with_carried`].
     carried: Vec<Param>,
     rule: Rule,
+    /// Whether updates run inside the step function's run, as each becomes possible.
+    overlap: bool,
+    /// The step function's stages when overlapping: one per parameter.
+    stages: Vec<Stage>,
     options: LoopOptions,
     names: Vec<String>,
     num_monitors: usize,
@@ -270,12 +276,15 @@ impl Trainer {
             names.extend(params.iter().map(|p| format!("grad({})", p.name())));
         }
         let sums = vec![0.0; names.len()];
-        Ok(Trainer {
+        let stages = update_stages(params, monitors.len(), rule.needs_hv());
+        let mut trainer = Trainer {
             step_fn,
             eval_fn,
             params: params.to_vec(),
             carried: carried.iter().map(|(p, _)| p.clone()).collect(),
             rule,
+            overlap: false,
+            stages,
             rng: Rng::from_name(options.seed, "optim.esgd"),
             options,
             names,
@@ -294,7 +303,9 @@ impl Trainer {
             last_valid: Monitors::default(),
             validated_at: None,
             done: true,
-        })
+        };
+        trainer.set_overlap(false);
+        Ok(trainer)
     }
 
     /// Validates with a graph of its own instead of the training loss: `inputs` (in dataset
@@ -488,12 +499,22 @@ impl Trainer {
             for probe in &mut self.probes {
                 self.rng.fill_normal(probe.data_mut(), 0.0, 1.0);
             }
-            let mut args: SmallVec<[TensorView<'_>; 8]> = batch.iter().copied().collect();
-            args.extend(self.probes.iter().map(Tensor::view));
-            self.step_fn.run(&args)?;
-        } else {
-            self.step_fn.run(batch)?;
         }
+        let mut args: SmallVec<[TensorView<'_>; 8]> = batch.iter().copied().collect();
+        args.extend(self.probes.iter().map(Tensor::view));
+        let updated = if self.overlap {
+            run_overlapped(
+                &mut self.step_fn,
+                &mut self.rule,
+                &self.params,
+                &self.stages,
+                &args,
+            )?;
+            true
+        } else {
+            self.step_fn.run(&args)?;
+            false
+        };
         let loss = self.step_fn.output(0)?.data()[0];
         if !loss.is_finite() {
             return Ok(loss);
@@ -514,6 +535,9 @@ impl Trainer {
                     weight * g.iter().map(|&v| f64::from(v) * f64::from(v)).sum::<f64>();
             }
         }
+        if updated {
+            return Ok(loss);
+        }
         self.rule.begin_step();
         let (f, rule) = (&self.step_fn, &mut self.rule);
         for (k, p) in self.params.iter().enumerate() {
@@ -523,11 +547,39 @@ impl Trainer {
             } else {
                 None
             };
-            let mut applied = Ok(());
-            p.update(|values| applied = rule.apply(k, values, g, hv));
-            applied.map_err(|e| e.context(format!("updating parameter `{}`", p.name())))?;
+            apply_update(rule, k, p, g, hv)?;
         }
         Ok(loss)
+    }
+
+    /// Whether each parameter is updated as soon as its gradient is final, while the step
+    /// function still runs the rest of the backward pass (see [`Trainer::set_overlap`]).
+    pub fn overlap(&self) -> bool {
+        self.overlap
+    }
+
+    /// Turns overlapping the updates with the backward pass on or off (off by default: on the
+    /// 2-core machine it was measured on it gained nothing, see `docs/benchmarks.md`, because
+    /// the backward GEMMs already keep both threads busy and the update of a large parameter
+    /// is itself split across them). Each parameter is then updated as soon as its gradient is
+    /// final and no
+    /// remaining instruction of the step reads the parameter (the backward pass reads a
+    /// layer's weights below that layer), and only once nothing left in the step can fail, so
+    /// a step that fails or whose loss is not finite still updates nothing. Each update reads
+    /// only its own parameter, gradient and state, and clipping works per parameter, so the
+    /// results are bit-identical to updating after the whole step.
+    ///
+    /// A trainer that trains a tensor it also carries (see [`Trainer::with_carried`]) cannot
+    /// overlap: the step function overwrites that tensor itself at its end. Turning overlap on
+    /// then leaves it off and returns false; otherwise returns the new setting.
+    pub fn set_overlap(&mut self, on: bool) -> bool {
+        self.overlap = on && self.can_overlap();
+        self.overlap
+    }
+
+    /// Whether no trained parameter is also carried state.
+    fn can_overlap(&self) -> bool {
+        !self.params.iter().any(|p| self.carried.contains(p))
     }
 
     /// Sets every carried tensor (see [`Trainer::with_carried`]) to zeros, as at the start of
@@ -881,6 +933,62 @@ impl Trainer {
         self.last_train = t.clone();
         Some(Ok((t, self.last_valid.clone())))
     }
+}
+
+/// Updates parameter `k` (`p`) from its gradient, naming the parameter in an error.
+fn apply_update(rule: &mut Rule, k: usize, p: &Param, g: &[f32], hv: Option<&[f32]>) -> Result<()> {
+    let mut applied = Ok(());
+    p.update(|values| applied = rule.apply(k, values, g, hv));
+    applied.map_err(|e| e.context(format!("updating parameter `{}`", p.name())))
+}
+
+/// Runs the step function, updating each parameter as soon as its stage (the loss, its
+/// gradient and, for ESGD, its Hessian-vector product) is handed over. Nothing is updated when
+/// the loss is not finite; the first update counts the step for the rule.
+fn run_overlapped(
+    f: &mut Function,
+    rule: &mut Rule,
+    params: &[Param],
+    stages: &[Stage],
+    args: &[TensorView<'_>],
+) -> Result<()> {
+    let mut began = false;
+    let mut failed = None;
+    f.run_staged(args, stages, &mut |k, views| {
+        if failed.is_some() || !views[0].data()[0].is_finite() {
+            return;
+        }
+        if !began {
+            rule.begin_step();
+            began = true;
+        }
+        let hv = views.get(2).map(TensorView::data);
+        if let Err(e) = apply_update(rule, k, &params[k], views[1].data(), hv) {
+            failed = Some(e);
+        }
+    })?;
+    failed.map_or(Ok(()), Err)
+}
+
+/// One stage per parameter for [`Function::run_staged`]: the loss (the update waits for it, and
+/// skips a step whose loss is not finite), the gradient and, for ESGD, the Hessian-vector
+/// product, overwriting the parameter.
+fn update_stages(params: &[Param], num_monitors: usize, hv: bool) -> Vec<Stage> {
+    let (np, first_grad) = (params.len(), 1 + num_monitors);
+    params
+        .iter()
+        .enumerate()
+        .map(|(k, p)| {
+            let mut outputs = vec![0, first_grad + k];
+            if hv {
+                outputs.push(first_grad + np + k);
+            }
+            Stage {
+                outputs,
+                overwrites: Some(p.clone()),
+            }
+        })
+        .collect()
 }
 
 /// The context of an error met while building the trainer's functions: the graph it was given

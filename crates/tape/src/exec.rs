@@ -6,6 +6,7 @@ use crate::instr::{Call, Failure, Nested, Plan, Src};
 use crate::ir::Program;
 use crate::rng::Rng;
 use crate::scan_exec::{gather_step, scatter_step, zero_step, ScanCall};
+use crate::staged::Hook;
 use crate::tensor::{Tensor, TensorView};
 use smallvec::SmallVec;
 use std::sync::RwLockReadGuard;
@@ -19,8 +20,19 @@ pub(crate) fn run(
     rngs: &mut [Rng],
     args: &[TensorView<'_>],
 ) -> Result<()> {
+    run_with(program, plan, rngs, args, None)
+}
+
+/// [`run`], calling `hook`'s groups back as they become ready (see `staged`).
+pub(crate) fn run_with(
+    program: &Program,
+    plan: &mut Plan,
+    rngs: &mut [Rng],
+    args: &[TensorView<'_>],
+    hook: Option<&mut Hook<'_>>,
+) -> Result<()> {
     let _flush = crate::fpenv::FlushDenormals::new();
-    run_instrs(program, plan, rngs, args, 0)?;
+    run_instrs(program, plan, rngs, args, 0, hook)?;
     for &(slot, src, n, swap) in &plan.updates {
         match src {
             // A buffer that holds nothing but this update is swapped into the parameter.
@@ -38,27 +50,37 @@ pub(crate) fn run(
 }
 
 /// Runs the instructions of `plan` from the `from`-th on (a scan's steps after its first start
-/// past the hoisted ones, whose results are still in the workspace).
+/// past the hoisted ones, whose results are still in the workspace), handing `hook`'s groups
+/// over as they become ready (only a top-level run has a hook).
 fn run_instrs(
     program: &Program,
     plan: &mut Plan,
     rngs: &mut [Rng],
     args: &[TensorView<'_>],
     from: usize,
+    mut hook: Option<&mut Hook<'_>>,
 ) -> Result<()> {
     {
-        let guards: SmallVec<[RwLockReadGuard<'_, Tensor>; 16]> =
-            program.params.iter().map(|p| p.read()).collect();
-        let params: SmallVec<[&[f32]; 16]> = guards.iter().map(|g| g.data()).collect();
+        // A guard is dropped once a group that overwrites its parameter is ready; no later
+        // instruction reads that parameter (the schedule made sure of it).
+        let mut guards: SmallVec<[Option<RwLockReadGuard<'_, Tensor>>; 16]> =
+            program.params.iter().map(|p| Some(p.read())).collect();
         let consts = &program.consts;
         let Plan {
             instrs,
             nodes,
             workspace,
             nested,
+            outputs,
             ..
         } = &mut *plan;
-        for (ins, &node) in instrs[from..].iter().zip(&nodes[from..]) {
+        if from == 0 {
+            if let Some(h) = hook.as_deref_mut() {
+                call_ready(h, 0, &mut guards, outputs, workspace);
+            }
+        }
+        for (j, (ins, &node)) in instrs.iter().zip(nodes.iter()).enumerate().skip(from) {
+            let params = &guards;
             // The output buffer is taken out of the workspace for the call, so the other buffers
             // can be read freely; an in-place call reads its operand from it.
             let mut out = std::mem::take(&mut workspace[ins.out]);
@@ -66,7 +88,10 @@ fn run_instrs(
             let get = |s: &Src| -> &[f32] {
                 match *s {
                     Src::Arg(i) => args[i].data(),
-                    Src::Param(i) => params[i],
+                    Src::Param(i) => params[i]
+                        .as_ref()
+                        .expect("a released parameter is read by no later instruction")
+                        .data(),
                     Src::Const(i) => consts[i].data(),
                     Src::Work(i) => &ws[i],
                 }
@@ -78,6 +103,9 @@ fn run_instrs(
                     });
                     workspace[ins.out] = out;
                     r?;
+                    if let Some(h) = hook.as_deref_mut() {
+                        call_ready(h, j + 1, &mut guards, outputs, workspace);
+                    }
                     continue;
                 }
                 call => crate::profile::timed(call, || call.run(get, rngs, &mut out)),
@@ -104,9 +132,42 @@ fn run_instrs(
                     },
                 });
             }
+            if let Some(h) = hook.as_deref_mut() {
+                call_ready(h, j + 1, &mut guards, outputs, workspace);
+            }
         }
     }
     Ok(())
+}
+
+/// Calls back the groups of `hook` ready at position `at`, each after dropping the read guard
+/// of the parameter it will overwrite.
+fn call_ready<'g>(
+    hook: &mut Hook<'_>,
+    at: usize,
+    guards: &mut [Option<RwLockReadGuard<'g, Tensor>>],
+    outputs: &[(usize, crate::kernels::Shape)],
+    workspace: &[Vec<f32>],
+) {
+    for g in 0..hook.at.len() {
+        if hook.at[g] != at {
+            continue;
+        }
+        if let Some(slot) = hook.release[g] {
+            guards[slot] = None;
+        }
+        let views: SmallVec<[TensorView<'_>; 4]> = hook.stages[g]
+            .outputs
+            .iter()
+            .map(|&o| {
+                let (buf, shape) = &outputs[o];
+                let n: usize = shape.iter().product();
+                TensorView::new(shape, &workspace[*buf][..n])
+                    .expect("plan output sizes are consistent")
+            })
+            .collect();
+        (hook.ready)(g, &views);
+    }
 }
 
 /// Runs a scan's loop: per step, the sequences' slices and the carried states go into the
@@ -162,7 +223,7 @@ fn run_scan<'a>(
                 args.push(TensorView::new(shape, &get(src)[..n])?);
             }
             let from = if step == 0 { 0 } else { plan.hoisted };
-            run_instrs(body, plan, rngs, &args, from)?;
+            run_instrs(body, plan, rngs, &args, from, None)?;
         }
         for (j, buf) in state_bufs.iter_mut().enumerate() {
             buf.copy_from_slice(plan.output(j).data());

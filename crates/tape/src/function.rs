@@ -11,7 +11,10 @@ use crate::ir::Program;
 use crate::kernels::Shape;
 use crate::op::DType;
 use crate::rng::Rng;
+use crate::staged::Hook;
+pub use crate::staged::Stage;
 use crate::tensor::{Tensor, TensorView};
+use smallvec::SmallVec;
 
 /// A compiled function of some input expressions to some output expressions, optionally updating
 /// parameters in place after each call (like `theano.function(inputs, outputs, updates=...)`).
@@ -127,6 +130,82 @@ impl Function {
         crate::exec::run(&self.program, &mut self.plans[0], &mut self.rngs, args)?;
         self.last_ok = true;
         Ok(())
+    }
+
+    /// [`Function::run`], handing each of `stages` to `ready` as soon as it is final, in the
+    /// middle of the run: `ready(s, views)` gets the stage's index and its outputs (in the
+    /// order of [`Stage::outputs`]) once every one of them is written, the parameter it
+    /// overwrites is read by no remaining instruction, and no remaining instruction can fail
+    /// on the data. `ready` may then overwrite that parameter (and no other one the function
+    /// reads: the run holds those). Stages ready at the same point come in the order given.
+    /// The outputs stay readable with [`Function::output`] after a successful run.
+    ///
+    /// A trainer uses this to apply each parameter's update while the rest of the backward
+    /// pass still runs; the results are those of [`Function::run`] followed by the updates.
+    ///
+    /// Errors (running nothing) when a stage names an output index out of range or overwrites
+    /// a parameter the function itself updates (see [`Function::compile_with_updates`]).
+    pub fn run_staged(
+        &mut self,
+        args: &[TensorView<'_>],
+        stages: &[Stage],
+        ready: &mut dyn FnMut(usize, &[TensorView<'_>]),
+    ) -> Result<()> {
+        self.last_ok = false;
+        self.check_args(args)?;
+        let release = self.stage_slots(stages)?;
+        self.use_plan_for(args)?;
+        let plan = &mut self.plans[0];
+        let schedule = plan
+            .schedule
+            .take()
+            .unwrap_or_else(|| crate::staged::schedule(&self.program, plan));
+        let at: SmallVec<[usize; 16]> = stages
+            .iter()
+            .zip(&release)
+            .map(|(s, &slot)| crate::staged::ready_at(&schedule, plan, &s.outputs, slot))
+            .collect();
+        plan.schedule = Some(schedule);
+        let mut hook = Hook {
+            at: &at,
+            release: &release,
+            stages,
+            ready,
+        };
+        crate::exec::run_with(&self.program, plan, &mut self.rngs, args, Some(&mut hook))?;
+        self.last_ok = true;
+        Ok(())
+    }
+
+    /// The parameter slot each stage overwrites (`None` for one the function does not read),
+    /// after checking the stages' outputs and parameters.
+    fn stage_slots(&self, stages: &[Stage]) -> Result<SmallVec<[Option<usize>; 16]>> {
+        let n = self.num_outputs();
+        stages
+            .iter()
+            .enumerate()
+            .map(|(i, s)| {
+                if let Some(&o) = s.outputs.iter().find(|&&o| o >= n) {
+                    return Err(Error::Input {
+                        input: format!("Function::run_staged: stage {i}"),
+                        expected: format!("output indices below {n}"),
+                        found: format!("{o}"),
+                    });
+                }
+                let Some(p) = &s.overwrites else {
+                    return Ok(None);
+                };
+                let slot = self.program.params.iter().position(|q| q == p);
+                if slot.is_some_and(|slot| self.program.updates.iter().any(|u| u.0 == slot)) {
+                    return Err(Error::Input {
+                        input: format!("Function::run_staged: stage {i}"),
+                        expected: "a parameter the function does not update itself".into(),
+                        found: format!("`{}`, which the function updates", p.name()),
+                    });
+                }
+                Ok(slot)
+            })
+            .collect()
     }
 
     /// Moves the plan for these arguments' shapes to the front of the cache, building it (and

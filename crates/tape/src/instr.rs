@@ -193,6 +193,8 @@ pub(crate) struct Plan {
     pub(crate) updates: Vec<(usize, Src, usize, bool)>,
     /// The plans of the scans' step bodies, each with its step buffers, made with this plan.
     pub(crate) nested: Vec<Nested>,
+    /// Where values stop changing, found on the first staged run (see `staged`).
+    pub(crate) schedule: Option<Schedule>,
 }
 
 /// A scan's step body planned for one step's shapes, with the buffers its loop reuses at every
@@ -204,6 +206,18 @@ pub(crate) struct Nested {
     pub(crate) bufs: Vec<Vec<f32>>,
     /// The shape of each of the body's inputs at one step.
     pub(crate) shapes: Vec<Shape>,
+}
+
+/// Where, in a plan, values stop changing (found by `staged`): positions count instructions run
+/// (0: before the first, `j + 1`: right after instruction `j`).
+#[derive(Clone, Debug)]
+pub(crate) struct Schedule {
+    /// Per parameter slot: the position after its last reader.
+    pub(crate) last_read: Vec<usize>,
+    /// Per workspace buffer: the position after its last writer.
+    pub(crate) last_write: Vec<usize>,
+    /// The position after the last instruction that can fail on the data.
+    pub(crate) last_fallible: usize,
 }
 
 impl Plan {

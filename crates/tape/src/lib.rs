@@ -52,6 +52,7 @@ mod scan_body;
 mod scan_exec;
 mod scan_hoist;
 mod scan_save;
+mod staged;
 pub mod tensor;
 #[cfg(any(test, feature = "testing"))]
 pub mod testing;
@@ -60,7 +61,7 @@ pub use custom::CustomOp;
 pub use dims::Dims;
 pub use error::{Error, Loc, Result, ValueRole, ValueShape};
 pub use expr::{Expr, Param};
-pub use function::Function;
+pub use function::{Function, Stage};
 pub use grad::grad;
 pub use op::{DType, Op, Type};
 pub use rng::Rng;

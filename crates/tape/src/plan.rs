@@ -410,6 +410,7 @@ fn build_with(f: &Program, arg_shapes: Vec<Shape>, varying: Option<usize>) -> Re
         outputs,
         updates,
         nested,
+        schedule: None,
     })
 }
 
