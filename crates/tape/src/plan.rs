@@ -529,7 +529,7 @@ fn emit(
             b: ins[2],
             lb: layout(shp[2], out_shape),
         }),
-        Op::MatMul { ta, tb } | Op::GemmBias { ta, tb } => {
+        Op::MatMul { ta, tb } | Op::GemmBias { ta, tb, .. } => {
             let (m, k) = if *ta {
                 (shp[0][1], shp[0][0])
             } else {
@@ -546,6 +546,7 @@ fn emit(
                 b: ins[1],
                 tb: *tb,
                 bias,
+                relu: matches!(op, Op::GemmBias { relu: true, .. }),
             })
         }
         Op::Transpose => Call::Transpose(TransposeCall {

@@ -95,6 +95,83 @@ pub(crate) fn supported(isa: Isa) -> bool {
     }
 }
 
+/// The activation an [`Epilogue`] applies after the bias.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Act {
+    /// None: the sum (plus bias) as is.
+    Identity,
+    /// `max(v, 0)` with NaN kept, exactly as the elementwise `relu` kernel computes it.
+    Relu,
+}
+
+/// What the driver does to each finished tile of C right after its last depth block, while the
+/// tile is still in L1: add a bias row, then an activation. Applying it after the whole sum gives
+/// the same bits as the separate product, bias-add and activation passes it replaces.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Epilogue<'a> {
+    /// One value per column of C (of this block: column splits slice it), added to every row.
+    pub(crate) bias: Option<&'a [f32]>,
+    /// Applied after the bias.
+    pub(crate) act: Act,
+}
+
+impl<'a> Epilogue<'a> {
+    /// Nothing: C is the plain product.
+    pub(crate) const NONE: Epilogue<'static> = Epilogue {
+        bias: None,
+        act: Act::Identity,
+    };
+
+    fn is_none(&self) -> bool {
+        self.bias.is_none() && self.act == Act::Identity
+    }
+
+    /// The epilogue of the block of C starting at column `start`.
+    fn at_col(self, start: usize) -> Epilogue<'a> {
+        Epilogue {
+            bias: self.bias.map(|b| &b[start..]),
+            ..self
+        }
+    }
+
+    /// Applies the epilogue to one row of C whose first element is column `col` (of this block).
+    pub(crate) fn finish_row(&self, row: &mut [f32], col: usize) {
+        // `relu` as in kernels/elementwise.rs: `v < 0 ? 0 : v` keeps NaN and −0.
+        match (self.bias, self.act) {
+            (None, Act::Identity) => {}
+            (Some(b), Act::Identity) => {
+                for (v, &b) in row.iter_mut().zip(&b[col..]) {
+                    *v += b;
+                }
+            }
+            (Some(b), Act::Relu) => {
+                for (v, &b) in row.iter_mut().zip(&b[col..]) {
+                    let s = *v + b;
+                    *v = if s < 0.0 { 0.0 } else { s };
+                }
+            }
+            (None, Act::Relu) => {
+                for v in row.iter_mut() {
+                    *v = if *v < 0.0 { 0.0 } else { *v };
+                }
+            }
+        }
+    }
+
+    /// Applies the epilogue to the `mr`×`nr` tile at `c` (row stride `rsc`) starting at column
+    /// `col` of this block.
+    ///
+    /// # Safety
+    /// The tile must be valid for reads and writes and touched by nobody else meanwhile.
+    unsafe fn finish_tile(&self, c: *mut f32, rsc: usize, mr: usize, nr: usize, col: usize) {
+        for i in 0..mr {
+            // SAFETY: row i < mr of the tile, columns < nr (caller contract).
+            let row = unsafe { std::slice::from_raw_parts_mut(c.add(i * rsc), nr) };
+            self.finish_row(row, col);
+        }
+    }
+}
+
 /// Largest MR·NR over all microkernels (size of the stack tile for partial C tiles).
 const TILE_MAX: usize = 512;
 
@@ -197,11 +274,25 @@ pub(crate) fn sgemm(
     beta: f32,
     c: &mut [f32],
 ) {
-    sgemm_with(detect(), m, k, n, alpha, a, ta, b, tb, beta, c);
+    sgemm_with(
+        detect(),
+        m,
+        k,
+        n,
+        alpha,
+        a,
+        ta,
+        b,
+        tb,
+        beta,
+        c,
+        Epilogue::NONE,
+    );
 }
 
 /// [`sgemm`] with an explicit kernel flavour, which must be supported by the running CPU
-/// (unsupported flavours fall back to the best supported one).
+/// (unsupported flavours fall back to the best supported one), and an epilogue applied to each
+/// tile of C once its sum is complete (its bias, if any, holds at least n values).
 #[allow(clippy::too_many_arguments)]
 pub(crate) fn sgemm_with(
     isa: Isa,
@@ -215,6 +306,7 @@ pub(crate) fn sgemm_with(
     tb: bool,
     beta: f32,
     c: &mut [f32],
+    epi: Epilogue<'_>,
 ) {
     let best = detect();
     let isa = match (isa, best) {
@@ -236,8 +328,13 @@ pub(crate) fn sgemm_with(
         ldb: if tb { k } else { n },
         ldc: n,
         full_n: n,
+        epi,
     };
     assert!(c.len() >= m * n, "sgemm: C too short");
+    assert!(
+        epi.bias.is_none_or(|b| b.len() >= n),
+        "sgemm: bias shorter than n"
+    );
     // SAFETY: C holds the m×n block at row stride n, exclusively borrowed for this call.
     unsafe { parallel::run_split(isa, &ops, c.as_mut_ptr()) }
 }
@@ -279,6 +376,7 @@ pub(crate) fn sgemm_single(
     b: &[f32],
     tb: bool,
     c: &mut [f32],
+    epi: Epilogue<'_>,
 ) {
     let ops = Ops {
         m,
@@ -294,6 +392,7 @@ pub(crate) fn sgemm_single(
         ldb: if tb { k } else { n },
         ldc: n,
         full_n: n,
+        epi,
     };
     assert!(c.len() >= m * n);
     // SAFETY: C holds the m×n block, exclusively borrowed.
@@ -347,6 +446,8 @@ struct Ops<'a> {
     ldc: usize,
     /// The full n of the call, which picks the kernel shape (the same for every block).
     full_n: usize,
+    /// Applied to each tile of this block's C after its last depth block.
+    epi: Epilogue<'a>,
 }
 
 fn round_up(x: usize, to: usize) -> usize {
@@ -375,6 +476,7 @@ unsafe fn drive<K: Kernel>(o: &Ops<'_>, c: *mut f32, buf: &mut Vec<f32>) {
     // Packing A pays off through reuse across B's column panels; with at most two of them,
     // full A micro-panels are read in place (partial ones are still packed, zero-padded).
     let pack_all_a = n.div_ceil(K::NR) > 2;
+    let epi = (!o.epi.is_none()).then_some(o.epi);
 
     for jc in (0..n).step_by(K::NC) {
         let nc = K::NC.min(n - jc);
@@ -382,6 +484,8 @@ unsafe fn drive<K: Kernel>(o: &Ops<'_>, c: *mut f32, buf: &mut Vec<f32>) {
             let kc = K::KC.min(k - pc);
             // Later depth blocks accumulate onto what the first one wrote.
             let beta = if pc == 0 { o.beta } else { 1.0 };
+            // After the last one the tiles are complete sums: finish each while it is in L1.
+            let finish = epi.filter(|_| pc + kc == k);
             pack_b::<K>(o, pc, kc, jc, nc, pb_buf);
             for ic in (0..m).step_by(K::MC) {
                 let mc = K::MC.min(m - ic);
@@ -451,6 +555,10 @@ unsafe fn drive<K: Kernel>(o: &Ops<'_>, c: *mut f32, buf: &mut Vec<f32>) {
                                     beta,
                                 )
                             };
+                        }
+                        if let Some(e) = &finish {
+                            // SAFETY: the same mr×nr tile the kernel just wrote (see above).
+                            unsafe { e.finish_tile(tile, o.ldc, mr, nr, jc + jr) };
                         }
                     }
                 }

@@ -9,7 +9,7 @@
 //! parameters) split elementwise work into disjoint parts, so each element again sees exactly the
 //! single-threaded arithmetic.
 
-use super::{run_local, Isa, Ops};
+use super::{run_local, Act, Epilogue, Isa, Ops};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Condvar, Mutex, OnceLock};
 
@@ -68,6 +68,9 @@ struct Job {
     full_n: usize,
     c: *mut f32,
     fp_mode: u32,
+    /// The epilogue's bias (pointer and length) for this block's columns, and its activation.
+    bias: Option<(*const f32, usize)>,
+    act: Act,
 }
 
 // SAFETY: a job's pointers refer to buffers the submitting thread keeps alive and does not
@@ -191,6 +194,10 @@ fn run_job(job: &Job) {
             ldb: job.ldb,
             ldc: job.ldc,
             full_n: job.full_n,
+            epi: Epilogue {
+                bias: job.bias.map(|(p, n)| std::slice::from_raw_parts(p, n)),
+                act: job.act,
+            },
         };
         run_local(job.isa, &ops, job.c);
     }
@@ -240,6 +247,7 @@ fn block<'a>(o: &Ops<'a>, start: usize, end: usize) -> Ops<'a> {
     Ops {
         n: end - start,
         b,
+        epi: o.epi.at_col(start),
         ..*o
     }
 }
@@ -312,6 +320,8 @@ pub(super) unsafe fn run_split(isa: Isa, o: &Ops<'_>, c: *mut f32) {
             // SAFETY: the part's first element of C lies inside C.
             c: unsafe { c.add(c_off) },
             fp_mode,
+            bias: part.epi.bias.map(|b| (b.as_ptr(), b.len())),
+            act: part.epi.act,
         };
         pool.pending.fetch_add(1, Ordering::AcqRel);
         hand(worker, Work::Gemm(job));
