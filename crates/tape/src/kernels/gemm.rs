@@ -6,7 +6,8 @@ use super::gemm_kernels::{Act, Epilogue};
 /// default) uses them all. Helper threads are started on first use: `TAPE_NUM_THREADS` (read
 /// once) or the number of cores. Products below about 8 million multiply-adds (half a million
 /// when C has fewer than 64 columns) always run on the calling thread. Results are bit-identical
-/// whatever the setting: threads split C by columns, or by rows when it is narrow.
+/// whatever the setting: threads split C by columns, or by rows when it is narrow (or tall, with
+/// A stored m×k).
 pub fn set_num_threads(threads: usize) {
     super::gemm_kernels::set_gemm_threads(threads);
 }
@@ -136,6 +137,8 @@ mod tests {
             (200, 700, 20),
             (200, 300, 333),
             (96, 1024, 130),
+            // Tall, A stored m×k (an inference batch): split by rows.
+            (1000, 784, 512),
         ] {
             for (ta, tb) in [(false, false), (true, false), (false, true), (true, true)] {
                 let mut a = vec![0.0f32; m * k];

@@ -1,5 +1,5 @@
 //! Splitting large products across threads by blocks of C's columns (or of its rows when C has
-//! too few columns). Every element of C is
+//! too few columns, or is tall with A stored m×k). Every element of C is
 //! computed by one thread with exactly the arithmetic of the single-threaded loop (the kernel
 //! shape and depth blocking depend only on the full call), so results are bit-identical for any
 //! number of threads. Helper threads are started once and wait on a condition variable; handing
@@ -259,8 +259,12 @@ fn block<'a>(o: &Ops<'a>, start: usize, end: usize) -> Ops<'a> {
 pub(super) unsafe fn run_split(isa: Isa, o: &Ops<'_>, c: *mut f32) {
     let limit = LIMIT.load(Ordering::Relaxed);
     let work = o.m * o.k * o.n;
-    // Wide products split by columns; narrow ones (n of a few classes) by rows instead.
-    let by_cols = work >= MIN_WORK && o.n >= 2 * ALIGN_COLS;
+    // Wide products split by columns; narrow ones (n of a few classes) by rows instead, and so
+    // do tall ones whose A is packed by transposing (stored m×k, as a batch of inputs): a thread
+    // with a column block would pack all of A, one with a row block only its rows (and all of B,
+    // which for B stored k×n is a plain copy), e.g. inference on 1000-row batches.
+    let tall = !o.ta && !o.tb && o.m >= 2 * o.n;
+    let by_cols = work >= MIN_WORK && o.n >= 2 * ALIGN_COLS && !tall;
     let by_rows = !by_cols && work >= MIN_ROW_WORK && o.m >= 2 * ALIGN_ROWS;
     let pool = if (by_cols || by_rows) && limit != 1 {
         pool()
