@@ -302,26 +302,25 @@ fn the_digits_training_step_plan() {
     let plan = digits_sgd_step().debug_plan();
     in_the_architecture_doc("the_digits_training_step_plan", &plan);
     expect![[r#"
-        buf0 <- gemm 32x64x100 (arg:x, param:hid1.w) + bias param:hid1.b   # %3 gemm_bias
-        buf1 <- relu buf0 [3200]   # %4 relu
-        buf2 <- gemm 32x100x10 (buf1, param:out.w) + bias param:out.b   # %7 gemm_bias
-        buf2 <- log_softmax buf2 [32×10] in place   # %8 log_softmax
-        buf3 <- pick buf2 [32×10] at arg:y   # %10 pick
-        buf4 <- mean buf3 over the middle of [1×32×1]   # %11 mean
-        buf4 <- neg buf4 [1] in place   # %12 neg
-        buf5 <- broadcast const0 (scalar) to [32] ×0.03125   # %14 broadcast_mean_like
-        buf2 <- exp buf2 [320] in place   # %15 exp
-        buf3 <- softmax_xent_grad buf2 [32×10] by buf5 at arg:y   # %16 softmax_xent_grad
-        buf2 <- gemm 32x10x100 (buf3, param:out.wᵀ)   # %17 matmul(Bᵀ)
-        buf2 <- relu_grad buf2 where buf0 > 0 [32, 100] (in place over g)   # %18 relu_grad
-        buf0 <- gemm 64x32x100 (arg:xᵀ, buf2)   # %19 matmul(Aᵀ)
-        buf0 <- axpy param:hid1.w + -0.1·buf0 [64×100] in place over rhs   # %20 axpy(-0.1)
-        buf5 <- sum_to buf2 [32×100] down to [100] (row of 100)   # %21 sum_like
-        buf5 <- axpy param:hid1.b + -0.1·buf5 [100] in place over rhs   # %22 axpy(-0.1)
-        buf2 <- gemm 100x32x10 (buf1ᵀ, buf3)   # %23 matmul(Aᵀ)
-        buf2 <- axpy param:out.w + -0.1·buf2 [100×10] in place over rhs   # %24 axpy(-0.1)
-        buf1 <- sum_to buf3 [32×10] down to [10] (row of 10)   # %25 sum_like
-        buf1 <- axpy param:out.b + -0.1·buf1 [10] in place over rhs   # %26 axpy(-0.1)
+        buf0 <- gemm 32x64x100 (arg:x, param:hid1.w) + bias param:hid1.b, relu   # %3 gemm_bias_relu
+        buf1 <- gemm 32x100x10 (buf0, param:out.w) + bias param:out.b   # %6 gemm_bias
+        buf1 <- log_softmax buf1 [32×10] in place   # %7 log_softmax
+        buf2 <- pick buf1 [32×10] at arg:y   # %9 pick
+        buf3 <- mean buf2 over the middle of [1×32×1]   # %10 mean
+        buf3 <- neg buf3 [1] in place   # %11 neg
+        buf4 <- broadcast const0 (scalar) to [32] ×0.03125   # %13 broadcast_mean_like
+        buf1 <- exp buf1 [320] in place   # %14 exp
+        buf2 <- softmax_xent_grad buf1 [32×10] by buf4 at arg:y   # %15 softmax_xent_grad
+        buf1 <- gemm 32x10x100 (buf2, param:out.wᵀ)   # %16 matmul(Bᵀ)
+        buf1 <- relu_grad buf1 where buf0 > 0 [32, 100] (in place over g)   # %17 relu_grad
+        buf4 <- gemm 64x32x100 (arg:xᵀ, buf1)   # %18 matmul(Aᵀ)
+        buf4 <- axpy param:hid1.w + -0.1·buf4 [64×100] in place over rhs   # %19 axpy(-0.1)
+        buf5 <- sum_to buf1 [32×100] down to [100] (row of 100)   # %20 sum_like
+        buf5 <- axpy param:hid1.b + -0.1·buf5 [100] in place over rhs   # %21 axpy(-0.1)
+        buf1 <- gemm 100x32x10 (buf0ᵀ, buf2)   # %22 matmul(Aᵀ)
+        buf1 <- axpy param:out.w + -0.1·buf1 [100×10] in place over rhs   # %23 axpy(-0.1)
+        buf0 <- sum_to buf2 [32×10] down to [10] (row of 10)   # %24 sum_like
+        buf0 <- axpy param:out.b + -0.1·buf0 [10] in place over rhs   # %25 axpy(-0.1)
         workspace: 6 buffers, 13221 floats
     "#]]
     .assert_eq(&plan);

@@ -97,12 +97,15 @@ pub enum Op {
         /// Use the second operand transposed.
         tb: bool,
     },
-    /// *Compiler-only*: `matmul(a, b) + bias` with the bias row written into the product's output.
+    /// *Compiler-only*: `matmul(a, b) + bias`, then `relu` when `relu` is set, with the bias row
+    /// and the activation applied by the product's epilogue to each finished block.
     GemmBias {
         /// Use the first operand transposed.
         ta: bool,
         /// Use the second operand transposed.
         tb: bool,
+        /// Apply `relu` to the biased product.
+        relu: bool,
     },
     /// *Compiler-only*: `a + alpha · b` (with broadcasting) in one pass, from `a ± b·c` with a scalar
     /// constant `c`; the shape of parameter updates `p − lr·g`.
@@ -221,7 +224,11 @@ impl Op {
             Op::Select => "select".into(),
             Op::Clip { lo, hi } => format!("clip({lo}, {hi})"),
             Op::MatMul { ta, tb } => format!("matmul{}", trans_suffix(*ta, *tb)),
-            Op::GemmBias { ta, tb } => format!("gemm_bias{}", trans_suffix(*ta, *tb)),
+            Op::GemmBias { ta, tb, relu } => format!(
+                "gemm_bias{}{}",
+                if *relu { "_relu" } else { "" },
+                trans_suffix(*ta, *tb)
+            ),
             Op::Axpy { alpha } => format!("axpy({alpha})"),
             Op::ReluGrad => "relu_grad".into(),
             Op::Transpose => "transpose".into(),
@@ -316,7 +323,7 @@ impl Op {
                     })?;
                 float(dims)
             }
-            Op::MatMul { ta, tb } | Op::GemmBias { ta, tb } => {
+            Op::MatMul { ta, tb } | Op::GemmBias { ta, tb, .. } => {
                 if ins[0].rank() != 2 || ins[1].rank() != 2 {
                     return Err("two matrices (rank 2)".into());
                 }
@@ -643,7 +650,8 @@ impl Op {
             | Op::Scatter
             | Op::SoftmaxXentGrad => SmallVec::new(),
             Op::Clip { lo, hi } => smallvec![u64::from(lo.to_bits()), u64::from(hi.to_bits())],
-            Op::MatMul { ta, tb } | Op::GemmBias { ta, tb } => smallvec![*ta as u64, *tb as u64],
+            Op::MatMul { ta, tb } => smallvec![*ta as u64, *tb as u64],
+            Op::GemmBias { ta, tb, relu } => smallvec![*ta as u64, *tb as u64, *relu as u64],
             Op::Axpy { alpha } => smallvec![u64::from(alpha.to_bits())],
             Op::Reshape(dims) => dims.iter().map(|&d| d as u64).collect(),
             Op::Unsqueeze(axis) | Op::MaxMask(axis) | Op::Concat(axis) | Op::OneHot(axis) => {

@@ -427,7 +427,7 @@ fn pack_invariant_b(
     let mut packed = HashMap::new();
     let mut made: HashMap<(usize, bool, usize, usize), usize> = HashMap::new();
     for (i, node) in f.nodes.iter().enumerate() {
-        let (Op::MatMul { ta, tb } | Op::GemmBias { ta, tb }) = node.op else {
+        let (Op::MatMul { ta, tb } | Op::GemmBias { ta, tb, .. }) = node.op else {
             continue;
         };
         let (a, b) = (node.inputs[0], node.inputs[1]);
@@ -695,7 +695,7 @@ fn emit(
             b: ins[2],
             lb: layout(shp[2], out_shape),
         }),
-        Op::MatMul { ta, tb } | Op::GemmBias { ta, tb } => {
+        Op::MatMul { ta, tb } | Op::GemmBias { ta, tb, .. } => {
             let (m, k) = if *ta {
                 (shp[0][1], shp[0][0])
             } else {
@@ -713,6 +713,7 @@ fn emit(
                 tb: *tb,
                 bias,
                 packed_b: false,
+                relu: matches!(op, Op::GemmBias { relu: true, .. }),
             })
         }
         Op::Transpose => Call::Transpose(TransposeCall {

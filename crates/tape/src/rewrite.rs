@@ -1,9 +1,10 @@
 //! Graph rewrites run once at compile time, on the flat graph: stable forms
 //! (`log(softmax(x))` → `log_softmax(x)`), transposes folded into matrix products, trivial
-//! arithmetic and double transposes removed, constants folded, common subexpressions merged, bias-adds fused into the
-//! matrix product that feeds them, the softmax cross-entropy gradient made one pass over the
-//! forward softmax, a scan merged with its extensions made by its gradient, and dead nodes
-//! dropped. Random nodes are never merged or folded.
+//! arithmetic and double transposes removed, constants folded, common subexpressions merged,
+//! bias-adds (and a ReLU after them) fused into the matrix product that feeds them, the softmax
+//! cross-entropy gradient made one pass over the forward softmax, a scan merged with its
+//! extensions made by its gradient, and dead nodes dropped. Random nodes are never merged or
+//! folded.
 
 use crate::error::Result;
 use crate::ir::{INode, Program};
@@ -51,7 +52,11 @@ pub(crate) fn optimize(mut ir: Vec<INode>, roots: Vec<usize>) -> Result<(Vec<INo
         out.push(node);
     }
     let roots: Vec<usize> = roots.iter().map(|&r| remap[r]).collect();
+    // The fusions below count readers, so drop those the rewrites above orphaned first (the
+    // `x > 0` mask a `relu_grad` replaced still reads the pre-activation).
+    let (mut out, roots) = dead_code(out, roots);
     fuse_bias(&mut out, &roots);
+    fuse_relu(&mut out, &roots);
     fuse_axpy(&mut out, &roots);
     Ok(dead_code(out, roots))
 }
@@ -250,11 +255,59 @@ fn fuse_bias(ir: &mut [INode], roots: &[usize]) {
             };
             if uses[mm] == 1 && row && ir[i].ty.dims == ir[mm].ty.dims {
                 let (a, b) = (ir[mm].inputs[0], ir[mm].inputs[1]);
-                ir[i].op = Op::GemmBias { ta, tb };
+                ir[i].op = Op::GemmBias {
+                    ta,
+                    tb,
+                    relu: false,
+                };
                 ir[i].inputs = vec![a, b, bias];
                 break;
             }
         }
+    }
+}
+
+/// `relu(gemm_bias(a, b, bias))` → one `gemm_bias_relu` whose epilogue applies the ReLU, when
+/// the only other readers of the pre-activation are ReLU gradients using it as their mask: those
+/// read the ReLU's output instead, since `relu(x) > 0` exactly when `x > 0` (NaN included), so a
+/// training graph fuses as well as an inference one.
+fn fuse_relu(ir: &mut [INode], roots: &[usize]) {
+    let uses = use_counts(ir, roots);
+    for r in 0..ir.len() {
+        if !matches!(ir[r].op, Op::Unary(Unary::Relu)) {
+            continue;
+        }
+        let p = ir[r].inputs[0];
+        let Op::GemmBias {
+            ta,
+            tb,
+            relu: false,
+        } = ir[p].op
+        else {
+            continue;
+        };
+        if roots.contains(&p) || ir[p].ty.dims != ir[r].ty.dims {
+            continue;
+        }
+        // Every reader of p other than r, each of which must be a later ReLU gradient reading p
+        // only as its mask.
+        let masks: Vec<usize> = (0..ir.len())
+            .filter(|&q| q != r && ir[q].inputs.contains(&p))
+            .collect();
+        let all_masks = masks.iter().all(|&q| {
+            q > r
+                && matches!(ir[q].op, Op::ReluGrad)
+                && ir[q].inputs[0] != p
+                && ir[q].inputs[1] == p
+        });
+        if !all_masks || masks.len() + 1 != uses[p] {
+            continue;
+        }
+        for q in masks {
+            ir[q].inputs[1] = r;
+        }
+        ir[r].op = Op::GemmBias { ta, tb, relu: true };
+        ir[r].inputs = ir[p].inputs.clone();
     }
 }
 

@@ -1,10 +1,13 @@
 //! General matrix multiply `C = alpha * op(A) * op(B) + beta * C` on row-major `f32` slices.
 
+use super::gemm_kernels::{Act, Epilogue};
+
 /// Limits the threads one large product may use: 1 makes every product single-threaded, 0 (the
 /// default) uses them all. Helper threads are started on first use: `TAPE_NUM_THREADS` (read
 /// once) or the number of cores. Products below about 8 million multiply-adds (half a million
 /// when C has fewer than 64 columns) always run on the calling thread. Results are bit-identical
-/// whatever the setting: threads split C by columns, or by rows when it is narrow.
+/// whatever the setting: threads split C by columns, or by rows when it is narrow (or tall, with
+/// A stored m×k).
 pub fn set_num_threads(threads: usize) {
     super::gemm_kernels::set_gemm_threads(threads);
 }
@@ -70,6 +73,50 @@ pub fn gemm(
     super::gemm_kernels::sgemm(m, k, n, alpha, a, ta, b, tb, beta, c);
 }
 
+/// `C = act(op(A)·op(B) + bias)` with the bias row (at least n values) added and the activation
+/// applied to each tile of C right after its sum is complete, instead of in two more passes over
+/// C; the bits are those of the product followed by those passes. Same shape contract as
+/// [`gemm`] (checked by the caller, the plan).
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn gemm_epilogue(
+    m: usize,
+    k: usize,
+    n: usize,
+    a: &[f32],
+    ta: bool,
+    b: &[f32],
+    tb: bool,
+    c: &mut [f32],
+    epi: Epilogue<'_>,
+) {
+    let c = &mut c[..m * n];
+    if c.is_empty() {
+        return;
+    }
+    if k == 0 {
+        // An empty sum is 0 for every element: the epilogue still applies to it.
+        for r in c.chunks_exact_mut(n) {
+            r.fill(0.0);
+            epi.finish_row(r, 0);
+        }
+        return;
+    }
+    super::gemm_kernels::sgemm_with(
+        super::gemm_kernels::detect(),
+        m,
+        k,
+        n,
+        1.0,
+        a,
+        ta,
+        b,
+        tb,
+        0.0,
+        c,
+        epi,
+    );
+}
+
 #[cfg(test)]
 // The references index with plain loops on purpose: they must be obviously correct.
 #[allow(clippy::needless_range_loop)]
@@ -90,6 +137,8 @@ mod tests {
             (200, 700, 20),
             (200, 300, 333),
             (96, 1024, 130),
+            // Tall, A stored m×k (an inference batch): split by rows.
+            (1000, 784, 512),
         ] {
             for (ta, tb) in [(false, false), (true, false), (false, true), (true, true)] {
                 let mut a = vec![0.0f32; m * k];
@@ -99,7 +148,17 @@ mod tests {
                 let mut split = vec![f32::NAN; m * n];
                 let mut single = vec![f32::NAN; m * n];
                 gemm(m, k, n, 1.0, &a, ta, &b, tb, 0.0, &mut split);
-                super::super::gemm_kernels::sgemm_single(m, k, n, &a, ta, &b, tb, &mut single);
+                super::super::gemm_kernels::sgemm_single(
+                    m,
+                    k,
+                    n,
+                    &a,
+                    ta,
+                    &b,
+                    tb,
+                    &mut single,
+                    super::super::gemm_kernels::Epilogue::NONE,
+                );
                 assert!(
                     split
                         .iter()
@@ -280,7 +339,20 @@ mod tests {
                         } else {
                             c0.clone()
                         };
-                        sgemm_with(isa, m, k, n, alpha, &a, ta, &b, tb, beta, &mut c);
+                        sgemm_with(
+                            isa,
+                            m,
+                            k,
+                            n,
+                            alpha,
+                            &a,
+                            ta,
+                            &b,
+                            tb,
+                            beta,
+                            &mut c,
+                            super::super::gemm_kernels::Epilogue::NONE,
+                        );
                         for idx in 0..m * n {
                             let tol =
                                 4.0 * f32::EPSILON as f64 * (k as f64 + 2.0) * mag[idx] + 1e-6;
@@ -324,6 +396,128 @@ mod tests {
         }
     }
 
+    /// The unfused sequence the epilogue replaces: the product, then the graph's bias-add and
+    /// relu kernels over the whole of C.
+    #[allow(clippy::too_many_arguments)]
+    fn unfused(
+        m: usize,
+        k: usize,
+        n: usize,
+        a: &[f32],
+        ta: bool,
+        b: &[f32],
+        tb: bool,
+        bias: &[f32],
+        relu: bool,
+    ) -> Vec<f32> {
+        use crate::kernels::{binary, unary_inplace, Binary, Layout, Unary};
+        let mut c = vec![f32::NAN; m * n];
+        gemm(m, k, n, 1.0, a, ta, b, tb, 0.0, &mut c);
+        let mut out = vec![f32::NAN; m * n];
+        let row = Layout::new(&[n], &[m, n]).expect("a row broadcasts");
+        binary(
+            Binary::Add,
+            &[m, n],
+            &c,
+            &Layout::Full,
+            bias,
+            &row,
+            &mut out,
+        );
+        if relu {
+            unary_inplace(Unary::Relu, &mut out);
+        }
+        out
+    }
+
+    #[test]
+    fn epilogue_gives_the_bits_of_the_separate_bias_and_relu_passes() {
+        use super::super::gemm_kernels::{sgemm_with, supported, Act, Epilogue, Isa};
+        let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+        let mut rng = crate::Rng::new(21);
+        // k beyond one depth block (KC = 256) so the bias must wait for the last one; large
+        // enough shapes to split by columns (128x784x512) and by rows (1000x600x10) on 2 threads.
+        let shapes = [
+            (1, 1, 1),
+            (5, 257, 3),
+            (33, 300, 65),
+            (40, 600, 10),
+            (150, 517, 70),
+            (128, 784, 512),
+            (1000, 600, 10),
+            (7, 0, 9),
+        ];
+        // Both the split product (all threads, the default) and the calling thread alone.
+        for threads in [1, 2] {
+            for &(m, k, n) in &shapes {
+                for (ta, tb) in [(false, false), (true, false), (false, true)] {
+                    let mut a = vec![0.0f32; m * k];
+                    let mut b = vec![0.0f32; k * n];
+                    let mut bias = vec![0.0f32; n];
+                    rng.fill_normal(&mut a, 0.0, 1.0);
+                    rng.fill_normal(&mut b, 0.0, 1.0);
+                    rng.fill_normal(&mut bias, 0.0, 3.0);
+                    for relu in [false, true] {
+                        let want = unfused(m, k, n, &a, ta, &b, tb, &bias, relu);
+                        let epi = Epilogue {
+                            bias: Some(&bias),
+                            act: if relu { Act::Relu } else { Act::Identity },
+                        };
+                        let mut got = vec![f32::NAN; m * n];
+                        if threads == 1 && k > 0 {
+                            super::super::gemm_kernels::sgemm_single(
+                                m, k, n, &a, ta, &b, tb, &mut got, epi,
+                            );
+                        } else {
+                            gemm_epilogue(m, k, n, &a, ta, &b, tb, &mut got, epi);
+                        }
+                        let case = format!("{m}x{k}x{n} ta={ta} tb={tb} relu={relu} t={threads}");
+                        assert_eq!(bits(&got), bits(&want), "{case}");
+                        if relu {
+                            assert!(got.iter().all(|&v| v >= 0.0), "{case}");
+                        }
+                        // Every kernel flavour applies it after its own last depth block.
+                        for isa in [Isa::Generic, Isa::Avx2, Isa::Avx512] {
+                            if !supported(isa) || k == 0 {
+                                continue;
+                            }
+                            let mut plain = vec![f32::NAN; m * n];
+                            sgemm_with(
+                                isa,
+                                m,
+                                k,
+                                n,
+                                1.0,
+                                &a,
+                                ta,
+                                &b,
+                                tb,
+                                0.0,
+                                &mut plain,
+                                Epilogue::NONE,
+                            );
+                            let mut fused = vec![f32::NAN; m * n];
+                            sgemm_with(isa, m, k, n, 1.0, &a, ta, &b, tb, 0.0, &mut fused, epi);
+                            let by_hand: Vec<f32> = plain
+                                .iter()
+                                .enumerate()
+                                .map(|(i, &v)| {
+                                    let s = v + bias[i % n];
+                                    if relu && s < 0.0 {
+                                        0.0
+                                    } else {
+                                        s
+                                    }
+                                })
+                                .collect();
+                            assert_eq!(bits(&fused), bits(&by_hand), "{isa:?} {case}");
+                        }
+                    }
+                }
+            }
+        }
+    }
+
     #[test]
     fn k_zero_scales_or_zeroes() {
         let mut c = vec![1.0, 2.0, f32::NAN, 4.0];
@@ -348,8 +542,9 @@ mod tests {
     }
 }
 
-/// One planned product `out = op(a)·op(b)` (`m×k` times `k×n`), optionally onto a bias row
-/// written into `out` first. When `packed_b`, `b` holds op(B) packed by a [`PackBCall`].
+/// One planned product `out = op(a)·op(b)` (`m×k` times `k×n`), optionally plus a bias row and
+/// then a ReLU, both applied by the GEMM's epilogue to each finished tile. When `packed_b`, `b`
+/// holds op(B) packed by a [`PackBCall`].
 #[derive(Clone, Debug)]
 pub(crate) struct GemmCall<S> {
     pub(crate) m: usize,
@@ -361,43 +556,27 @@ pub(crate) struct GemmCall<S> {
     pub(crate) tb: bool,
     pub(crate) bias: Option<S>,
     pub(crate) packed_b: bool,
+    pub(crate) relu: bool,
 }
 
 impl<S> GemmCall<S> {
     pub(crate) fn run<'a>(&self, get: impl Fn(&S) -> &'a [f32], out: &mut [f32]) {
         let (m, k, n) = (self.m, self.k, self.n);
-        let c = &mut out[..m * n];
-        let beta = match &self.bias {
-            Some(bias) => {
-                let row = &get(bias)[..n];
-                for r in c.chunks_exact_mut(n.max(1)) {
-                    r.copy_from_slice(row);
-                }
-                1.0
-            }
-            None => 0.0,
+        let epi = Epilogue {
+            bias: self.bias.as_ref().map(|b| &get(b)[..n]),
+            act: if self.relu { Act::Relu } else { Act::Identity },
         };
+        let (a, b, c) = (get(&self.a), get(&self.b), &mut out[..m * n]);
         if self.packed_b {
-            gemm_packed_b(m, k, n, 1.0, get(&self.a), self.ta, get(&self.b), beta, c);
+            gemm_packed_b(m, k, n, 1.0, a, self.ta, b, 0.0, c, epi);
         } else {
-            gemm(
-                m,
-                k,
-                n,
-                1.0,
-                get(&self.a),
-                self.ta,
-                get(&self.b),
-                self.tb,
-                beta,
-                c,
-            );
+            gemm_epilogue(m, k, n, a, self.ta, b, self.tb, c, epi);
         }
     }
 
     pub(crate) fn describe(&self, name: impl Fn(&S) -> String) -> String {
         format!(
-            "gemm {}x{}x{} ({}{}, {}{}{}){}",
+            "gemm {}x{}x{} ({}{}, {}{}{}){}{}",
             self.m,
             self.k,
             self.n,
@@ -410,7 +589,8 @@ impl<S> GemmCall<S> {
             self.bias
                 .as_ref()
                 .map(|b| format!(" + bias {}", name(b)))
-                .unwrap_or_default()
+                .unwrap_or_default(),
+            if self.relu { ", relu" } else { "" }
         )
     }
 }
@@ -430,8 +610,8 @@ pub(crate) fn pack_b(k: usize, n: usize, b: &[f32], tb: bool, dst: &mut [f32]) {
     super::gemm_kernels::pack_b_whole(k, n, b, tb, dst);
 }
 
-/// [`gemm`] with op(B) already packed by [`pack_b`] for this `k` and `n`: the same bits, split
-/// across threads the same way, without packing B again.
+/// [`gemm`] with op(B) already packed by [`pack_b`] for this `k` and `n`, then `epi` (as in
+/// [`gemm_epilogue`]): the same bits, split across threads the same way, without packing B again.
 #[allow(clippy::too_many_arguments)] // gemm's signature, with the packed B for b and tb
 pub(crate) fn gemm_packed_b(
     m: usize,
@@ -443,6 +623,7 @@ pub(crate) fn gemm_packed_b(
     packed: &[f32],
     beta: f32,
     c: &mut [f32],
+    epi: Epilogue<'_>,
 ) {
     assert!(c.len() >= m * n, "gemm: C too short");
     assert!(a.len() >= m * k, "gemm: A too short");
@@ -451,14 +632,18 @@ pub(crate) fn gemm_packed_b(
         return;
     }
     if k == 0 {
-        if beta == 0.0 {
-            c.fill(0.0);
-        } else {
-            c.iter_mut().for_each(|v| *v *= beta);
+        for r in c.chunks_exact_mut(n) {
+            if beta == 0.0 {
+                r.fill(0.0);
+            } else {
+                r.iter_mut().for_each(|v| *v *= beta);
+            }
+            // The epilogue still applies to an empty sum.
+            epi.finish_row(r, 0);
         }
         return;
     }
-    super::gemm_kernels::sgemm_packed_b(m, k, n, alpha, a, ta, packed, beta, c);
+    super::gemm_kernels::sgemm_packed_b(m, k, n, alpha, a, ta, packed, beta, c, epi);
 }
 
 /// Packs a loop-invariant op(B) (`k×n`) into `out` for the products that read it packed.
@@ -515,10 +700,26 @@ mod packed_tests {
                 let mut packed = vec![f32::NAN; packed_b_len(k, n)];
                 pack_b(k, n, &b, tb, &mut packed);
                 let mut single = vec![f32::NAN; m * n];
-                super::super::gemm_kernels::sgemm_single(m, k, n, &a, ta, &b, tb, &mut single);
+                let single_with = |epi| {
+                    let mut c = vec![f32::NAN; m * n];
+                    super::super::gemm_kernels::sgemm_single(m, k, n, &a, ta, &b, tb, &mut c, epi);
+                    c
+                };
+                let single = single_with(Epilogue::NONE);
                 for beta in [0.0f32, 1.0] {
                     let mut got = vec![if beta == 0.0 { f32::NAN } else { 0.0 }; m * n];
-                    gemm_packed_b(m, k, n, 1.0, &a, ta, &packed, beta, &mut got);
+                    gemm_packed_b(
+                        m,
+                        k,
+                        n,
+                        1.0,
+                        &a,
+                        ta,
+                        &packed,
+                        beta,
+                        &mut got,
+                        Epilogue::NONE,
+                    );
                     assert!(
                         got.iter()
                             .zip(&single)
@@ -526,6 +727,22 @@ mod packed_tests {
                         "{m}x{k}x{n} ta={ta} tb={tb} beta={beta}"
                     );
                 }
+                // A packed product finishes its tiles with the same bias and ReLU.
+                let mut bias = vec![0.0f32; n];
+                rng.fill_normal(&mut bias, 0.0, 1.0);
+                let epi = Epilogue {
+                    bias: Some(&bias),
+                    act: Act::Relu,
+                };
+                let want = single_with(epi);
+                let mut got = vec![f32::NAN; m * n];
+                gemm_packed_b(m, k, n, 1.0, &a, ta, &packed, 0.0, &mut got, epi);
+                assert!(
+                    got.iter()
+                        .zip(&want)
+                        .all(|(x, y)| x.to_bits() == y.to_bits()),
+                    "{m}x{k}x{n} ta={ta} tb={tb} with bias and relu"
+                );
             }
         }
     }

@@ -95,6 +95,83 @@ pub(crate) fn supported(isa: Isa) -> bool {
     }
 }
 
+/// The activation an [`Epilogue`] applies after the bias.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Act {
+    /// None: the sum (plus bias) as is.
+    Identity,
+    /// `max(v, 0)` with NaN kept, exactly as the elementwise `relu` kernel computes it.
+    Relu,
+}
+
+/// What the driver does to each finished tile of C right after its last depth block, while the
+/// tile is still in L1: add a bias row, then an activation. Applying it after the whole sum gives
+/// the same bits as the separate product, bias-add and activation passes it replaces.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Epilogue<'a> {
+    /// One value per column of C (of this block: column splits slice it), added to every row.
+    pub(crate) bias: Option<&'a [f32]>,
+    /// Applied after the bias.
+    pub(crate) act: Act,
+}
+
+impl<'a> Epilogue<'a> {
+    /// Nothing: C is the plain product.
+    pub(crate) const NONE: Epilogue<'static> = Epilogue {
+        bias: None,
+        act: Act::Identity,
+    };
+
+    fn is_none(&self) -> bool {
+        self.bias.is_none() && self.act == Act::Identity
+    }
+
+    /// The epilogue of the block of C starting at column `start`.
+    fn at_col(self, start: usize) -> Epilogue<'a> {
+        Epilogue {
+            bias: self.bias.map(|b| &b[start..]),
+            ..self
+        }
+    }
+
+    /// Applies the epilogue to one row of C whose first element is column `col` (of this block).
+    pub(crate) fn finish_row(&self, row: &mut [f32], col: usize) {
+        // `relu` as in kernels/elementwise.rs: `v < 0 ? 0 : v` keeps NaN and −0.
+        match (self.bias, self.act) {
+            (None, Act::Identity) => {}
+            (Some(b), Act::Identity) => {
+                for (v, &b) in row.iter_mut().zip(&b[col..]) {
+                    *v += b;
+                }
+            }
+            (Some(b), Act::Relu) => {
+                for (v, &b) in row.iter_mut().zip(&b[col..]) {
+                    let s = *v + b;
+                    *v = if s < 0.0 { 0.0 } else { s };
+                }
+            }
+            (None, Act::Relu) => {
+                for v in row.iter_mut() {
+                    *v = if *v < 0.0 { 0.0 } else { *v };
+                }
+            }
+        }
+    }
+
+    /// Applies the epilogue to the `mr`×`nr` tile at `c` (row stride `rsc`) starting at column
+    /// `col` of this block.
+    ///
+    /// # Safety
+    /// The tile must be valid for reads and writes and touched by nobody else meanwhile.
+    unsafe fn finish_tile(&self, c: *mut f32, rsc: usize, mr: usize, nr: usize, col: usize) {
+        for i in 0..mr {
+            // SAFETY: row i < mr of the tile, columns < nr (caller contract).
+            let row = unsafe { std::slice::from_raw_parts_mut(c.add(i * rsc), nr) };
+            self.finish_row(row, col);
+        }
+    }
+}
+
 /// Largest MR·NR over all microkernels (size of the stack tile for partial C tiles).
 const TILE_MAX: usize = 512;
 
@@ -197,11 +274,25 @@ pub(crate) fn sgemm(
     beta: f32,
     c: &mut [f32],
 ) {
-    sgemm_with(detect(), m, k, n, alpha, a, ta, b, tb, beta, c);
+    sgemm_with(
+        detect(),
+        m,
+        k,
+        n,
+        alpha,
+        a,
+        ta,
+        b,
+        tb,
+        beta,
+        c,
+        Epilogue::NONE,
+    );
 }
 
 /// [`sgemm`] with an explicit kernel flavour, which must be supported by the running CPU
-/// (unsupported flavours fall back to the best supported one).
+/// (unsupported flavours fall back to the best supported one), and an epilogue applied to each
+/// tile of C once its sum is complete (its bias, if any, holds at least n values).
 #[allow(clippy::too_many_arguments)]
 pub(crate) fn sgemm_with(
     isa: Isa,
@@ -215,6 +306,7 @@ pub(crate) fn sgemm_with(
     tb: bool,
     beta: f32,
     c: &mut [f32],
+    epi: Epilogue<'_>,
 ) {
     let best = detect();
     let isa = match (isa, best) {
@@ -238,8 +330,13 @@ pub(crate) fn sgemm_with(
         full_n: n,
         packed_b: None,
         col0: 0,
+        epi,
     };
     assert!(c.len() >= m * n, "sgemm: C too short");
+    assert!(
+        epi.bias.is_none_or(|b| b.len() >= n),
+        "sgemm: bias shorter than n"
+    );
     // SAFETY: C holds the m×n block at row stride n, exclusively borrowed for this call.
     unsafe { parallel::run_split(isa, &ops, c.as_mut_ptr()) }
 }
@@ -281,6 +378,7 @@ pub(crate) fn sgemm_single(
     b: &[f32],
     tb: bool,
     c: &mut [f32],
+    epi: Epilogue<'_>,
 ) {
     let ops = Ops {
         m,
@@ -298,6 +396,7 @@ pub(crate) fn sgemm_single(
         full_n: n,
         packed_b: None,
         col0: 0,
+        epi,
     };
     assert!(c.len() >= m * n);
     // SAFETY: C holds the m×n block, exclusively borrowed.
@@ -409,6 +508,7 @@ pub(crate) fn pack_b_whole(k: usize, n: usize, b: &[f32], tb: bool, dst: &mut [f
         full_n: n,
         packed_b: None,
         col0: 0,
+        epi: Epilogue::NONE,
     };
     let dst = &mut dst[off..];
     match Variant::of(detect(), n) {
@@ -434,7 +534,7 @@ fn pack_b_blocks<K: Kernel>(o: &Ops<'_>, dst: &mut [f32]) {
 
 /// `C = alpha·op(A)·B + beta·C` with B packed by [`pack_b_whole`] for this `k` and `n`: the
 /// same kernel, blocking and threads as [`sgemm`], so the same bits, without packing B.
-/// Shapes are validated by the caller, as for [`sgemm`].
+/// Shapes are validated by the caller, as for [`sgemm`]; `epi` as in [`sgemm_with`].
 #[allow(clippy::too_many_arguments)]
 pub(crate) fn sgemm_packed_b(
     m: usize,
@@ -446,6 +546,7 @@ pub(crate) fn sgemm_packed_b(
     packed: &[f32],
     beta: f32,
     c: &mut [f32],
+    epi: Epilogue<'_>,
 ) {
     assert!(
         packed.len() >= packed_b_len(k, n),
@@ -467,6 +568,7 @@ pub(crate) fn sgemm_packed_b(
         full_n: n,
         packed_b: Some(&packed[packed_start(packed)..]),
         col0: 0,
+        epi,
     };
     assert!(c.len() >= m * n, "sgemm: C too short");
     // SAFETY: C holds the m×n block at row stride n, exclusively borrowed for this call.
@@ -496,6 +598,8 @@ struct Ops<'a> {
     packed_b: Option<&'a [f32]>,
     /// The column of the whole call where this block starts (to find its packed panels).
     col0: usize,
+    /// Applied to each tile of this block's C after its last depth block.
+    epi: Epilogue<'a>,
 }
 
 fn round_up(x: usize, to: usize) -> usize {
@@ -528,6 +632,7 @@ unsafe fn drive<K: Kernel>(o: &Ops<'_>, c: *mut f32, buf: &mut Vec<f32>) {
     // Packing A pays off through reuse across B's column panels; with at most two of them,
     // full A micro-panels are read in place (partial ones are still packed, zero-padded).
     let pack_all_a = n.div_ceil(K::NR) > 2;
+    let epi = (!o.epi.is_none()).then_some(o.epi);
 
     for jc in (0..n).step_by(K::NC) {
         let nc = K::NC.min(n - jc);
@@ -535,6 +640,8 @@ unsafe fn drive<K: Kernel>(o: &Ops<'_>, c: *mut f32, buf: &mut Vec<f32>) {
             let kc = K::KC.min(k - pc);
             // Later depth blocks accumulate onto what the first one wrote.
             let beta = if pc == 0 { o.beta } else { 1.0 };
+            // After the last one the tiles are complete sums: finish each while it is in L1.
+            let finish = epi.filter(|_| pc + kc == k);
             // A B packed ahead holds this block's panels at its depth block's offset.
             let pb_block: &[f32] = match o.packed_b {
                 Some(all) => {
@@ -614,6 +721,10 @@ unsafe fn drive<K: Kernel>(o: &Ops<'_>, c: *mut f32, buf: &mut Vec<f32>) {
                                     beta,
                                 )
                             };
+                        }
+                        if let Some(e) = &finish {
+                            // SAFETY: the same mr×nr tile the kernel just wrote (see above).
+                            unsafe { e.finish_tile(tile, o.ldc, mr, nr, jc + jr) };
                         }
                     }
                 }

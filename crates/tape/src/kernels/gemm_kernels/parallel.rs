@@ -1,5 +1,5 @@
 //! Splitting large products across threads by blocks of C's columns (or of its rows when C has
-//! too few columns). Every element of C is
+//! too few columns, or is tall with A stored m×k). Every element of C is
 //! computed by one thread with exactly the arithmetic of the single-threaded loop (the kernel
 //! shape and depth blocking depend only on the full call), so results are bit-identical for any
 //! number of threads. Helper threads are started once and wait on a condition variable; handing
@@ -9,7 +9,7 @@
 //! parameters) split elementwise work into disjoint parts, so each element again sees exactly the
 //! single-threaded arithmetic.
 
-use super::{run_local, Isa, Ops};
+use super::{run_local, Act, Epilogue, Isa, Ops};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Condvar, Mutex, OnceLock};
 
@@ -71,6 +71,9 @@ struct Job {
     col0: usize,
     c: *mut f32,
     fp_mode: u32,
+    /// The epilogue's bias (pointer and length) for this block's columns, and its activation.
+    bias: Option<(*const f32, usize)>,
+    act: Act,
 }
 
 // SAFETY: a job's pointers refer to buffers the submitting thread keeps alive and does not
@@ -196,6 +199,10 @@ fn run_job(job: &Job) {
             full_n: job.full_n,
             packed_b: job.packed_b.map(|(p, n)| std::slice::from_raw_parts(p, n)),
             col0: job.col0,
+            epi: Epilogue {
+                bias: job.bias.map(|(p, n)| std::slice::from_raw_parts(p, n)),
+                act: job.act,
+            },
         };
         run_local(job.isa, &ops, job.c);
     }
@@ -249,6 +256,7 @@ fn block<'a>(o: &Ops<'a>, start: usize, end: usize) -> Ops<'a> {
         n: end - start,
         b,
         col0: o.col0 + start,
+        epi: o.epi.at_col(start),
         ..*o
     }
 }
@@ -260,8 +268,12 @@ fn block<'a>(o: &Ops<'a>, start: usize, end: usize) -> Ops<'a> {
 pub(super) unsafe fn run_split(isa: Isa, o: &Ops<'_>, c: *mut f32) {
     let limit = LIMIT.load(Ordering::Relaxed);
     let work = o.m * o.k * o.n;
-    // Wide products split by columns; narrow ones (n of a few classes) by rows instead.
-    let by_cols = work >= MIN_WORK && o.n >= 2 * ALIGN_COLS;
+    // Wide products split by columns; narrow ones (n of a few classes) by rows instead, and so
+    // do tall ones whose A is packed by transposing (stored m×k, as a batch of inputs): a thread
+    // with a column block would pack all of A, one with a row block only its rows (and all of B,
+    // which for B stored k×n is a plain copy), e.g. inference on 1000-row batches.
+    let tall = !o.ta && !o.tb && o.m >= 2 * o.n;
+    let by_cols = work >= MIN_WORK && o.n >= 2 * ALIGN_COLS && !tall;
     let by_rows = !by_cols && work >= MIN_ROW_WORK && o.m >= 2 * ALIGN_ROWS;
     let pool = if (by_cols || by_rows) && limit != 1 {
         pool()
@@ -323,6 +335,8 @@ pub(super) unsafe fn run_split(isa: Isa, o: &Ops<'_>, c: *mut f32) {
             // SAFETY: the part's first element of C lies inside C.
             c: unsafe { c.add(c_off) },
             fp_mode,
+            bias: part.epi.bias.map(|b| (b.as_ptr(), b.len())),
+            act: part.epi.act,
         };
         pool.pending.fetch_add(1, Ordering::AcqRel);
         hand(worker, Work::Gemm(job));
