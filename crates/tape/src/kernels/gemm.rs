@@ -699,7 +699,6 @@ mod packed_tests {
                 rng.fill_normal(&mut b, 0.0, 1.0);
                 let mut packed = vec![f32::NAN; packed_b_len(k, n)];
                 pack_b(k, n, &b, tb, &mut packed);
-                let mut single = vec![f32::NAN; m * n];
                 let single_with = |epi| {
                     let mut c = vec![f32::NAN; m * n];
                     super::super::gemm_kernels::sgemm_single(m, k, n, &a, ta, &b, tb, &mut c, epi);
