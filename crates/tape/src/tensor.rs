@@ -290,10 +290,20 @@ impl<'a> TensorView<'a> {
 
     /// The first non-finite value, as `(flat index, value)`.
     pub fn first_non_finite(&self) -> Option<(usize, f32)> {
+        // Every call of a compiled function checks its arguments, so the common case (all
+        // finite) must run at memory speed: each chunk is tested without an early exit, which
+        // the compiler vectorises, and only a chunk that fails is searched.
+        const CHUNK: usize = 256;
+        const EXP: u32 = 0x7f80_0000; // all exponent bits set: an infinity or a NaN
+        let bad = |v: &f32| v.to_bits() & EXP == EXP;
         self.data
-            .iter()
-            .position(|v| !v.is_finite())
-            .map(|i| (i, self.data[i]))
+            .chunks(CHUNK)
+            .enumerate()
+            .find(|(_, c)| c.iter().fold(false, |any, v| any | bad(v)))
+            .and_then(|(k, c)| {
+                let i = c.iter().position(bad)?;
+                Some((k * CHUNK + i, c[i]))
+            })
     }
 }
 
@@ -371,5 +381,30 @@ mod tests {
     fn finds_non_finite() {
         let t = Tensor::vector(&[1.0, f32::NAN, f32::INFINITY]);
         assert_eq!(t.first_non_finite().map(|p| p.0), Some(1));
+    }
+
+    #[test]
+    fn finds_the_first_non_finite_value_anywhere_among_chunks() {
+        // Lengths and positions around the search's chunk boundaries, against a plain scan.
+        let specials = [f32::NAN, f32::INFINITY, f32::NEG_INFINITY, -f32::NAN];
+        for len in [0usize, 1, 255, 256, 257, 513, 1000] {
+            let clean: Vec<f32> = (0..len).map(|i| i as f32 * 1e30 - 3e32).collect();
+            assert_eq!(Tensor::vector(&clean).first_non_finite(), None, "{len}");
+            for pos in [0, 1, 254, 255, 256, 257, 511, 512, 999] {
+                if pos >= len {
+                    continue;
+                }
+                for (j, &sp) in specials.iter().enumerate() {
+                    let mut d = clean.clone();
+                    d[pos] = sp;
+                    // A later non-finite value must not be reported instead.
+                    d[len - 1] = specials[(j + 1) % specials.len()];
+                    let got = Tensor::vector(&d).first_non_finite();
+                    let want = d.iter().position(|v| !v.is_finite()).unwrap();
+                    assert_eq!(got.map(|p| p.0), Some(want), "{len} {pos}");
+                    assert_eq!(got.unwrap().1.to_bits(), d[want].to_bits());
+                }
+            }
+        }
     }
 }
