@@ -41,6 +41,8 @@ pub(crate) fn run_with(
             Src::Const(c) => {
                 program.params[slot].update(|d| d.copy_from_slice(&program.consts[c].data()[..n]))
             }
+            Src::Part { buf, offset, len } => program.params[slot]
+                .update(|d| d.copy_from_slice(&plan.workspace[buf][offset..offset + len])),
             Src::Param(_) => {
                 unreachable!("parameter-sourced updates are copied into the workspace")
             }
@@ -94,6 +96,7 @@ fn run_instrs(
                         .data(),
                     Src::Const(i) => consts[i].data(),
                     Src::Work(i) => &ws[i],
+                    Src::Part { buf, offset, len } => &ws[buf][offset..offset + len],
                 }
             };
             let r = match &ins.call {
@@ -203,7 +206,12 @@ fn run_scan<'a>(
             }
             continue;
         }
-        for (i, buf) in seq_bufs.iter_mut().enumerate() {
+        for ((i, buf), _) in seq_bufs
+            .iter_mut()
+            .enumerate()
+            .zip(&c.read)
+            .filter(|p| *p.1)
+        {
             gather_step(get(&c.operands[i]), buf, c.batch, c.time, t);
         }
         for (buf, entering) in state_bufs.iter().zip(&c.entering) {

@@ -10,7 +10,7 @@ use crate::kernels::{
     XentGradCall,
 };
 use crate::rng::{DropoutCall, NoiseCall, Rng};
-use crate::scan_exec::{PartCall, ScanCall};
+use crate::scan_exec::ScanCall;
 use crate::tensor::TensorView;
 use std::fmt;
 
@@ -25,6 +25,13 @@ pub(crate) enum Src {
     Const(usize),
     /// Workspace buffer n.
     Work(usize),
+    /// `len` values of workspace buffer `buf` from `offset`: one result of a scan, read in
+    /// place from the scan's packed output rather than copied out of it.
+    Part {
+        buf: usize,
+        offset: usize,
+        len: usize,
+    },
 }
 
 /// One step of a plan: a kernel call with its operands and sizes resolved, writing workspace
@@ -68,7 +75,6 @@ pub(crate) enum Call {
     Custom(CustomCall<Src>),
     /// Run by the interpreter itself: the loop runs a nested plan.
     Scan(ScanCall<Src>),
-    ScanPart(PartCall<Src>),
 }
 
 /// Why a call failed: data it checks on every run (labels), or a user's op's own message.
@@ -126,7 +132,6 @@ impl Call {
             Call::Dropout(c) => c.run(rngs, out),
             Call::Noise(c) => c.run(rngs, out),
             Call::Custom(c) => c.run(get, out).map_err(Failure::Op)?,
-            Call::ScanPart(c) => c.run(get, out),
             Call::Scan(_) => unreachable!("the interpreter runs scans with their nested plans"),
         }
         Ok(())
@@ -162,7 +167,6 @@ impl Call {
             Call::Noise(c) => c.describe(),
             Call::Custom(c) => c.describe(name),
             Call::Scan(c) => c.describe(name),
-            Call::ScanPart(c) => c.describe(name),
         }
     }
 }
@@ -254,6 +258,7 @@ impl fmt::Display for Src {
             Src::Param(i) => write!(f, "param{i}"),
             Src::Const(i) => write!(f, "const{i}"),
             Src::Work(b) => write!(f, "buf{b}"),
+            Src::Part { buf, offset, len } => write!(f, "buf{buf}[{offset}..{}]", offset + len),
         }
     }
 }

@@ -18,7 +18,7 @@ use crate::kernels::{Layout, Shape};
 use crate::op::{Op, SoftmaxKind, Type};
 use crate::rng::{DropoutCall, NoiseCall};
 use crate::scan_body::{Part, ScanBody};
-use crate::scan_exec::{PartCall, ScanCall};
+use crate::scan_exec::ScanCall;
 use std::collections::HashMap;
 
 fn numel(s: &[usize]) -> usize {
@@ -278,7 +278,25 @@ fn build_with(f: &Program, arg_shapes: Vec<Shape>, varying: Option<usize>) -> Re
             _ => {}
         }
         if owner[i] != i {
-            src[i] = src[node.inputs[0]];
+            src[i] = match &node.op {
+                // A result of a scan is read in place from the scan's packed output.
+                Op::ScanPart { body, part } => {
+                    let Src::Work(buf) = src[node.inputs[0]] else {
+                        unreachable!("a scan writes a workspace buffer")
+                    };
+                    let shp: Vec<&[usize]> = node.inputs[1..]
+                        .iter()
+                        .map(|&j| shape[j].as_slice())
+                        .collect();
+                    let (offsets, sizes) = part_layout(body, &shp)?;
+                    Src::Part {
+                        buf,
+                        offset: offsets[*part],
+                        len: sizes[*part],
+                    }
+                }
+                _ => src[node.inputs[0]],
+            };
             continue;
         }
         let out_shape = &shape[i];
@@ -293,11 +311,9 @@ fn build_with(f: &Program, arg_shapes: Vec<Shape>, varying: Option<usize>) -> Re
         for &k in candidates {
             let j = node.inputs[k];
             let Src::Work(b) = src[j] else { continue };
-            let others_share = node
-                .inputs
-                .iter()
-                .enumerate()
-                .any(|(m, &x)| m != k && src[x] == Src::Work(b));
+            let others_share = node.inputs.iter().enumerate().any(|(m, &x)| {
+                m != k && matches!(src[x], Src::Work(o) | Src::Part { buf: o, .. } if o == b)
+            });
             if owner_last[owner[j]] == p && shape[j] == *out_shape && !others_share {
                 inplace = Some((k, b));
                 break;
@@ -312,14 +328,6 @@ fn build_with(f: &Program, arg_shapes: Vec<Shape>, varying: Option<usize>) -> Re
         let shp: Vec<&[usize]> = node.inputs.iter().map(|&j| shape[j].as_slice()).collect();
         let call = match &node.op {
             Op::Scan(body) => scan_call(f, i, body, &ins, &shp, &mut nested)?,
-            Op::ScanPart { body, part } => {
-                let (offsets, sizes) = part_layout(body, &shp[1..])?;
-                Call::ScanPart(PartCall {
-                    x: ins[0],
-                    offset: offsets[*part],
-                    n: sizes[*part],
-                })
-            }
             op => emit(f, i, op, &ins, &shp, out_shape, inplace.map(|(k, _)| k)),
         };
         let call = match (call, packed.get(&i)) {
@@ -506,6 +514,7 @@ fn scan_call(
         .collect();
     let program = f.body(node);
     let plan = build_body(program, step_shapes.clone(), s + h)?;
+    let read = sequences_read(&plan, s);
     nested.push(Nested {
         plan,
         rngs: program.new_rngs(),
@@ -543,6 +552,7 @@ fn scan_call(
         nested: nested.len() - 1,
         operands: ins.to_vec(),
         n_seqs: s,
+        read,
         n_states: h,
         batch,
         time,
@@ -556,10 +566,28 @@ fn scan_call(
     }))
 }
 
+/// Per sequence of a step body's plan (its first `n_seqs` arguments): whether an instruction
+/// reads it. Views and shape-only operands (a `sum_like`'s target) read no values, so a
+/// sequence a step body uses only so is never read.
+fn sequences_read(plan: &Plan, n_seqs: usize) -> Vec<bool> {
+    let mut read = vec![false; n_seqs];
+    for ins in &plan.instrs {
+        for src in crate::staged::operands(&ins.call) {
+            if let Src::Arg(a) = src {
+                if a < n_seqs {
+                    read[a] = true;
+                }
+            }
+        }
+    }
+    read
+}
+
 /// Whether node `i` is stored in its first operand's buffer, read with another shape.
 fn is_alias(op: &Op, inputs: &[usize], shape: &[Shape], i: usize) -> bool {
     match op {
-        Op::Reshape(_) | Op::ReshapeLike | Op::Unsqueeze(_) => true,
+        // A scan's result is a range of its packed output (`Src::Part`).
+        Op::Reshape(_) | Op::ReshapeLike | Op::Unsqueeze(_) | Op::ScanPart { .. } => true,
         Op::BroadcastLike { .. } | Op::SumLike { .. } => shape[inputs[0]] == shape[i],
         // Listed one by one so that a new op has to say whether it is a view.
         Op::Input(_)
@@ -588,8 +616,7 @@ fn is_alias(op: &Op, inputs: &[usize], shape: &[Shape], i: usize) -> bool {
         | Op::Dropout { .. }
         | Op::Noise { .. }
         | Op::Custom(_)
-        | Op::Scan(_)
-        | Op::ScanPart { .. } => false,
+        | Op::Scan(_) => false,
     }
 }
 

@@ -83,6 +83,7 @@ fn src(f: &Program, s: &Src) -> String {
         Src::Param(i) => format!("param:{}", f.params[*i].name()),
         Src::Const(i) => format!("const{i}"),
         Src::Work(b) => format!("buf{b}"),
+        Src::Part { buf, offset, len } => format!("buf{buf}[{offset}..{}]", offset + len),
     }
 }
 

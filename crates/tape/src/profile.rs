@@ -27,7 +27,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 /// The kinds reported, one per instruction variant.
-const KINDS: [&str; 27] = [
+const KINDS: [&str; 26] = [
     "gemm",
     "unary",
     "binary",
@@ -54,7 +54,6 @@ const KINDS: [&str; 27] = [
     "noise",
     "custom",
     "scan",
-    "scan_part",
 ];
 
 static ENABLED: AtomicBool = AtomicBool::new(false);
@@ -152,6 +151,5 @@ fn kind(call: &Call) -> usize {
         Call::Noise(_) => 23,
         Call::Custom(_) => 24,
         Call::Scan(_) => 25,
-        Call::ScanPart(_) => 26,
     }
 }

@@ -54,6 +54,8 @@ pub(crate) fn optimize(mut ir: Vec<INode>, roots: Vec<usize>) -> Result<(Vec<INo
     let roots: Vec<usize> = roots.iter().map(|&r| remap[r]).collect();
     // The fusions below count readers, so drop those the rewrites above orphaned first (the
     // `x > 0` mask a `relu_grad` replaced still reads the pre-activation).
+    // Before dead code goes, so the partial sums and slice gradients it orphans go too.
+    concat_slice_grads(&mut out, &roots);
     let (mut out, roots) = dead_code(out, roots);
     fuse_bias(&mut out, &roots);
     fuse_relu(&mut out, &roots);
@@ -349,6 +351,73 @@ fn fuse_axpy(ir: &mut [INode], roots: &[usize]) {
     }
 }
 
+/// `Σ_k slice_grad(g_k, at = s_k)` whose slices tile their target's axis exactly (the gradient
+/// of a value split into pieces, an LSTM's gates) → one `concat(g_k)` in order of `s_k`: one pass
+/// writing each element once, instead of zero-filling and adding a full-size buffer per piece.
+/// Each element of the sum is its piece's value plus exact zeros, so the values are the same
+/// (up to the sign of a zero: `-0 + 0` is `+0`, the concatenation keeps `-0`). The axis' size
+/// must be known when the graph is compiled (a scan's step knows it).
+fn concat_slice_grads(ir: &mut [INode], roots: &[usize]) {
+    let uses = use_counts(ir, roots);
+    for i in 0..ir.len() {
+        if !matches!(ir[i].op, Op::Binary(Binary::Add)) {
+            continue;
+        }
+        let Some(mut pieces) = slice_grad_terms(ir, &uses, i) else {
+            continue;
+        };
+        let Op::SliceGrad { axis, .. } = ir[pieces[0].1].op else {
+            continue;
+        };
+        let like = ir[pieces[0].1].inputs[1];
+        let same_target = pieces.iter().all(|&(_, sg)| {
+            matches!(ir[sg].op, Op::SliceGrad { axis: a, .. } if a == axis)
+                && ir[ir[sg].inputs[1]].ty.dims == ir[like].ty.dims
+        });
+        let dims = &ir[i].ty.dims;
+        if !same_target || *dims != ir[like].ty.dims || axis >= dims.len() {
+            continue;
+        }
+        let Some(size) = dims[axis] else { continue };
+        pieces.sort_by_key(|&(start, _)| start);
+        // Tiled: each piece starts where the previous ended, the last ends at the axis' end.
+        let mut end = 0;
+        let tiled = pieces.iter().all(|&(start, sg)| {
+            let g = ir[sg].inputs[0];
+            let len = ir[g].ty.dims.get(axis).copied().flatten();
+            let ok = start == end && len.is_some();
+            end = start + len.unwrap_or(0);
+            ok
+        });
+        if !tiled || end != size {
+            continue;
+        }
+        ir[i].op = Op::Concat(axis);
+        ir[i].inputs = pieces.iter().map(|&(_, sg)| ir[sg].inputs[0]).collect();
+    }
+}
+
+/// The terms of the sum rooted at `i` when every one is a slice gradient: `(start, node)` each.
+/// The sum's inner additions must be read by nothing else (the rewrite drops them).
+fn slice_grad_terms(ir: &[INode], uses: &[usize], i: usize) -> Option<Vec<(usize, usize)>> {
+    let mut terms = Vec::new();
+    let mut todo = vec![i];
+    while let Some(j) = todo.pop() {
+        match ir[j].op {
+            Op::Binary(Binary::Add) if j == i || uses[j] == 1 => {
+                // Same-shape operands only: a broadcast addition is not a piece of the sum.
+                if ir[j].inputs.iter().any(|&x| ir[x].ty.dims != ir[i].ty.dims) {
+                    return None;
+                }
+                todo.extend(ir[j].inputs.iter().copied());
+            }
+            Op::SliceGrad { start, .. } => terms.push((start, j)),
+            _ => return None,
+        }
+    }
+    (terms.len() > 1).then_some(terms)
+}
+
 fn use_counts(ir: &[INode], roots: &[usize]) -> Vec<usize> {
     let mut uses = vec![0usize; ir.len()];
     for node in ir {
@@ -463,6 +532,54 @@ mod tests {
             })
             .collect();
         assert_eq!(f.output(0).expect("gradient").data(), &want[..]);
+    }
+
+    /// The gradient of `Σ_k c_k Σ p_k²` over the pieces `p_k` of `x` split by columns, in f64:
+    /// `2 c_k x` in piece k's columns, 0 in columns no piece covers.
+    fn split_squares_grad(x: &Tensor, widths: &[usize], c: &[f64]) -> Vec<f64> {
+        let cols = x.shape()[1];
+        let piece: Vec<Option<usize>> = (0..cols)
+            .map(|j| {
+                let mut end = 0;
+                widths.iter().position(|&w| {
+                    end += w;
+                    j < end
+                })
+            })
+            .collect();
+        x.data()
+            .iter()
+            .enumerate()
+            .map(|(i, &v)| piece[i % cols].map_or(0.0, |k| 2.0 * c[k] * f64::from(v)))
+            .collect()
+    }
+
+    #[test]
+    fn the_gradient_of_a_split_value_is_one_concatenation() {
+        for (widths, tiled) in [(&[2usize, 4, 1][..], true), (&[2, 4][..], false)] {
+            // The axis' size must be known when the graph is compiled, to see the tiling.
+            let x = Expr::input_with_dims("x", &[None, Some(7)]);
+            let c = [1.0, 2.0, 3.0];
+            let loss = x
+                .split(1, widths)
+                .iter()
+                .zip(c)
+                .map(|(p, ck)| (p * p).sum() * ck as f32)
+                .reduce(|a, b| a + b)
+                .expect("pieces");
+            let gx = grad(&loss, std::slice::from_ref(&x)).expect("grad");
+            let mut f = Function::compile(std::slice::from_ref(&x), &gx).expect("compile");
+            let xv = normal(&[3, 7], 8);
+            f.run(&[xv.view()]).expect("run");
+            let plan = f.debug_plan();
+            // Pieces covering the whole axis: one concat, no zero-filled slice gradients; a
+            // column no piece covers needs the zeros, so the sum stays.
+            assert_eq!(plan.contains("slice_grad"), !tiled, "{plan}");
+            assert_eq!(plan.contains("concat"), tiled, "{plan}");
+            let got = f.output(0).expect("gradient").data().to_vec();
+            let want = split_squares_grad(&xv, widths, &c);
+            crate::testing::assert_close(&got, &want, 1e-6, 1e-7, "dx");
+        }
     }
 
     /// `g · (x > 0)` by hand: the 0/1 mask multiplied in, as the unfused kernels do.

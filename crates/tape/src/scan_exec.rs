@@ -1,7 +1,7 @@
-//! The planned calls of a scan, beside the copies they are made of: [`ScanCall`] (the loop
-//! over time steps, whose body runs as a nested plan of its own) and [`PartCall`] (reading one
-//! result out of the scan's packed vector). Plain data, like the kernels' call structs; the
-//! interpreter (`exec`) runs the loop because it runs the nested plan.
+//! The planned call of a scan, beside the copies it is made of: [`ScanCall`] (the loop over
+//! time steps, whose body runs as a nested plan of its own). Plain data, like the kernels' call
+//! structs; the interpreter (`exec`) runs the loop because it runs the nested plan. Its results
+//! are read in place from its packed output (`Src::Part`), not copied out.
 //!
 //! A sequence `(batch, time, …)` is stored row-major, so one time step's slice is `batch` rows
 //! of `row` elements, `time · row` apart: [`gather_step`] copies them into a contiguous step
@@ -18,6 +18,10 @@ pub(crate) struct ScanCall<S> {
     /// Sequences, initial states, non-sequences.
     pub(crate) operands: Vec<S>,
     pub(crate) n_seqs: usize,
+    /// Per sequence: whether the body reads its step slices' values. One read only for its
+    /// shape (a gradient's `like`, e.g. the forward sequence in a reverse scan) is not copied
+    /// into its step buffer at all.
+    pub(crate) read: Vec<bool>,
     pub(crate) n_states: usize,
     pub(crate) batch: usize,
     pub(crate) time: usize,
@@ -39,7 +43,15 @@ pub(crate) struct ScanCall<S> {
 
 impl<S> ScanCall<S> {
     pub(crate) fn describe(&self, name: impl Fn(&S) -> String) -> String {
-        let ops: Vec<String> = self.operands.iter().map(name).collect();
+        let ops: Vec<String> = self
+            .operands
+            .iter()
+            .enumerate()
+            .map(|(i, o)| match self.read.get(i) {
+                Some(false) => format!("{} (shape only)", name(o)),
+                _ => name(o),
+            })
+            .collect();
         let dir = if self.reverse { ", reversed" } else { "" };
         let cut = if self.steps < self.time {
             format!(", first {} run", self.steps)
@@ -52,29 +64,6 @@ impl<S> ScanCall<S> {
             self.batch,
             ops.join(", "),
             self.total
-        )
-    }
-}
-
-/// One result of a scan: `n` elements from `offset` of the packed output `x`.
-#[derive(Clone, Debug)]
-pub(crate) struct PartCall<S> {
-    pub(crate) x: S,
-    pub(crate) offset: usize,
-    pub(crate) n: usize,
-}
-
-impl<S> PartCall<S> {
-    pub(crate) fn run<'a>(&self, get: impl Fn(&S) -> &'a [f32], out: &mut [f32]) {
-        out[..self.n].copy_from_slice(&get(&self.x)[self.offset..self.offset + self.n]);
-    }
-
-    pub(crate) fn describe(&self, name: impl Fn(&S) -> String) -> String {
-        format!(
-            "scan part {}[{}..{}]",
-            name(&self.x),
-            self.offset,
-            self.offset + self.n
         )
     }
 }

@@ -80,7 +80,7 @@ fn fallible(call: &Call) -> bool {
 /// Every operand a call reads, in the order its description names them. The description is the
 /// one place that lists each call's operands, so reading them from it cannot miss one that a
 /// new call type (or a new operand of an old one) adds.
-fn operands(call: &Call) -> Vec<Src> {
+pub(crate) fn operands(call: &Call) -> Vec<Src> {
     let seen = RefCell::new(Vec::new());
     call.describe(&|s: &Src| {
         seen.borrow_mut().push(*s);

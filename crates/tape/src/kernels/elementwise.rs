@@ -598,6 +598,55 @@ mod tests {
 
     const UNARY: [Unary; 13] = Unary::ALL;
 
+    #[test]
+    fn passes_split_across_threads_give_each_element_its_own_value() {
+        // 40 rows of 263 (not a multiple of the SIMD width): past the split size, so with two
+        // threads each half runs on its own thread; a row operand restarts at whole rows.
+        let (rows, cols) = (40, 263);
+        let n = rows * cols;
+        let a: Vec<f32> = (0..n).map(|i| (i as f32 * 0.37).sin() * 3.0).collect();
+        let row: Vec<f32> = (0..cols).map(|j| (j as f32 * 0.11).cos()).collect();
+        let shape: crate::kernels::Shape = [rows, cols].into_iter().collect();
+        let get = |s: &usize| -> &[f32] {
+            if *s == 0 {
+                &a
+            } else {
+                &row
+            }
+        };
+        for inplace in [None, Some(Side::Lhs)] {
+            let call = BinaryCall {
+                op: Binary::Mul,
+                shape: shape.clone(),
+                a: 0usize,
+                la: Layout::Full,
+                b: 1,
+                lb: Layout::Row { period: cols },
+                inplace,
+            };
+            let mut out = if inplace.is_some() {
+                a.clone()
+            } else {
+                vec![0.0; n]
+            };
+            call.run(get, &mut out);
+            for i in 0..n {
+                assert_eq!(out[i], a[i] * row[i % cols], "element {i}, {inplace:?}");
+            }
+        }
+        let call = UnaryCall {
+            op: Unary::Sigmoid,
+            x: 0usize,
+            n,
+            inplace: false,
+        };
+        let mut out = vec![0.0; n];
+        call.run(get, &mut out);
+        for i in 0..n {
+            assert_eq!(out[i], unary_scalar(Unary::Sigmoid, a[i]), "sigmoid {i}");
+        }
+    }
+
     const BINARY: [Binary; 13] = Binary::ALL;
 
     /// Textbook definitions in f64.
@@ -932,11 +981,27 @@ pub(crate) struct UnaryCall<S> {
 
 impl<S> UnaryCall<S> {
     pub(crate) fn run<'a>(&self, get: impl Fn(&S) -> &'a [f32], out: &mut [f32]) {
-        let n = self.n;
+        let (n, op) = (self.n, self.op);
+        let out = &mut out[..n];
+        let Some(mid) = split_point(n, &[]) else {
+            return if self.inplace {
+                unary_inplace(op, out)
+            } else {
+                unary(op, &get(&self.x)[..n], out)
+            };
+        };
+        let (o0, o1) = out.split_at_mut(mid);
         if self.inplace {
-            unary_inplace(self.op, &mut out[..n]);
+            let mut parts = [o0, o1];
+            super::gemm_kernels::for_each_part(&mut parts, &|o: &mut &mut [f32]| {
+                unary_inplace(op, o)
+            });
         } else {
-            unary(self.op, &get(&self.x)[..n], &mut out[..n]);
+            let (x0, x1) = get(&self.x)[..n].split_at(mid);
+            let mut parts = [(x0, o0), (x1, o1)];
+            super::gemm_kernels::for_each_part(&mut parts, &|p: &mut (&[f32], &mut [f32])| {
+                unary(op, p.0, p.1)
+            });
         }
     }
 
@@ -949,6 +1014,33 @@ impl<S> UnaryCall<S> {
             super::describe_in_place(self.inplace)
         )
     }
+}
+
+/// Elementwise passes over at least this many values run in two halves on two threads when
+/// a second one is allowed: such a pass takes several microseconds, and a polling helper takes
+/// its half within one (an LSTM 128→256's gate passes at batch 32 are 8192 values, its
+/// pre-activations 32768).
+const SPLIT_MIN: usize = 1 << 13;
+
+/// Where to split a pass over `n` values read through `layouts` in two, if it is worth it and
+/// allowed: halfway, rounded to whole SIMD vectors and to whole rows of a `Row` operand (whose
+/// index restarts at 0 in each half); `None` for the other broadcasts, whose index depends on
+/// the position in the whole shape.
+fn split_point(n: usize, layouts: &[&Layout]) -> Option<usize> {
+    if n < SPLIT_MIN || super::gemm_kernels::gemm_threads() < 2 {
+        return None;
+    }
+    let mut unit = 16;
+    for l in layouts {
+        match l {
+            Layout::Full | Layout::Scalar => {}
+            Layout::Row { period } if *period > 0 => unit = unit.max(*period),
+            _ => return None,
+        }
+    }
+    // Rows are usually multiples of 16 already; otherwise halves at whole rows still work.
+    let mid = (n / 2).div_ceil(unit) * unit;
+    (mid > 0 && mid < n).then_some(mid)
 }
 
 fn describe_side(side: Option<Side>) -> String {
@@ -972,6 +1064,9 @@ impl<S> BinaryCall<S> {
     pub(crate) fn run<'a>(&self, get: impl Fn(&S) -> &'a [f32], out: &mut [f32]) {
         let (op, shape) = (self.op, &self.shape);
         let n = numel(shape);
+        if let Some(mid) = split_point(n, &[&self.la, &self.lb]) {
+            return self.run_split(get, &mut out[..n], mid);
+        }
         match self.inplace {
             Some(Side::Lhs) => binary_inplace_lhs(op, shape, &mut out[..n], get(&self.b), &self.lb),
             Some(Side::Rhs) => binary_inplace_rhs(op, shape, get(&self.a), &self.la, &mut out[..n]),
@@ -984,6 +1079,48 @@ impl<S> BinaryCall<S> {
                 &self.lb,
                 &mut out[..n],
             ),
+        }
+    }
+
+    /// [`Self::run`] in two halves `..mid` and `mid..`, on two threads: each element sees
+    /// the arithmetic of the whole pass (layouts `Full`, `Scalar` or `Row` with `mid` a
+    /// multiple of the row, see [`split_point`]).
+    fn run_split<'a>(&self, get: impl Fn(&S) -> &'a [f32], out: &mut [f32], mid: usize) {
+        let op = self.op;
+        let (la, lb) = (&self.la, &self.lb);
+        let n = out.len();
+        // A `Full` operand splits with the output; a scalar or row is read whole by both.
+        let half = |x: &'a [f32], l: &Layout| -> (&'a [f32], &'a [f32]) {
+            match l {
+                Layout::Full => x[..n].split_at(mid),
+                _ => (x, x),
+            }
+        };
+        let (o0, o1) = out.split_at_mut(mid);
+        match self.inplace {
+            Some(Side::Lhs) => {
+                let (b0, b1) = half(get(&self.b), lb);
+                let mut parts = [(o0, b0), (o1, b1)];
+                super::gemm_kernels::for_each_part(&mut parts, &|p: &mut (&mut [f32], &[f32])| {
+                    binary_inplace_lhs(op, &[p.0.len()], p.0, p.1, lb)
+                });
+            }
+            Some(Side::Rhs) => {
+                let (a0, a1) = half(get(&self.a), la);
+                let mut parts = [(a0, o0), (a1, o1)];
+                super::gemm_kernels::for_each_part(&mut parts, &|p: &mut (&[f32], &mut [f32])| {
+                    binary_inplace_rhs(op, &[p.1.len()], p.0, la, p.1)
+                });
+            }
+            None => {
+                let (a0, a1) = half(get(&self.a), la);
+                let (b0, b1) = half(get(&self.b), lb);
+                let mut parts = [(a0, b0, o0), (a1, b1, o1)];
+                let f = |p: &mut (&[f32], &[f32], &mut [f32])| {
+                    binary(op, &[p.2.len()], p.0, la, p.1, lb, p.2)
+                };
+                super::gemm_kernels::for_each_part(&mut parts, &f);
+            }
         }
     }
 
