@@ -62,15 +62,23 @@ pub fn gemm(
         return;
     }
     if k == 0 {
-        // Nothing to accumulate: C = beta*C, or zeros (ignoring NaN) when beta == 0.
-        if beta == 0.0 {
-            c.fill(0.0);
-        } else {
-            c.iter_mut().for_each(|v| *v *= beta);
-        }
-        return;
+        return empty_sum(c, n, beta, Epilogue::NONE);
     }
     super::gemm_kernels::sgemm(m, k, n, alpha, a, ta, b, tb, beta, c);
+}
+
+/// The product of an empty inner dimension (`k = 0`) into the non-empty `c` (rows of `n`):
+/// nothing to accumulate, so C = beta·C, or zeros (ignoring NaN) when beta == 0, and the
+/// epilogue still applies to that empty sum.
+fn empty_sum(c: &mut [f32], n: usize, beta: f32, epi: Epilogue<'_>) {
+    for r in c.chunks_exact_mut(n) {
+        if beta == 0.0 {
+            r.fill(0.0);
+        } else {
+            r.iter_mut().for_each(|v| *v *= beta);
+        }
+        epi.finish_row(r, 0);
+    }
 }
 
 /// `C = act(op(A)·op(B) + bias)` with the bias row (at least n values) added and the activation
@@ -94,12 +102,7 @@ pub(crate) fn gemm_epilogue(
         return;
     }
     if k == 0 {
-        // An empty sum is 0 for every element: the epilogue still applies to it.
-        for r in c.chunks_exact_mut(n) {
-            r.fill(0.0);
-            epi.finish_row(r, 0);
-        }
-        return;
+        return empty_sum(c, n, 0.0, epi);
     }
     super::gemm_kernels::sgemm_with(
         super::gemm_kernels::detect(),
@@ -632,16 +635,7 @@ pub(crate) fn gemm_packed_b(
         return;
     }
     if k == 0 {
-        for r in c.chunks_exact_mut(n) {
-            if beta == 0.0 {
-                r.fill(0.0);
-            } else {
-                r.iter_mut().for_each(|v| *v *= beta);
-            }
-            // The epilogue still applies to an empty sum.
-            epi.finish_row(r, 0);
-        }
-        return;
+        return empty_sum(c, n, beta, epi);
     }
     super::gemm_kernels::sgemm_packed_b(m, k, n, alpha, a, ta, packed, beta, c, epi);
 }
