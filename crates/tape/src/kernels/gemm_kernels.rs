@@ -332,13 +332,19 @@ pub(crate) fn sgemm_with(
         col0: 0,
         epi,
     };
-    assert!(c.len() >= m * n, "sgemm: C too short");
+    run_whole(isa, &ops, c);
+}
+
+/// Checks that C holds the whole `m×n` product of `o` and its bias at least `n` values (the
+/// raw-pointer kernels rely on both), then runs it, split across threads.
+fn run_whole(isa: Isa, o: &Ops<'_>, c: &mut [f32]) {
+    assert!(c.len() >= o.m * o.n, "sgemm: C too short");
     assert!(
-        epi.bias.is_none_or(|b| b.len() >= n),
+        o.epi.bias.is_none_or(|b| b.len() >= o.n),
         "sgemm: bias shorter than n"
     );
     // SAFETY: C holds the m×n block at row stride n, exclusively borrowed for this call.
-    unsafe { parallel::run_split(isa, &ops, c.as_mut_ptr()) }
+    unsafe { parallel::run_split(isa, o, c.as_mut_ptr()) }
 }
 
 /// Runs one block on this thread with its packing buffer.
@@ -570,9 +576,7 @@ pub(crate) fn sgemm_packed_b(
         col0: 0,
         epi,
     };
-    assert!(c.len() >= m * n, "sgemm: C too short");
-    // SAFETY: C holds the m×n block at row stride n, exclusively borrowed for this call.
-    unsafe { parallel::run_split(detect(), &ops, c.as_mut_ptr()) }
+    run_whole(detect(), &ops, c);
 }
 
 /// The operands of one call (or of one column block of a call split across threads).
