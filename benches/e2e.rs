@@ -26,6 +26,9 @@
 //! from epoch 2 on): `e2e mem epoch <i> rss <MiB>` after each epoch, then one
 //! `e2e mem W1 peak <MiB> ...` line with the budget's parts and the ratio.
 //!
+//! `E2E_W4_REPEATS` (default 5) sets how many passes over the 10,000 images W4 times (more for
+//! profiling it).
+//!
 //! For the scaling table (`benches/scaling.sh`), `E2E_BATCH` (default 128) and `E2E_HIDDEN`
 //! (default 512, both hidden layers) change W1's batch size and width, and `E2E_PROFILE=1` adds
 //! one profiled epoch after the timed ones (with `tape::profile`) and prints the GEMMs' share of
@@ -276,7 +279,7 @@ fn mnist_workloads(dir: &std::path::Path, epochs: usize) {
             .map(|i| m.test_x.rows(i * 1000, (i + 1) * 1000).expect("rows"))
             .collect();
         net.predict_proba(&parts[0]).expect("predict");
-        let ts: Vec<f64> = (0..5)
+        let ts: Vec<f64> = (0..env_usize("E2E_W4_REPEATS", 5))
             .map(|_| {
                 let t = Instant::now();
                 for p in &parts {

@@ -122,8 +122,10 @@ unsafe fn ukr_avx512<const MR: usize, const NV: usize, const PACKED: bool>(
     }
 }
 
-/// The full-8 part of [`super::pack_transposed`]: rows `j < rows` (a multiple of 8) and depths
-/// `p < kc / 8 * 8`, i.e. `panel[p*w + j] = src[(r0 + j)*ld + d0 + p]`.
+/// The SIMD part of [`super::pack_transposed`]: rows `j < rows` (a multiple of 4: groups of 8
+/// rows, then one of 4) and depths `p < kc / 8 * 8`, i.e.
+/// `panel[p*w + j] = src[(r0 + j)*ld + d0 + p]`. The 4-row group matters for 12-row panels
+/// (the AVX-512 12×32 kernel), whose last third would otherwise be packed one float at a time.
 #[target_feature(enable = "avx")]
 #[allow(clippy::too_many_arguments)]
 pub(super) unsafe fn transpose_rows_avx(
@@ -136,7 +138,7 @@ pub(super) unsafe fn transpose_rows_avx(
     w: usize,
     panel: &mut [f32],
 ) {
-    for j0 in (0..rows).step_by(8) {
+    for j0 in (0..rows / 8 * 8).step_by(8) {
         for p0 in (0..kc / 8 * 8).step_by(8) {
             let mut r = [_mm256_setzero_ps(); 8];
             for (t, x) in r.iter_mut().enumerate() {
@@ -174,6 +176,37 @@ pub(super) unsafe fn transpose_rows_avx(
                 let d = &mut panel[(p0 + q) * w + j0..][..8];
                 // SAFETY: `d` holds 8 floats (sliced above); unaligned store.
                 unsafe { _mm256_storeu_ps(d.as_mut_ptr(), x) };
+            }
+        }
+    }
+    if rows % 8 == 4 {
+        let j0 = rows - 4;
+        for p0 in (0..kc / 8 * 8).step_by(8) {
+            let mut r = [_mm256_setzero_ps(); 4];
+            for (t, x) in r.iter_mut().enumerate() {
+                let s = &src[(r0 + j0 + t) * ld + d0 + p0..][..8];
+                // SAFETY: `s` holds 8 floats (sliced above); unaligned load.
+                *x = unsafe { _mm256_loadu_ps(s.as_ptr()) };
+            }
+            // Each 128-bit lane is a 4×4 transpose: lane 0 gives depths p0..p0+4, lane 1 the
+            // next four.
+            let t0 = _mm256_unpacklo_ps(r[0], r[1]);
+            let t1 = _mm256_unpackhi_ps(r[0], r[1]);
+            let t2 = _mm256_unpacklo_ps(r[2], r[3]);
+            let t3 = _mm256_unpackhi_ps(r[2], r[3]);
+            let out = [
+                _mm256_shuffle_ps::<0x44>(t0, t2),
+                _mm256_shuffle_ps::<0xEE>(t0, t2),
+                _mm256_shuffle_ps::<0x44>(t1, t3),
+                _mm256_shuffle_ps::<0xEE>(t1, t3),
+            ];
+            for (q, &x) in out.iter().enumerate() {
+                let lo = &mut panel[(p0 + q) * w + j0..][..4];
+                // SAFETY: `lo` holds 4 floats (sliced above); unaligned store.
+                unsafe { _mm_storeu_ps(lo.as_mut_ptr(), _mm256_castps256_ps128(x)) };
+                let hi = &mut panel[(p0 + 4 + q) * w + j0..][..4];
+                // SAFETY: as above.
+                unsafe { _mm_storeu_ps(hi.as_mut_ptr(), _mm256_extractf128_ps::<1>(x)) };
             }
         }
     }
