@@ -4,6 +4,7 @@
 use crate::error::{Error, Result};
 use crate::instr::{Call, Failure, Nested, Plan, Src};
 use crate::ir::Program;
+use crate::kernels::{pack_b, GemmCall, KeptUse};
 use crate::rng::Rng;
 use crate::scan_exec::{gather_step, scatter_step, zero_step, ScanCall};
 use crate::staged::Hook;
@@ -81,7 +82,30 @@ fn run_instrs(
                 call_ready(h, 0, &mut guards, outputs, workspace);
             }
         }
-        for (j, (ins, &node)) in instrs.iter().zip(nodes.iter()).enumerate().skip(from) {
+        for (j, (ins, &node)) in instrs.iter_mut().zip(nodes.iter()).enumerate().skip(from) {
+            // A product that keeps its parameter B packed: pack it now if it just settled.
+            let mut kept_buf = None;
+            let kept = match &mut ins.call {
+                Call::Gemm(g) => g.kept.as_mut().map(|kept| {
+                    // The parameter's read guard is held, so its version is that of the value.
+                    let how = kept.next(program.params[kept.slot].version());
+                    (how, kept.slot, kept.buf, g.k, g.n, g.tb)
+                }),
+                _ => None,
+            };
+            if let Some((how, slot, buf, k, n, tb)) = kept {
+                if how == KeptUse::PackFirst {
+                    let b = guards[slot]
+                        .as_ref()
+                        .expect("a released parameter is read by no later instruction")
+                        .data();
+                    let dst = &mut workspace[buf];
+                    crate::profile::timed(&ins.call, || pack_b(k, n, b, tb, dst));
+                }
+                if how != KeptUse::Unpacked {
+                    kept_buf = Some(buf);
+                }
+            }
             let params = &guards;
             // The output buffer is taken out of the workspace for the call, so the other buffers
             // can be read freely; an in-place call reads its operand from it.
@@ -110,6 +134,16 @@ fn run_instrs(
                         call_ready(h, j + 1, &mut guards, outputs, workspace);
                     }
                     continue;
+                }
+                Call::Gemm(g) if kept_buf.is_some() => {
+                    let packed = GemmCall {
+                        b: Src::Work(kept_buf.unwrap_or_default()),
+                        packed_b: true,
+                        kept: None,
+                        ..*g
+                    };
+                    crate::profile::timed(&ins.call, || packed.run(get, &mut out));
+                    Ok(())
                 }
                 call => crate::profile::timed(call, || call.run(get, rngs, &mut out)),
             };

@@ -13,8 +13,8 @@ use smallvec::SmallVec;
 use std::fmt;
 use std::ops;
 use std::panic::Location;
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, RwLock, RwLockReadGuard};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
 static NEXT_ID: AtomicUsize = AtomicUsize::new(0);
 
@@ -677,6 +677,8 @@ struct ParamInner {
     id: usize,
     name: String,
     value: RwLock<Tensor>,
+    /// How many times the value has been written (see [`Param::version`]).
+    version: AtomicU64,
 }
 
 impl Param {
@@ -686,6 +688,7 @@ impl Param {
             id: next_id(),
             name: name.to_string(),
             value: RwLock::new(value),
+            version: AtomicU64::new(0),
         }))
     }
 
@@ -711,7 +714,7 @@ impl Param {
 
     /// Replaces the value; the shape must stay the same.
     pub fn set(&self, value: Tensor) -> Result<()> {
-        let mut guard = self.0.value.write().unwrap_or_else(|e| e.into_inner());
+        let mut guard = self.write();
         if guard.shape() != value.shape() {
             return Err(ValueShape::error(
                 self.0.name.clone(),
@@ -726,14 +729,14 @@ impl Param {
 
     /// Runs `f` on the values in place (for update rules that work on the raw slice).
     pub fn update(&self, f: impl FnOnce(&mut [f32])) {
-        let mut guard = self.0.value.write().unwrap_or_else(|e| e.into_inner());
+        let mut guard = self.write();
         f(guard.data_mut());
     }
 
     /// Exchanges the value's storage with `buf` when the lengths match (no copy); otherwise copies
     /// `buf` in. Used by compiled functions to apply updates.
     pub(crate) fn take_from(&self, buf: &mut Vec<f32>, swap: bool) {
-        let mut guard = self.0.value.write().unwrap_or_else(|e| e.into_inner());
+        let mut guard = self.write();
         let storage = guard.storage_mut();
         if swap && storage.len() == buf.len() {
             std::mem::swap(storage, buf);
@@ -741,6 +744,21 @@ impl Param {
             let n = storage.len();
             storage.copy_from_slice(&buf[..n]);
         }
+    }
+
+    /// Write access to the value; every writer goes through here, so the version counts them.
+    fn write(&self) -> RwLockWriteGuard<'_, Tensor> {
+        let guard = self.0.value.write().unwrap_or_else(|e| e.into_inner());
+        self.0.version.fetch_add(1, Ordering::Relaxed);
+        guard
+    }
+
+    /// How many times the value has been written since the parameter was made: a function that
+    /// keeps something derived from the value (its weights packed for the GEMM) reads this under
+    /// a [`Param::read`] guard and recomputes it when the number moved. Writers hold the write
+    /// lock while they bump it, so under a read guard value and version agree.
+    pub(crate) fn version(&self) -> u64 {
+        self.0.version.load(Ordering::Relaxed)
     }
 
     /// Read access to the value (a lock guard: do not hold it across a function call).

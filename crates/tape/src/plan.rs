@@ -10,9 +10,9 @@ use crate::instr::{Call, Instr, Nested, Plan, Src};
 use crate::ir::Program;
 use crate::kernels::{
     packed_b_len, ArgmaxCall, AxpyCall, BinaryCall, BroadcastCall, ClipCall, ConcatCall, CopyCall,
-    GemmCall, MaxMaskCall, OneHotCall, PackBCall, PickCall, ReduceCall, ReluGradCall, ScatterCall,
-    SelectCall, Side, SliceCall, SliceGradCall, SoftmaxCall, SumToCall, TransposeCall, UnaryCall,
-    XentGradCall,
+    GemmCall, KeptB, MaxMaskCall, OneHotCall, PackBCall, PickCall, ReduceCall, ReluGradCall,
+    ScatterCall, SelectCall, Side, SliceCall, SliceGradCall, SoftmaxCall, SumToCall, TransposeCall,
+    UnaryCall, XentGradCall,
 };
 use crate::kernels::{Layout, Shape};
 use crate::op::{Op, SoftmaxKind, Type};
@@ -69,6 +69,9 @@ impl Pool {
         }
     }
 }
+
+/// The fewest values of a parameter B (k·n) that a product keeps packed between calls.
+const KEEP_MIN: usize = 4096;
 
 /// Builds the plan of `f` for arguments of the given shapes.
 pub(crate) fn build(f: &Program, arg_shapes: Vec<Shape>) -> Result<Plan> {
@@ -336,6 +339,28 @@ fn build_with(f: &Program, arg_shapes: Vec<Shape>, varying: Option<usize>) -> Re
                 packed_b: true,
                 ..g
             }),
+            // At the top level a parameter B may be kept packed between calls, in a buffer of
+            // its own (allocated zeroed and untouched until the first pack, so a training step,
+            // which never packs, does not make it resident); not when this function itself
+            // updates the parameter, as it then changes at every call, and not for a B so small
+            // that packing it costs less than a microsecond.
+            (Call::Gemm(g), None) if varying.is_none() && g.k * g.n >= KEEP_MIN => match g.b {
+                Src::Param(slot) if f.updates.iter().all(|&(s, _)| s != slot) => {
+                    let buf = pool.sizes.len();
+                    pool.sizes.push(packed_b_len(g.k, g.n));
+                    let kept = KeptB {
+                        buf,
+                        slot,
+                        packed_at: None,
+                        seen: None,
+                    };
+                    Call::Gemm(GemmCall {
+                        kept: Some(kept),
+                        ..g
+                    })
+                }
+                _ => Call::Gemm(g),
+            },
             (call, _) => call,
         };
         instrs.push(Instr { call, out });
@@ -741,6 +766,7 @@ fn emit(
                 bias,
                 packed_b: false,
                 relu: matches!(op, Op::GemmBias { relu: true, .. }),
+                kept: None,
             })
         }
         Op::Transpose => Call::Transpose(TransposeCall {

@@ -560,6 +560,56 @@ pub(crate) struct GemmCall<S> {
     pub(crate) bias: Option<S>,
     pub(crate) packed_b: bool,
     pub(crate) relu: bool,
+    /// Set when `b` is a parameter this product may keep packed between calls (run by the
+    /// interpreter, which decides per call: see [`KeptB::next`]).
+    pub(crate) kept: Option<KeptB>,
+}
+
+/// The packed copy of a parameter B that a product of a top-level function keeps from one call
+/// to the next, so that repeated predictions with unchanged weights do not pack them again.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct KeptB {
+    /// The workspace buffer holding the packed panels (of [`packed_b_len`] floats); no other
+    /// instruction writes it.
+    pub(crate) buf: usize,
+    /// The parameter's slot in the program.
+    pub(crate) slot: usize,
+    /// The parameter version the buffer holds, if any.
+    pub(crate) packed_at: Option<u64>,
+    /// The parameter version the previous call saw.
+    pub(crate) seen: Option<u64>,
+}
+
+/// How one call of a product with a [`KeptB`] reads its B.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum KeptUse {
+    /// From the kept buffer, which holds the current weights.
+    Packed,
+    /// Pack the current weights into the kept buffer first, then read them from it.
+    PackFirst,
+    /// Unpacked from the parameter, as a product without a kept B (same bits either way).
+    Unpacked,
+}
+
+impl KeptB {
+    /// Decides how this call reads B, given the parameter's current `version`. Weights are
+    /// packed once they stayed the same over two calls: a prediction or evaluation packs on its
+    /// second call and reuses the panels from then on, while a training step, whose weights
+    /// change between every two calls, never pays for a separate pack (its threads pack their
+    /// share of B inside the product as before).
+    pub(crate) fn next(&mut self, version: u64) -> KeptUse {
+        if self.packed_at == Some(version) {
+            return KeptUse::Packed;
+        }
+        let settled = self.seen == Some(version);
+        self.seen = Some(version);
+        if settled {
+            self.packed_at = Some(version);
+            KeptUse::PackFirst
+        } else {
+            KeptUse::Unpacked
+        }
+    }
 }
 
 impl<S> GemmCall<S> {
@@ -579,7 +629,7 @@ impl<S> GemmCall<S> {
 
     pub(crate) fn describe(&self, name: impl Fn(&S) -> String) -> String {
         format!(
-            "gemm {}x{}x{} ({}{}, {}{}{}){}{}",
+            "gemm {}x{}x{} ({}{}, {}{}{}){}{}{}",
             self.m,
             self.k,
             self.n,
@@ -593,7 +643,12 @@ impl<S> GemmCall<S> {
                 .as_ref()
                 .map(|b| format!(" + bias {}", name(b)))
                 .unwrap_or_default(),
-            if self.relu { ", relu" } else { "" }
+            if self.relu { ", relu" } else { "" },
+            if self.kept.is_some() {
+                ", B kept packed"
+            } else {
+                ""
+            }
         )
     }
 }
