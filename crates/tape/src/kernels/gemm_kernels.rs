@@ -795,8 +795,13 @@ fn pack_b<K: Kernel>(o: &Ops<'_>, pc: usize, kc: usize, jc: usize, nc: usize, ds
                 if cols == K::NR {
                     d.copy_from_slice(&src[..K::NR]);
                 } else {
-                    d[..cols].copy_from_slice(&src[..cols]);
-                    d[cols..].fill(0.0);
+                    // A fixed-width select instead of a short copy and fill: for a B of a few
+                    // columns (the output layer), two library calls per depth cost more than
+                    // the whole panel.
+                    let src = &src[..cols];
+                    for (j, v) in d.iter_mut().enumerate() {
+                        *v = if j < cols { src[j] } else { 0.0 };
+                    }
                 }
             }
         }
