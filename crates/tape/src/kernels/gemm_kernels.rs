@@ -465,6 +465,19 @@ impl Variant {
         }
     }
 
+    /// The rows of one micro-panel of A (and of one kernel call's tile of C).
+    fn mr(self) -> usize {
+        match self {
+            #[cfg(target_arch = "x86_64")]
+            Variant::Avx512x16 => <x86::Avx512<16, 1> as Kernel>::MR,
+            #[cfg(target_arch = "x86_64")]
+            Variant::Avx512x12 => <x86::Avx512<12, 2> as Kernel>::MR,
+            #[cfg(target_arch = "x86_64")]
+            Variant::Avx2 => <x86::Avx2<6> as Kernel>::MR,
+            Variant::Generic => <Generic<4, 16> as Kernel>::MR,
+        }
+    }
+
     /// The columns of one packed micro-panel of B.
     fn nr(self) -> usize {
         match self {

@@ -21,8 +21,10 @@ const ALIGN_COLS: usize = 32;
 /// Narrow products (too few columns to split) are split by rows from this many multiply-adds:
 /// a polling helper takes work within a microsecond, so a ~15 µs product still gains.
 const MIN_ROW_WORK: usize = 1 << 19;
-/// Row blocks are multiples of this (the MR of the AVX-512 kernel narrow products use), so
-/// that kernel sees whole micro-panels; where it does not hold, partial panels are still exact.
+/// Products split by rows have at least twice this many rows. (The row blocks themselves are
+/// multiples of the call's kernel's MR, so each thread gets whole micro-panels: 1000 rows on the
+/// 12-row kernel split 504 + 496, 42 kernel rows each, where multiples of 16 gave 512 + 488,
+/// 43 against 41, and one thread waited for the other.)
 const ALIGN_ROWS: usize = 16;
 /// How long a helper (and a submitter waiting for helpers) polls before sleeping. The products
 /// of one training step follow each other within microseconds, and a futex wake-up plus
@@ -292,10 +294,9 @@ pub(super) unsafe fn run_split(isa: Isa, o: &Ops<'_>, c: *mut f32) {
     let (len, align) = if by_cols {
         (o.n, ALIGN_COLS)
     } else {
-        (o.m, ALIGN_ROWS)
+        (o.m, super::Variant::of(isa, o.full_n).mr())
     };
-    let parts = (pool.workers.len() + 1).min(len / align).min(cap);
-    let width = len.div_ceil(parts).div_ceil(align) * align;
+    let width = part_width(len, (pool.workers.len() + 1).min(cap), align);
     // The part `start..end` (of the columns or of the rows) with where its C block starts.
     let part = |start: usize, end: usize| {
         if by_cols {
@@ -349,6 +350,15 @@ pub(super) unsafe fn run_split(isa: Isa, o: &Ops<'_>, c: *mut f32) {
         wait_all(pool);
     }
     pool.busy.store(false, Ordering::Release);
+}
+
+/// The width of the parts `len` columns or rows are split into for at most `threads` threads
+/// (the last part may be narrower, and parts starting past `len` are not run): a multiple of
+/// `align`, so each part holds whole panels of the kernel, and the busiest part holds as few as
+/// any split over as many threads can give it.
+fn part_width(len: usize, threads: usize, align: usize) -> usize {
+    let panels = len.div_ceil(align);
+    panels.div_ceil(threads.min(len / align).max(1)) * align
 }
 
 /// The rows `start..end` of the product, as its own operands (C's block starts at row `start`).
@@ -462,6 +472,36 @@ mod tests {
             p.2 = Some(std::thread::current().id());
         });
         parts
+    }
+
+    #[test]
+    fn splits_hold_whole_panels_and_the_busiest_part_is_as_small_as_can_be() {
+        // 1000 rows on the 12-row kernel: 42 + 42 kernel rows (the last one partial).
+        assert_eq!(part_width(1000, 2, 12), 504);
+        assert_eq!(part_width(128, 2, 16), 64);
+        assert_eq!(part_width(512, 2, 32), 256);
+        for len in 1..600 {
+            for threads in 1..5 {
+                for align in [4, 6, 12, 16, 32] {
+                    let width = part_width(len, threads, align);
+                    let parts = len.div_ceil(width);
+                    assert!(parts >= 1 && parts <= threads && width % align == 0);
+                    let panels: Vec<usize> = (0..parts)
+                        .map(|p| (len.min((p + 1) * width) - len.min(p * width)).div_ceil(align))
+                        .collect();
+                    let total = len.div_ceil(align);
+                    assert_eq!(panels.iter().sum::<usize>(), total);
+                    // The busiest thread has as few panels as any split over as many threads.
+                    let fewest = total.div_ceil(threads.min(len / align).max(1));
+                    assert_eq!(
+                        panels.iter().max(),
+                        Some(&fewest),
+                        "{len} {threads} {align}"
+                    );
+                    assert!(panels.iter().all(|&p| p > 0), "{len} {threads} {align}");
+                }
+            }
+        }
     }
 
     #[test]
