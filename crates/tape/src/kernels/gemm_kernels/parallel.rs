@@ -485,7 +485,7 @@ mod tests {
                 for align in [4, 6, 12, 16, 32] {
                     let width = part_width(len, threads, align);
                     let parts = len.div_ceil(width);
-                    assert!(parts >= 1 && parts <= threads && width % align == 0);
+                    assert!(parts >= 1 && parts <= threads && width.is_multiple_of(align));
                     let panels: Vec<usize> = (0..parts)
                         .map(|p| (len.min((p + 1) * width) - len.min(p * width)).div_ceil(align))
                         .collect();
