@@ -792,7 +792,7 @@ fn pack_a_panel<K: Kernel>(
 /// `q` holds, for each depth `p`, the NR values `op(B)[pc + p, jc + q·NR + j]` (zero past nc).
 fn pack_b<K: Kernel>(o: &Ops<'_>, pc: usize, kc: usize, jc: usize, nc: usize, dst: &mut [f32]) {
     let nr_ = K::NR;
-    if !o.tb && nc % nr_ == 0 {
+    if !o.tb && nc.is_multiple_of(nr_) {
         // B is stored k×n and the block is whole panels: walk B row by row, so its reads are one
         // sequential stream (panel by panel they would jump a row's length each depth), and
         // scatter each row's NR-wide pieces to their panels.
