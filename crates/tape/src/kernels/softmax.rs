@@ -48,6 +48,57 @@ fn lse_parts(row: &[f32]) -> (f32, f32) {
     (m, ln(sum_exp(row, m)))
 }
 
+/// Rows narrower than this are done a block of rows at a time: one exponential pass over the
+/// whole block runs full vectors across row boundaries, where a row of 10 classes alone would
+/// leave most lanes idle and pay its tail one value at a time. The values are those of the
+/// row-by-row loop, bit for bit (same shift, same exponentials, same summation order).
+const NARROW: usize = 32;
+/// Rows per block on the narrow path (their shifts and exponentials sit on the stack).
+const BLOCK: usize = 64;
+
+/// `e[r, j] = x[r, j] - m[r]` for a block of rows, `m[r]` being the row's [`shift`], then one
+/// exponential pass over all of `e`.
+#[inline(always)]
+fn block_exp(x: &[f32], cols: usize, m: &mut [f32; BLOCK], e: &mut [f32]) {
+    for ((er, row), mr) in e
+        .chunks_exact_mut(cols)
+        .zip(x.chunks_exact(cols))
+        .zip(m.iter_mut())
+    {
+        *mr = shift(row);
+        for (o, &v) in er.iter_mut().zip(row) {
+            *o = v - *mr;
+        }
+    }
+    e.iter_mut().for_each(|v| *v = exp(*v));
+}
+
+/// Log-softmax of `x` (narrow rows, `0 < cols < NARROW`) into `out`, which may be `x` itself
+/// (`None`: in place): `(x - m) - ln Σ exp(x - m)` as [`lse_parts`] gives it.
+#[inline(always)]
+fn log_softmax_narrow(x: Option<&[f32]>, cols: usize, out: &mut [f32]) {
+    let (mut m, mut e) = ([0.0f32; BLOCK], [0.0f32; BLOCK * NARROW]);
+    let n = out.len();
+    for start in (0..n).step_by(BLOCK * cols) {
+        let end = n.min(start + BLOCK * cols);
+        let e = &mut e[..end - start];
+        block_exp(
+            x.map_or(&out[start..end], |x| &x[start..end]),
+            cols,
+            &mut m,
+            e,
+        );
+        for (r, er) in e.chunks_exact(cols).enumerate() {
+            let ln_s = ln(sum_all(er));
+            let at = start + r * cols;
+            for j in at..at + cols {
+                let v = x.map_or(out[j], |x| x[j]);
+                out[j] = (v - m[r]) - ln_s;
+            }
+        }
+    }
+}
+
 crate::multiversion! {
     /// Softmax of each row: `out[r, j] = exp(x[r, j]) / Σ_j exp(x[r, j])`. `cols == 0` leaves `out`
     /// (which is then empty) untouched.
@@ -55,6 +106,17 @@ crate::multiversion! {
         debug_assert_eq!(x.len(), rows * cols);
         debug_assert_eq!(out.len(), rows * cols);
         if cols == 0 {
+            return;
+        }
+        if cols < NARROW {
+            let mut m = [0.0f32; BLOCK];
+            for (ob, xb) in out.chunks_mut(BLOCK * cols).zip(x.chunks(BLOCK * cols)) {
+                block_exp(xb, cols, &mut m, ob);
+                for orow in ob.chunks_exact_mut(cols) {
+                    let inv = 1.0 / sum_all(orow);
+                    orow.iter_mut().for_each(|o| *o *= inv);
+                }
+            }
             return;
         }
         for (orow, row) in out.chunks_exact_mut(cols).zip(x.chunks_exact(cols)) {
@@ -75,6 +137,20 @@ crate::multiversion! {
         if cols == 0 {
             return;
         }
+        if cols < NARROW {
+            for xb in x.chunks_mut(BLOCK * cols) {
+                for row in xb.chunks_exact_mut(cols) {
+                    let m = shift(row);
+                    row.iter_mut().for_each(|v| *v -= m);
+                }
+                xb.iter_mut().for_each(|v| *v = exp(*v));
+                for row in xb.chunks_exact_mut(cols) {
+                    let inv = 1.0 / sum_all(row);
+                    row.iter_mut().for_each(|v| *v *= inv);
+                }
+            }
+            return;
+        }
         for row in x.chunks_exact_mut(cols) {
             let m = shift(row);
             row.iter_mut().for_each(|v| *v = exp(*v - m));
@@ -91,6 +167,9 @@ crate::multiversion! {
         debug_assert_eq!(out.len(), rows * cols);
         if cols == 0 {
             return;
+        }
+        if cols < NARROW {
+            return log_softmax_narrow(Some(x), cols, out);
         }
         for (orow, row) in out.chunks_exact_mut(cols).zip(x.chunks_exact(cols)) {
             // (x - m) - ln s rather than x - (m + ln s): x - m is exact for the entries near the
@@ -109,6 +188,9 @@ crate::multiversion! {
         debug_assert_eq!(x.len(), rows * cols);
         if cols == 0 {
             return;
+        }
+        if cols < NARROW {
+            return log_softmax_narrow(None, cols, x);
         }
         for row in x.chunks_exact_mut(cols) {
             let (m, ln_s) = lse_parts(row);
@@ -199,6 +281,74 @@ mod tests {
                     }
                 }
                 prop_assert!((total - 1.0).abs() <= 1e-5, "row sum {}", total);
+            }
+        }
+    }
+
+    /// The row-by-row loops the narrow path replaced, as they were.
+    fn by_rows(x: &[f32], cols: usize) -> (Vec<f32>, Vec<f32>) {
+        let (mut sm, mut lsm) = (x.to_vec(), x.to_vec());
+        for (srow, (lrow, row)) in sm
+            .chunks_exact_mut(cols)
+            .zip(lsm.chunks_exact_mut(cols).zip(x.chunks_exact(cols)))
+        {
+            let m = shift(row);
+            for (o, &v) in srow.iter_mut().zip(row) {
+                *o = exp(v - m);
+            }
+            let inv = 1.0 / sum_all(srow);
+            srow.iter_mut().for_each(|o| *o *= inv);
+            let (m, ln_s) = lse_parts(row);
+            for (o, &v) in lrow.iter_mut().zip(row) {
+                *o = (v - m) - ln_s;
+            }
+        }
+        (sm, lsm)
+    }
+
+    /// Narrow rows (one block, several, a partial last one) with ordinary and extreme values:
+    /// every entry point gives the row-by-row bits.
+    #[test]
+    fn narrow_rows_give_the_bits_of_the_row_by_row_loop() {
+        let mut rng = crate::Rng::new(5);
+        let specials = [
+            f32::INFINITY,
+            f32::NEG_INFINITY,
+            f32::NAN,
+            1000.0,
+            -1000.0,
+            0.0,
+        ];
+        for cols in [1usize, 2, 3, 7, 8, 9, 10, 16, 17, 31, 32, 33] {
+            for rows in [1usize, 5, 64, 65, 130] {
+                let mut x = vec![0.0f32; rows * cols];
+                rng.fill_normal(&mut x, 0.0, 5.0);
+                for (i, v) in x.iter_mut().enumerate() {
+                    if i % 23 == 7 {
+                        *v = specials[(i / 23) % specials.len()];
+                    }
+                }
+                let (want_sm, want_lsm) = by_rows(&x, cols);
+                let bits = |v: &[f32]| v.iter().map(|f| f.to_bits()).collect::<Vec<_>>();
+                let mut out = vec![f32::NAN; x.len()];
+                softmax(&x, rows, cols, &mut out);
+                assert_eq!(bits(&out), bits(&want_sm), "softmax {rows}×{cols}");
+                let mut inplace = x.clone();
+                softmax_inplace(&mut inplace, rows, cols);
+                assert_eq!(
+                    bits(&inplace),
+                    bits(&want_sm),
+                    "softmax in place {rows}×{cols}"
+                );
+                log_softmax(&x, rows, cols, &mut out);
+                assert_eq!(bits(&out), bits(&want_lsm), "log_softmax {rows}×{cols}");
+                let mut inplace = x.clone();
+                log_softmax_inplace(&mut inplace, rows, cols);
+                assert_eq!(
+                    bits(&inplace),
+                    bits(&want_lsm),
+                    "log_softmax in place {rows}×{cols}"
+                );
             }
         }
     }
