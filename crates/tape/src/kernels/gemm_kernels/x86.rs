@@ -138,14 +138,32 @@ pub(super) unsafe fn transpose_rows_avx(
     w: usize,
     panel: &mut [f32],
 ) {
+    let kc8 = kc / 8 * 8;
+    if rows == 0 || kc8 == 0 {
+        return;
+    }
+    // One check of the whole region instead of one per 8-float load and store: with a slice
+    // and its bounds check per access, the address arithmetic spilled to the stack and was
+    // most of this function's time.
+    assert!(
+        rows % 4 == 0 && rows <= w,
+        "transpose: {rows} rows into panels of {w}"
+    );
+    assert!(
+        (r0 + rows - 1) * ld + d0 + kc8 <= src.len(),
+        "transpose: source too short"
+    );
+    assert!(kc8 * w <= panel.len(), "transpose: panel too short");
+    let (s, d) = (src.as_ptr(), panel.as_mut_ptr());
     for j0 in (0..rows / 8 * 8).step_by(8) {
-        for p0 in (0..kc / 8 * 8).step_by(8) {
-            let mut r = [_mm256_setzero_ps(); 8];
-            for (t, x) in r.iter_mut().enumerate() {
-                let s = &src[(r0 + j0 + t) * ld + d0 + p0..][..8];
-                // SAFETY: `s` holds 8 floats (sliced above); unaligned load.
-                *x = unsafe { _mm256_loadu_ps(s.as_ptr()) };
-            }
+        // SAFETY (all pointer arithmetic below): rows r0 + j0 + t < r0 + rows and depths
+        // d0 + p0 + 8 ≤ d0 + kc8 lie in `src` (checked above), and panel positions
+        // (p0 + q)·w + j0 + 8 ≤ kc8·w lie in `panel` (rows ≤ w).
+        let row: [*const f32; 8] =
+            std::array::from_fn(|t| unsafe { s.add((r0 + j0 + t) * ld + d0) });
+        for p0 in (0..kc8).step_by(8) {
+            let r: [__m256; 8] =
+                std::array::from_fn(|t| unsafe { _mm256_loadu_ps(row[t].add(p0)) });
             let t0 = _mm256_unpacklo_ps(r[0], r[1]);
             let t1 = _mm256_unpackhi_ps(r[0], r[1]);
             let t2 = _mm256_unpacklo_ps(r[2], r[3]);
@@ -173,21 +191,19 @@ pub(super) unsafe fn transpose_rows_avx(
                 _mm256_permute2f128_ps::<0x31>(u3, u7),
             ];
             for (q, &x) in out.iter().enumerate() {
-                let d = &mut panel[(p0 + q) * w + j0..][..8];
-                // SAFETY: `d` holds 8 floats (sliced above); unaligned store.
-                unsafe { _mm256_storeu_ps(d.as_mut_ptr(), x) };
+                // SAFETY: see above.
+                unsafe { _mm256_storeu_ps(d.add((p0 + q) * w + j0), x) };
             }
         }
     }
     if rows % 8 == 4 {
         let j0 = rows - 4;
-        for p0 in (0..kc / 8 * 8).step_by(8) {
-            let mut r = [_mm256_setzero_ps(); 4];
-            for (t, x) in r.iter_mut().enumerate() {
-                let s = &src[(r0 + j0 + t) * ld + d0 + p0..][..8];
-                // SAFETY: `s` holds 8 floats (sliced above); unaligned load.
-                *x = unsafe { _mm256_loadu_ps(s.as_ptr()) };
-            }
+        // SAFETY: as above, for rows j0..j0 + 4 and 4-float stores.
+        let row: [*const f32; 4] =
+            std::array::from_fn(|t| unsafe { s.add((r0 + j0 + t) * ld + d0) });
+        for p0 in (0..kc8).step_by(8) {
+            let r: [__m256; 4] =
+                std::array::from_fn(|t| unsafe { _mm256_loadu_ps(row[t].add(p0)) });
             // Each 128-bit lane is a 4×4 transpose: lane 0 gives depths p0..p0+4, lane 1 the
             // next four.
             let t0 = _mm256_unpacklo_ps(r[0], r[1]);
@@ -201,12 +217,11 @@ pub(super) unsafe fn transpose_rows_avx(
                 _mm256_shuffle_ps::<0xEE>(t1, t3),
             ];
             for (q, &x) in out.iter().enumerate() {
-                let lo = &mut panel[(p0 + q) * w + j0..][..4];
-                // SAFETY: `lo` holds 4 floats (sliced above); unaligned store.
-                unsafe { _mm_storeu_ps(lo.as_mut_ptr(), _mm256_castps256_ps128(x)) };
-                let hi = &mut panel[(p0 + 4 + q) * w + j0..][..4];
-                // SAFETY: as above.
-                unsafe { _mm_storeu_ps(hi.as_mut_ptr(), _mm256_extractf128_ps::<1>(x)) };
+                // SAFETY: see above.
+                unsafe {
+                    _mm_storeu_ps(d.add((p0 + q) * w + j0), _mm256_castps256_ps128(x));
+                    _mm_storeu_ps(d.add((p0 + 4 + q) * w + j0), _mm256_extractf128_ps::<1>(x));
+                }
             }
         }
     }
