@@ -146,7 +146,7 @@ pub(super) unsafe fn transpose_rows_avx(
     // and its bounds check per access, the address arithmetic spilled to the stack and was
     // most of this function's time.
     assert!(
-        rows % 4 == 0 && rows <= w,
+        rows.is_multiple_of(4) && rows <= w,
         "transpose: {rows} rows into panels of {w}"
     );
     assert!(
