@@ -467,27 +467,27 @@ impl Variant {
 
     /// The rows of one micro-panel of A (and of one kernel call's tile of C).
     fn mr(self) -> usize {
-        match self {
-            #[cfg(target_arch = "x86_64")]
-            Variant::Avx512x16 => <x86::Avx512<16, 1> as Kernel>::MR,
-            #[cfg(target_arch = "x86_64")]
-            Variant::Avx512x12 => <x86::Avx512<12, 2> as Kernel>::MR,
-            #[cfg(target_arch = "x86_64")]
-            Variant::Avx2 => <x86::Avx2<6> as Kernel>::MR,
-            Variant::Generic => <Generic<4, 16> as Kernel>::MR,
-        }
+        self.tile().0
     }
 
     /// The columns of one packed micro-panel of B.
     fn nr(self) -> usize {
+        self.tile().1
+    }
+
+    /// The kernel's register tile, MR × NR.
+    fn tile(self) -> (usize, usize) {
+        fn of<K: Kernel>() -> (usize, usize) {
+            (K::MR, K::NR)
+        }
         match self {
             #[cfg(target_arch = "x86_64")]
-            Variant::Avx512x16 => <x86::Avx512<16, 1> as Kernel>::NR,
+            Variant::Avx512x16 => of::<x86::Avx512<16, 1>>(),
             #[cfg(target_arch = "x86_64")]
-            Variant::Avx512x12 => <x86::Avx512<12, 2> as Kernel>::NR,
+            Variant::Avx512x12 => of::<x86::Avx512<12, 2>>(),
             #[cfg(target_arch = "x86_64")]
-            Variant::Avx2 => <x86::Avx2<6> as Kernel>::NR,
-            Variant::Generic => <Generic<4, 16> as Kernel>::NR,
+            Variant::Avx2 => of::<x86::Avx2<6>>(),
+            Variant::Generic => of::<Generic<4, 16>>(),
         }
     }
 }
