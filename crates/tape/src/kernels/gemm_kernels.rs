@@ -792,14 +792,24 @@ fn pack_a_panel<K: Kernel>(
 /// `q` holds, for each depth `p`, the NR values `op(B)[pc + p, jc + q·NR + j]` (zero past nc).
 fn pack_b<K: Kernel>(o: &Ops<'_>, pc: usize, kc: usize, jc: usize, nc: usize, dst: &mut [f32]) {
     let nr_ = K::NR;
-    if !o.tb && nc.is_multiple_of(nr_) {
-        // B is stored k×n and the block is whole panels: walk B row by row, so its reads are one
-        // sequential stream (panel by panel they would jump a row's length each depth), and
-        // scatter each row's NR-wide pieces to their panels.
+    if !o.tb {
+        // B is stored k×n: walk it row by row, so its reads are one sequential stream (panel by
+        // panel they would jump a row's length each depth), and scatter each row's NR-wide
+        // pieces to their panels; a last partial piece is zero-padded with a fixed-width select
+        // (for a B of a few columns, a short copy and a fill per depth cost more than the panel).
+        let full = nc / nr_;
         for p in 0..kc {
             let row = &o.b[(pc + p) * o.ldb + jc..][..nc];
-            for (q, piece) in row.chunks_exact(nr_).enumerate() {
+            let pieces = row.chunks_exact(nr_);
+            let rest = pieces.remainder();
+            for (q, piece) in pieces.enumerate() {
                 dst[q * nr_ * kc + p * nr_..][..nr_].copy_from_slice(piece);
+            }
+            if !rest.is_empty() {
+                let d = &mut dst[full * nr_ * kc + p * nr_..][..nr_];
+                for (j, v) in d.iter_mut().enumerate() {
+                    *v = if j < rest.len() { rest[j] } else { 0.0 };
+                }
             }
         }
         return;
@@ -808,28 +818,10 @@ fn pack_b<K: Kernel>(o: &Ops<'_>, pc: usize, kc: usize, jc: usize, nc: usize, ds
         .chunks_exact_mut(nr_ * kc)
         .enumerate()
     {
+        // B is stored n×k: each column of op(B) is contiguous along the depth.
         let c0 = jc + q * nr_;
         let cols = nr_.min(jc + nc - c0);
-        if o.tb {
-            // B is stored n×k: each column of op(B) is contiguous along the depth.
-            pack_transposed(o.b, o.ldb, c0, cols, pc, kc, nr_, panel);
-        } else {
-            // B is stored k×n: the NR values of one depth are contiguous.
-            for (p, d) in panel.chunks_exact_mut(nr_).enumerate() {
-                let src = &o.b[(pc + p) * o.ldb + c0..];
-                if cols == K::NR {
-                    d.copy_from_slice(&src[..K::NR]);
-                } else {
-                    // A fixed-width select instead of a short copy and fill: for a B of a few
-                    // columns (the output layer), two library calls per depth cost more than
-                    // the whole panel.
-                    let src = &src[..cols];
-                    for (j, v) in d.iter_mut().enumerate() {
-                        *v = if j < cols { src[j] } else { 0.0 };
-                    }
-                }
-            }
-        }
+        pack_transposed(o.b, o.ldb, c0, cols, pc, kc, nr_, panel);
     }
 }
 
