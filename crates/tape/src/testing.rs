@@ -31,6 +31,30 @@ use crate::tensor::Tensor;
 pub const MAX_RANK: usize = 4;
 
 // ---------------------------------------------------------------------------------------------
+// Plan dumps
+
+/// How many of these lines of a plan dump (`Function::debug_plan`) compute op `name`. Each line
+/// ends with `   # %k op`, the graph node it computes; an op printed with an argument
+/// (`axpy(-0.1)`, `matmul(Bᵀ)`) counts under the name before the parenthesis.
+///
+/// ```
+/// let plan = "buf0 <- exp arg:x [4]   # %1 exp\nbuf0 <- gemm 2x4x3 (buf0, param:w)   # %3 matmul(Bᵀ)";
+/// assert_eq!(tape::testing::count_ops(plan.lines(), "exp"), 1);
+/// assert_eq!(tape::testing::count_ops(plan.lines(), "matmul"), 1);
+/// assert_eq!(tape::testing::count_ops(plan.lines(), "mat"), 0);
+/// ```
+pub fn count_ops<'a>(lines: impl IntoIterator<Item = &'a str>, name: &str) -> usize {
+    lines
+        .into_iter()
+        .filter_map(|l| l.rsplit_once("   # %"))
+        .filter(|(_, node)| {
+            node.split_once(' ')
+                .is_some_and(|(_, op)| op.split('(').next() == Some(name))
+        })
+        .count()
+}
+
+// ---------------------------------------------------------------------------------------------
 // Tolerance
 
 /// Whether `got` (an `f32` result) is within `rtol·|want| + atol` of the reference `want`; see

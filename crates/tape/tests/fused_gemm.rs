@@ -5,6 +5,7 @@
 
 use tape::check;
 use tape::kernels::gemm;
+use tape::testing::count_ops;
 use tape::{grad, Expr, Function, Param, Rng, Tensor};
 
 fn filled(rng: &mut Rng, shape: &[usize], std: f32) -> Tensor {
@@ -31,14 +32,6 @@ fn unfused(x: &Tensor, w: &Tensor, b: &Tensor, relu: bool) -> Vec<u32> {
         .collect()
 }
 
-/// How many instructions of a plan dump compute op `name` (the op ends each line after `# %k`).
-fn count(plan: &str, name: &str) -> usize {
-    plan.lines()
-        .filter_map(|l| l.rsplit_once("   # %"))
-        .filter(|(_, node)| node.split_once(' ').is_some_and(|(_, op)| op == name))
-        .count()
-}
-
 #[test]
 fn a_dense_layer_gives_the_bits_of_the_separate_passes() {
     let mut rng = Rng::new(3);
@@ -61,8 +54,8 @@ fn a_dense_layer_gives_the_bits_of_the_separate_passes() {
         f.run(&[xv.view()]).expect("run");
         g.run(&[xv.view()]).expect("run");
         let plan = f.debug_plan();
-        assert_eq!(count(&plan, "gemm_bias_relu"), 1, "{plan}");
-        assert_eq!(count(&plan, "relu"), 0, "{plan}");
+        assert_eq!(count_ops(plan.lines(), "gemm_bias_relu"), 1, "{plan}");
+        assert_eq!(count_ops(plan.lines(), "relu"), 0, "{plan}");
         let bits = |t: &Function| -> Vec<u32> {
             t.output(0)
                 .expect("output")
@@ -105,9 +98,9 @@ fn a_training_graph_fuses_the_relu_and_its_gradients_pass_the_check() {
         let mut f = Function::compile(&[x.clone(), y.clone()], &outs).expect("compile");
         f.run(&[xv.view(), yv.view()]).expect("run");
         let plan = f.debug_plan();
-        assert_eq!(count(&plan, "gemm_bias_relu"), 1, "{plan}");
-        assert_eq!(count(&plan, "relu"), 0, "{plan}");
-        assert_eq!(count(&plan, "relu_grad"), 1, "{plan}");
+        assert_eq!(count_ops(plan.lines(), "gemm_bias_relu"), 1, "{plan}");
+        assert_eq!(count_ops(plan.lines(), "relu"), 0, "{plan}");
+        assert_eq!(count_ops(plan.lines(), "relu_grad"), 1, "{plan}");
         let report = check::gradient(
             &loss,
             &[(x.clone(), xv.clone()), (y.clone(), yv.clone())],

@@ -5,6 +5,7 @@
 //! part of one flat plan).
 
 use tape::scan::{scan, Scan};
+use tape::testing::count_ops;
 use tape::{Expr, Function, Rng, Tensor};
 
 const BATCH: usize = 2;
@@ -70,18 +71,6 @@ fn section<'a>(plan: &'a str, from: &str) -> Vec<&'a str> {
         .collect()
 }
 
-/// How many of these plan lines run op `name` (the op's name follows `# %k` on each line).
-fn count(lines: &[&str], name: &str) -> usize {
-    lines
-        .iter()
-        .filter_map(|l| l.rsplit_once("   # %"))
-        .filter(|(_, node)| {
-            node.split_once(' ')
-                .is_some_and(|(_, op)| op.split('(').next() == Some(name))
-        })
-        .count()
-}
-
 #[test]
 fn weight_only_instructions_run_once_per_scan_with_the_same_bits() {
     let (inputs, scanned, unrolled) = rnn();
@@ -98,8 +87,12 @@ fn weight_only_instructions_run_once_per_scan_with_the_same_bits() {
     let once = section(&plan, "once per scan run:");
     let every = section(&plan, "every step:");
     for op in ["slice", "transpose", "relu", "sigmoid"] {
-        assert_eq!(count(&once, op), 1, "{op} once\n{plan}");
-        assert_eq!(count(&every, op), 0, "{op} per step\n{plan}");
+        assert_eq!(count_ops(once.iter().copied(), op), 1, "{op} once\n{plan}");
+        assert_eq!(
+            count_ops(every.iter().copied(), op),
+            0,
+            "{op} per step\n{plan}"
+        );
     }
     // Both products read a weight: their B is packed once, and the steps read it packed.
     let packs = once.iter().filter(|l| l.contains("<- pack B 3x3")).count();

@@ -573,18 +573,8 @@ impl Layer for Recurrent {
 mod tests {
     use crate::recurrent::Regressor;
     use crate::LayerSpec;
+    use tape::testing::count_ops;
     use tape::{Function, Tensor};
-
-    /// How many instructions of a plan dump run op `name` (named after `# %k` on each line).
-    fn count(plan: &str, name: &str) -> usize {
-        plan.lines()
-            .filter_map(|l| l.rsplit_once("   # %"))
-            .filter(|(_, node)| {
-                node.split_once(' ')
-                    .is_some_and(|(_, op)| op.split('(').next() == Some(name))
-            })
-            .count()
-    }
 
     /// An LSTM step runs tape's vectorised tanh twice (the cell input and the output) and a
     /// sigmoid per gate: no other pass computes a tanh (`2·σ(2x) − 1` took four passes and five
@@ -602,7 +592,7 @@ mod tests {
         let (x, y) = (Tensor::zeros(&[2, 5, 3]), Tensor::zeros(&[2, 5, 2]));
         f.call(&[&x, &y]).unwrap();
         let plan = f.debug_plan();
-        assert_eq!(count(&plan, "tanh"), 2, "{plan}");
-        assert_eq!(count(&plan, "sigmoid"), 3, "{plan}");
+        assert_eq!(count_ops(plan.lines(), "tanh"), 2, "{plan}");
+        assert_eq!(count_ops(plan.lines(), "sigmoid"), 3, "{plan}");
     }
 }
