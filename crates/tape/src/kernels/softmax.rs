@@ -73,28 +73,34 @@ fn block_exp(x: &[f32], cols: usize, m: &mut [f32; BLOCK], e: &mut [f32]) {
     e.iter_mut().for_each(|v| *v = exp(*v));
 }
 
-/// Log-softmax of `x` (narrow rows, `0 < cols < NARROW`) into `out`, which may be `x` itself
-/// (`None`: in place): `(x - m) - ln Σ exp(x - m)` as [`lse_parts`] gives it.
+/// Softmax of narrow rows (`0 < cols < NARROW`) in place: shift each row of a block, one
+/// exponential pass over the block, then normalise each row.
 #[inline(always)]
-fn log_softmax_narrow(x: Option<&[f32]>, cols: usize, out: &mut [f32]) {
+fn softmax_narrow(x: &mut [f32], cols: usize) {
+    for xb in x.chunks_mut(BLOCK * cols) {
+        for row in xb.chunks_exact_mut(cols) {
+            let m = shift(row);
+            row.iter_mut().for_each(|v| *v -= m);
+        }
+        xb.iter_mut().for_each(|v| *v = exp(*v));
+        for row in xb.chunks_exact_mut(cols) {
+            let inv = 1.0 / sum_all(row);
+            row.iter_mut().for_each(|v| *v *= inv);
+        }
+    }
+}
+
+/// Log-softmax of narrow rows (`0 < cols < NARROW`) in place: `(x - m) - ln Σ exp(x - m)` as
+/// [`lse_parts`] gives it, the exponentials of a block in a scratch block on the stack.
+#[inline(always)]
+fn log_softmax_narrow(x: &mut [f32], cols: usize) {
     let (mut m, mut e) = ([0.0f32; BLOCK], [0.0f32; BLOCK * NARROW]);
-    let n = out.len();
-    for start in (0..n).step_by(BLOCK * cols) {
-        let end = n.min(start + BLOCK * cols);
-        let e = &mut e[..end - start];
-        block_exp(
-            x.map_or(&out[start..end], |x| &x[start..end]),
-            cols,
-            &mut m,
-            e,
-        );
-        for (r, er) in e.chunks_exact(cols).enumerate() {
+    for xb in x.chunks_mut(BLOCK * cols) {
+        let e = &mut e[..xb.len()];
+        block_exp(xb, cols, &mut m, e);
+        for ((row, er), &mr) in xb.chunks_exact_mut(cols).zip(e.chunks_exact(cols)).zip(&m) {
             let ln_s = ln(sum_all(er));
-            let at = start + r * cols;
-            for j in at..at + cols {
-                let v = x.map_or(out[j], |x| x[j]);
-                out[j] = (v - m[r]) - ln_s;
-            }
+            row.iter_mut().for_each(|v| *v = (*v - mr) - ln_s);
         }
     }
 }
@@ -109,15 +115,8 @@ crate::multiversion! {
             return;
         }
         if cols < NARROW {
-            let mut m = [0.0f32; BLOCK];
-            for (ob, xb) in out.chunks_mut(BLOCK * cols).zip(x.chunks(BLOCK * cols)) {
-                block_exp(xb, cols, &mut m, ob);
-                for orow in ob.chunks_exact_mut(cols) {
-                    let inv = 1.0 / sum_all(orow);
-                    orow.iter_mut().for_each(|o| *o *= inv);
-                }
-            }
-            return;
+            out.copy_from_slice(x);
+            return softmax_narrow(out, cols);
         }
         for (orow, row) in out.chunks_exact_mut(cols).zip(x.chunks_exact(cols)) {
             let m = shift(row);
@@ -138,18 +137,7 @@ crate::multiversion! {
             return;
         }
         if cols < NARROW {
-            for xb in x.chunks_mut(BLOCK * cols) {
-                for row in xb.chunks_exact_mut(cols) {
-                    let m = shift(row);
-                    row.iter_mut().for_each(|v| *v -= m);
-                }
-                xb.iter_mut().for_each(|v| *v = exp(*v));
-                for row in xb.chunks_exact_mut(cols) {
-                    let inv = 1.0 / sum_all(row);
-                    row.iter_mut().for_each(|v| *v *= inv);
-                }
-            }
-            return;
+            return softmax_narrow(x, cols);
         }
         for row in x.chunks_exact_mut(cols) {
             let m = shift(row);
@@ -169,7 +157,8 @@ crate::multiversion! {
             return;
         }
         if cols < NARROW {
-            return log_softmax_narrow(Some(x), cols, out);
+            out.copy_from_slice(x);
+            return log_softmax_narrow(out, cols);
         }
         for (orow, row) in out.chunks_exact_mut(cols).zip(x.chunks_exact(cols)) {
             // (x - m) - ln s rather than x - (m + ln s): x - m is exact for the entries near the
@@ -190,7 +179,7 @@ crate::multiversion! {
             return;
         }
         if cols < NARROW {
-            return log_softmax_narrow(None, cols, x);
+            return log_softmax_narrow(x, cols);
         }
         for row in x.chunks_exact_mut(cols) {
             let (m, ln_s) = lse_parts(row);
